@@ -1,0 +1,64 @@
+"""FLamby's non-federated reference points: "Pooled" (all training data in one place) and
+"Local i" (institution i alone), each scored on every institution's test set."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from fedledger.errors import ConfigError
+from fedledger.learning.data import ClientData, standardize
+from fedledger.learning.models import build_model
+from fedledger.learning.training import TrainConfig, evaluate, train_local
+
+SCORES = ("accuracy", "f1", "loss", "auc")
+
+
+def train_pooled(clients: list[ClientData], cfg: TrainConfig, model_name: str, *, seed: int,
+                 hidden: Sequence[int] = (32,)) -> dict[str, Any]:
+    """Train one model on all institutions' training rows put together; score it on each test set.
+
+    As in FLamby's Pooled baseline, the pooled training rows are standardized with the statistics
+    of all of them together (what one central data holder would do) while each test set keeps its
+    institution's own scaling. That needs every client's feature_mean/feature_std; when some
+    client lacks them, the rows are pooled as they are.
+    """
+    if not clients:
+        raise ConfigError("train_pooled needs at least one client")
+    if all(c.feature_mean is not None for c in clients):
+        raw = np.concatenate([c.x_train.astype(np.float64) * c.feature_std + c.feature_mean for c in clients])
+        mean, std = standardize(raw)
+        x_train = ((raw - mean) / std).astype(np.float32)
+    else:
+        x_train = np.concatenate([c.x_train for c in clients])
+    # The pooled test set is never scored: the baseline reports per-institution figures.
+    pooled = ClientData("pooled", x_train, np.concatenate([c.y_train for c in clients]),
+                        np.empty((0, x_train.shape[1]), np.float32), np.empty(0, np.float32))
+    return _train_and_score(pooled, clients, cfg, model_name, seed, hidden)
+
+
+def train_local_baseline(clients: list[ClientData], index: int, cfg: TrainConfig, model_name: str, *,
+                         seed: int, hidden: Sequence[int] = (32,)) -> dict[str, Any]:
+    """Train on institution `index` alone and score the model on every institution's test set."""
+    if not 0 <= index < len(clients):
+        raise ConfigError(f"index must be between 0 and {len(clients) - 1}, got {index}")
+    return _train_and_score(clients[index], clients, cfg, model_name, seed, hidden)
+
+
+def _train_and_score(train_on: ClientData, clients: list[ClientData], cfg: TrainConfig, model_name: str,
+                     seed: int, hidden: Sequence[int]) -> dict[str, Any]:
+    model = build_model(model_name, train_on.num_features, hidden=hidden, seed=seed)
+    train_local(model, train_on, cfg, seed=seed)
+    return client_average({c.name: evaluate(model, c.x_test, c.y_test) for c in clients})
+
+
+def client_average(per_client: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """FLamby's client average: each institution's score counts once, whatever its size.
+
+    A score missing for some institution (auc on a one-class test set) is left out of the average.
+    """
+    average = {key: float(np.mean([m[key] for m in per_client.values()]))
+               for key in SCORES if all(key in m for m in per_client.values())}
+    return {"per_client": per_client, "client_average": average}

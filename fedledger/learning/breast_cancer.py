@@ -1,0 +1,72 @@
+"""Breast Cancer Wisconsin (Diagnostic), split across hospitals with a seeded Dirichlet label skew.
+
+The data ships inside scikit-learn (569 rows, 30 features), so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.datasets import load_breast_cancer as _sklearn_breast_cancer
+
+from fedledger.errors import ConfigError
+from fedledger.learning.data import ClientData, make_client
+
+MIN_ROWS = 10          # per hospital, so that its test set is not a handful of rows
+MIN_PER_CLASS = 3      # per hospital and class: more than 2 lets the split stratify, so both
+                       # classes reach the training side
+
+
+def load_breast_cancer(num_clients: int, alpha: float, seed: int, test_fraction: float = 0.3) -> list[ClientData]:
+    """num_clients hospitals named hospital_0.., each with its own stratified train/test split and
+    its own standardization. Smaller alpha means more skewed label mixes; the same seed always
+    gives the same split."""
+    if num_clients < 2:
+        raise ConfigError(f"num_clients must be at least 2, got {num_clients}")
+    if not alpha > 0:
+        raise ConfigError(f"alpha must be positive, got {alpha}")
+    if not 0.0 < test_fraction < 1.0:
+        raise ConfigError(f"test_fraction must be between 0 and 1, got {test_fraction}")
+    if seed < 0:
+        raise ConfigError(f"seed must be zero or positive, got {seed}")
+    x, y = _sklearn_breast_cancer(return_X_y=True)
+    parts = dirichlet_partition(y, num_clients, alpha, seed)
+    return [make_client(f"hospital_{i}", x[rows], y[rows].astype(np.float32), test_fraction, seed)
+            for i, rows in enumerate(parts)]
+
+
+def dirichlet_partition(y: np.ndarray, num_clients: int, alpha: float, seed: int) -> list[np.ndarray]:
+    """Row indices per client: each class is shared out in Dirichlet(alpha) proportions.
+
+    Draws that leave a client below MIN_PER_CLASS rows of a class or MIN_ROWS rows in all are
+    repaired, not redrawn: redrawing may never succeed for small alpha. The repair moves single
+    rows from the biggest holders to the clients short of rows, so it is deterministic and keeps
+    most of the skew.
+    """
+    classes = np.unique(y)
+    if any(np.sum(y == k) < num_clients * MIN_PER_CLASS for k in classes) or len(y) < num_clients * MIN_ROWS:
+        raise ConfigError(f"num_clients={num_clients} is too many for {len(y)} rows: each client needs "
+                          f"{MIN_ROWS} rows and {MIN_PER_CLASS} of each class")
+    rng = np.random.default_rng(seed)
+    # held[k][c]: rows of class k that client c holds.
+    held = []
+    for k in classes:
+        rows = rng.permutation(np.flatnonzero(y == k))
+        cuts = (np.cumsum(rng.dirichlet(np.full(num_clients, alpha)))[:-1] * len(rows)).astype(int)
+        held.append([list(part) for part in np.split(rows, cuts)])
+    for per_client in held:
+        for c in range(num_clients):
+            while len(per_client[c]) < MIN_PER_CLASS:
+                # The largest holder has more than MIN_PER_CLASS: the class has enough rows for all.
+                donor = max((d for d in range(num_clients) if d != c), key=lambda d: len(per_client[d]))
+                per_client[c].append(per_client[donor].pop())
+    totals = [sum(len(per_client[c]) for per_client in held) for c in range(num_clients)]
+    while min(totals) < MIN_ROWS:
+        # The largest client then holds more than MIN_ROWS rows and (with two classes, as here) its
+        # largest class more than MIN_PER_CLASS, so giving one row away breaks neither minimum.
+        needy, donor = int(np.argmin(totals)), int(np.argmax(totals))
+        per_client = max(held, key=lambda pc: len(pc[donor]))
+        per_client[needy].append(per_client[donor].pop())
+        totals[needy] += 1
+        totals[donor] -= 1
+    return [np.sort(np.concatenate([per_client[c] for per_client in held])).astype(int)
+            for c in range(num_clients)]

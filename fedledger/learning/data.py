@@ -1,0 +1,95 @@
+"""One institution's preprocessed data, and the split and scaling every loader applies to it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from fedledger.errors import DataError
+
+
+@dataclass(frozen=True)
+class ClientData:
+    """One institution's local data, ready to train on.
+
+    Features are float32 of shape (n, d), already standardized; labels are float32 of shape (n,)
+    holding 0.0 or 1.0. `feature_mean` and `feature_std`, shape (d,), when given, are what the
+    raw features were standardized with (x = (raw - mean) / std): what a site needs to score new
+    records, and what the pooled baseline needs to rescale rows as FLamby does.
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    feature_mean: np.ndarray | None = None
+    feature_std: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        # Nodes hand these arrays straight to torch; catching a bad shape here names the client
+        # instead of failing deep inside a training step.
+        for part, x, y in (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):
+            if x.dtype != np.float32 or y.dtype != np.float32:
+                raise DataError(f"client {self.name!r}: {part} arrays must be float32, "
+                                f"got x {x.dtype} and y {y.dtype}")
+            if x.ndim != 2 or y.ndim != 1 or len(x) != len(y):
+                raise DataError(f"client {self.name!r}: {part} needs x of shape (n, d) and y of shape (n,), "
+                                f"got {x.shape} and {y.shape}")
+        if self.x_test.shape[1] != self.x_train.shape[1]:
+            raise DataError(f"client {self.name!r}: test has {self.x_test.shape[1]} features, "
+                            f"train has {self.x_train.shape[1]}")
+        stats = (self.feature_mean, self.feature_std)
+        if any(s is not None for s in stats) and any(s is None or s.shape != (self.num_features,) for s in stats):
+            raise DataError(f"client {self.name!r}: feature_mean and feature_std must both be given, "
+                            f"each of shape ({self.num_features},)")
+
+    @property
+    def num_train(self) -> int:
+        return len(self.y_train)
+
+    @property
+    def num_features(self) -> int:
+        return self.x_train.shape[1]
+
+
+def split_indices(y: np.ndarray, test_fraction: float, seed: int, *, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffled train/test row indices, stratified on y when every class has more than 2 rows.
+
+    This is FLamby's rule for Fed-Heart-Disease; with 2 rows or fewer in a class a stratified
+    split is impossible or leaves that class out of one side anyway. Stratifying also needs a
+    row of each class on each side, so tiny sets fall back to a plain shuffle.
+    """
+    n = len(y)
+    n_test = int(np.ceil(test_fraction * n))   # scikit-learn rounds the test side up
+    if n_test < 1 or n - n_test < 2:
+        raise DataError(f"{where}: {n} rows are too few to split with test fraction {test_fraction}")
+    levels, counts = np.unique(y, return_counts=True)
+    stratifiable = len(levels) > 1 and counts.min() > 2 and min(n_test, n - n_test) >= len(levels)
+    stratify = y if stratifiable else None
+    # scikit-learn takes 32-bit seeds; study seeds may be wider.
+    train, test = train_test_split(np.arange(n), test_size=test_fraction, random_state=seed % 2**32,
+                                   shuffle=True, stratify=stratify)
+    return np.sort(train), np.sort(test)
+
+
+def standardize(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sample standard deviation of each training column, to z-score with.
+
+    A constant training column keeps a scale of 1 (only centred): dividing by zero would turn any
+    test value off that constant into inf.
+    """
+    mean = x_train.mean(axis=0, dtype=np.float64)
+    std = x_train.std(axis=0, ddof=1, dtype=np.float64)
+    std[std == 0] = 1.0
+    return mean, std
+
+
+def make_client(name: str, x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> ClientData:
+    """Split one institution's rows, standardize with its own training statistics, wrap them."""
+    train, test = split_indices(y, test_fraction, seed, where=name)
+    mean, std = standardize(x[train])
+    return ClientData(name, ((x[train] - mean) / std).astype(np.float32), y[train].astype(np.float32),
+                      ((x[test] - mean) / std).astype(np.float32), y[test].astype(np.float32), mean, std)

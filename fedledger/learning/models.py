@@ -1,0 +1,74 @@
+"""Binary classifiers, and their parameters as one flat float32 vector.
+
+The federated core (aggregation, privacy, verification) only ever sees flat vectors, so the
+vector layout must be fixed: parameters in `named_parameters()` order, each flattened row-major.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from fedledger.errors import ConfigError
+
+MODELS = ("logreg", "mlp")
+
+
+class BinaryClassifier(nn.Module):
+    """A network ending in one unit; forward returns P(y = 1) of shape (n,)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(x)).squeeze(-1)
+
+
+def build_model(name: str, num_features: int, *, hidden: Sequence[int] = (32,), seed: int) -> BinaryClassifier:
+    """A freshly initialized model; the same (name, sizes, seed) always gives the same parameters.
+
+    "logreg" is one linear layer (num_features to 1), "mlp" is Linear/ReLU layers of the `hidden`
+    widths then a linear layer to 1; both end in a sigmoid and output probabilities of shape (n,).
+    Layers get torch's default initialization drawn right after torch.manual_seed(seed), as in
+    FLamby, so "logreg" for seed s starts where FLamby's Fed-Heart-Disease model for seed s does.
+    The global torch RNG is left as it was.
+    """
+    if name not in MODELS:
+        raise ConfigError(f"model name must be one of {', '.join(MODELS)}, got {name!r}")
+    if num_features < 1:
+        raise ConfigError(f"num_features must be at least 1, got {num_features}")
+    if name == "mlp" and (not hidden or any(w < 1 for w in hidden)):
+        raise ConfigError(f"hidden must list one or more positive layer widths, got {list(hidden)}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if name == "logreg":
+            return BinaryClassifier(nn.Linear(num_features, 1))
+        widths = [num_features, *hidden]
+        layers: list[nn.Module] = []
+        for fan_in, fan_out in zip(widths, widths[1:]):
+            layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
+        return BinaryClassifier(nn.Sequential(*layers, nn.Linear(widths[-1], 1)))
+
+
+def get_flat_params(model: nn.Module) -> np.ndarray:
+    """All parameters as one new float32 vector, in named_parameters() order."""
+    with torch.no_grad():
+        return torch.cat([p.reshape(-1) for p in model.parameters()]).to(torch.float32).numpy().copy()
+
+
+def set_flat_params(model: nn.Module, flat: np.ndarray) -> None:
+    """Load a vector made by get_flat_params (for the same architecture) into the model in place."""
+    flat = np.asarray(flat)
+    expected = sum(p.numel() for p in model.parameters())
+    if flat.ndim != 1 or flat.size != expected:
+        raise ValueError(f"parameter vector has shape {flat.shape}, the model needs ({expected},)")
+    source = torch.from_numpy(flat.astype(np.float32, copy=False))
+    offset = 0
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(source[offset:offset + p.numel()].view_as(p))
+            offset += p.numel()
