@@ -1,0 +1,212 @@
+"""Study configuration: TOML in, validated frozen dataclasses out.
+
+Every mistake is reported as a ConfigError that names the key (``[training].lr``) and says what is
+allowed, because a researcher editing a config file should never have to read a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedledger.errors import ConfigError
+
+ARCHITECTURES = ("loosely",)
+DATASETS = ("fed_heart_disease", "breast_cancer", "csv")
+MODELS = ("logreg", "mlp")
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class StudySection:
+    name: str = "study"
+    seed: int = 42
+    rounds: int = 15
+    architecture: str = "loosely"
+    output_dir: str = "runs"
+
+
+@dataclass(frozen=True)
+class DataSection:
+    dataset: str = "fed_heart_disease"
+    # breast_cancer: how many hospitals and how skewed (Dirichlet alpha) the split is
+    num_clients: int = 5
+    alpha: float = 0.5
+    test_fraction: float = 0.3
+    # csv: one file per institution, {name = "path"}, paths relative to the config file
+    clients: dict[str, str] = field(default_factory=dict)
+    label: str = ""
+    features: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    name: str = "logreg"
+    hidden: list[int] = field(default_factory=lambda: [32])
+
+
+@dataclass(frozen=True)
+class TrainingSection:
+    optimizer: str = "sgd"
+    lr: float = 1e-3
+    batch_size: int = 4
+    local_steps: int = 100
+
+
+@dataclass(frozen=True)
+class AggregationSection:
+    strategy: str = "fedavg"
+    # Hyperparameters of the strategy (server_lr, beta1, beta2, tau, mu); checked by make_strategy.
+    params: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChainSection:
+    # false runs the same study without any ledger writes (to measure the ledger's overhead)
+    enabled: bool = True
+    # empty: the embedded in-process EVM, persisted in the run directory
+    rpc_url: str = ""
+    # environment variable holding a funded private key for a JSON-RPC node (empty: use the
+    # node's hardhat_setBalance / anvil_setBalance dev method)
+    funder_key_env: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    study: StudySection = field(default_factory=StudySection)
+    data: DataSection = field(default_factory=DataSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    training: TrainingSection = field(default_factory=TrainingSection)
+    aggregation: AggregationSection = field(default_factory=AggregationSection)
+    chain: ChainSection = field(default_factory=ChainSection)
+    # directory that relative paths in the config are resolved against
+    base_dir: str = "."
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved configuration as plain data (written to the run directory)."""
+        return {f.name: dataclasses.asdict(getattr(self, f.name))
+                for f in dataclasses.fields(self) if f.name != "base_dir"}
+
+    def resolve_path(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a study configuration file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return config_from_dict(raw, base_dir=path.parent.resolve())
+
+
+def config_from_dict(raw: dict[str, Any], base_dir: str | Path = ".") -> Config:
+    """Validate a configuration given as nested tables (as TOML produces)."""
+    sections = {f.name: f for f in dataclasses.fields(Config) if f.name != "base_dir"}
+    unknown = sorted(set(raw) - set(sections))
+    if unknown:
+        raise ConfigError(f"unknown section [{unknown[0]}]; allowed: {', '.join(sections)}")
+    built = {}
+    for name, f in sections.items():
+        table = raw.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{name}] must be a table of keys, got {_type_name(table)}")
+        built[name] = _build_section(name, f.default_factory, table)  # type: ignore[arg-type]
+    config = Config(**built, base_dir=str(base_dir))
+    _check_values(config)
+    return config
+
+
+def _build_section(section: str, cls: type, table: dict[str, Any]) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in table.items():
+        if key not in fields:
+            raise ConfigError(f"unknown key [{section}].{key}; allowed: {', '.join(fields)}")
+        values[key] = _coerce(f"[{section}].{key}", hints[key], value)
+    return cls(**values)
+
+
+def _coerce(where: str, hint: Any, value: Any) -> Any:
+    """Check a TOML value against a field's type; ints are accepted where floats are."""
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list, got {_type_name(value)}")
+        return [_coerce(f"{where}[{i}]", item, v) for i, v in enumerate(value)]
+    if origin is dict:
+        _, item = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table, got {_type_name(value)}")
+        return {k: _coerce(f"{where}.{k}", item, v) for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError(f"unsupported config type {hint}")  # a programming error, not user input
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, bool) or not isinstance(value, hint):
+        raise ConfigError(f"{where} must be {_hint_name(hint)}, got {_type_name(value)} {value!r}")
+    return value
+
+
+def _check_values(c: Config) -> None:
+    _one_of("[study].architecture", c.study.architecture, ARCHITECTURES)
+    _one_of("[data].dataset", c.data.dataset, DATASETS)
+    _one_of("[model].name", c.model.name, MODELS)
+    _one_of("[training].optimizer", c.training.optimizer, OPTIMIZERS)
+    _positive("[study].rounds", c.study.rounds)
+    _positive("[training].batch_size", c.training.batch_size)
+    _positive("[training].local_steps", c.training.local_steps)
+    _positive("[training].lr", c.training.lr)
+    _positive("[data].alpha", c.data.alpha)
+    if c.study.seed < 0:
+        raise ConfigError(f"[study].seed must be a non-negative integer, got {c.study.seed}")
+    if not c.study.name.strip() or any(ch in c.study.name for ch in "/\\"):
+        raise ConfigError(f"[study].name must be a non-empty name without slashes, got {c.study.name!r}")
+    if not 0.0 < c.data.test_fraction < 1.0:
+        raise ConfigError(f"[data].test_fraction must be between 0 and 1, got {c.data.test_fraction}")
+    if c.data.num_clients < 2:
+        raise ConfigError(f"[data].num_clients must be at least 2, got {c.data.num_clients}")
+    for width in c.model.hidden:
+        _positive("[model].hidden", width)
+    if c.data.dataset == "csv":
+        if len(c.data.clients) < 2:
+            raise ConfigError("[data].clients must name at least two institutions' CSV files "
+                              "for dataset = \"csv\", e.g. clients = { a = \"a.csv\", b = \"b.csv\" }")
+        if not c.data.label:
+            raise ConfigError("[data].label must name the label column for dataset = \"csv\"")
+    if c.chain.rpc_url and not c.chain.rpc_url.startswith(("http://", "https://")):
+        raise ConfigError(f"[chain].rpc_url must be an http:// or https:// URL, got {c.chain.rpc_url!r}")
+
+
+def _one_of(where: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{where} is {value!r}; allowed: {', '.join(allowed)}")
+
+
+def _positive(where: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{where} must be positive, got {value}")
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def _hint_name(hint: Any) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
