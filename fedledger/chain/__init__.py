@@ -1,0 +1,18 @@
+"""The chain: FedLedger's contracts on an EVM, in process (embedded) or over JSON-RPC.
+
+Digests are lowercase 64-character hex strings (no 0x); addresses are checksum strings.
+Every transaction is signed locally; nodes never hold keys.
+"""
+
+from fedledger.chain.backend import ChainBackend
+from fedledger.chain.consortium import Consortium
+from fedledger.chain.embedded import EmbeddedChain
+from fedledger.chain.ledger import StudyLedger
+from fedledger.chain.records import Member, Role, RoundRecord, TxStats
+from fedledger.chain.reopen import open_chain
+from fedledger.chain.rpc import RpcChain
+
+__all__ = [
+    "ChainBackend", "Consortium", "EmbeddedChain", "Member", "Role", "RoundRecord", "RpcChain",
+    "StudyLedger", "TxStats", "open_chain",
+]

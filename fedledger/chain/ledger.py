@@ -1,0 +1,80 @@
+"""`StudyLedger`: typed access to StudyLedger.vy, the loosely-coupled round anchor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.types import TxReceipt
+
+from fedledger.chain.backend import ChainBackend
+from fedledger.chain.consortium import Consortium
+from fedledger.chain.records import RoundRecord, address_order, bytes32_to_digest, digest_to_bytes32
+
+
+class StudyLedger:
+    """One study's ledger at `address`: its configuration and every anchored round."""
+
+    def __init__(self, backend: ChainBackend, address: str) -> None:
+        self.backend = backend
+        self.contract = backend.contract("StudyLedger", address)
+        self.address: str = self.contract.address
+
+    @classmethod
+    def deploy(cls, backend: ChainBackend, deployer: LocalAccount, consortium: Consortium) -> StudyLedger:
+        """A new study whose members and coordinators are those of `consortium`."""
+        return cls(backend, backend.deploy(deployer, "StudyLedger", consortium.address))
+
+    def start_study(self, coordinator: LocalAccount, config_digest: str, initial_model: str) -> TxReceipt:
+        """Fix the study's configuration and initial model; `coordinator` becomes its coordinator."""
+        return self.backend.transact(coordinator, self.contract.functions.start_study(
+            digest_to_bytes32(config_digest), digest_to_bytes32(initial_model)))
+
+    def anchor_round(self, coordinator: LocalAccount, record: RoundRecord) -> TxReceipt:
+        """Anchor `record`; its participants are sent in the address order the contract requires."""
+        participants = sorted((Web3.to_checksum_address(p) for p in record.participants), key=address_order)
+        return self.backend.transact(coordinator, self.contract.functions.anchor_round(
+            record.round, digest_to_bytes32(record.parent_model), digest_to_bytes32(record.model),
+            digest_to_bytes32(record.updates_root), participants, digest_to_bytes32(record.metrics_digest),
+            digest_to_bytes32(record.manifest_digest)))
+
+    def round_count(self) -> int:
+        return self.backend.call(self.contract.functions.round_count())
+
+    def get_round(self, n: int) -> RoundRecord:
+        """The stored record of round `n` (1-based); TransactionReverted if there is none."""
+        stored = self.backend.call(self.contract.functions.get_round(n))
+        return _record(n, dict(zip(("parent_model", "model", "updates_root", "participants",
+                                    "metrics_digest", "manifest_digest"), stored, strict=True)))
+
+    def config_digest(self) -> str:
+        return bytes32_to_digest(self.backend.call(self.contract.functions.config_digest()))
+
+    def initial_model(self) -> str:
+        return bytes32_to_digest(self.backend.call(self.contract.functions.initial_model()))
+
+    def latest_model(self) -> str:
+        return bytes32_to_digest(self.backend.call(self.contract.functions.latest_model()))
+
+    def coordinator(self) -> str:
+        """The study's coordinator; the zero address before the study starts."""
+        return self.backend.call(self.contract.functions.coordinator())
+
+    def anchored_rounds(self) -> list[tuple[RoundRecord, int]]:
+        """(record, block number) of every RoundAnchored event, in chain order."""
+        logs = self.contract.events.RoundAnchored.get_logs(from_block=0, to_block="latest")
+        ordered = sorted(logs, key=lambda log: (log["blockNumber"], log["logIndex"]))
+        return [(_record(log["args"]["round_number"], log["args"]), log["blockNumber"]) for log in ordered]
+
+
+def _record(n: int, fields: Any) -> RoundRecord:
+    return RoundRecord(
+        round=n,
+        parent_model=bytes32_to_digest(fields["parent_model"]),
+        model=bytes32_to_digest(fields["model"]),
+        updates_root=bytes32_to_digest(fields["updates_root"]),
+        participants=tuple(Web3.to_checksum_address(p) for p in fields["participants"]),
+        metrics_digest=bytes32_to_digest(fields["metrics_digest"]),
+        manifest_digest=bytes32_to_digest(fields["manifest_digest"]),
+    )

@@ -1,0 +1,64 @@
+"""Plain values exchanged with the contracts, and the digest conversions at the boundary.
+
+Python code speaks in lowercase 64-character hex digests (sha-256 of an artifact); the
+contracts store bytes32. Only this module converts between the two.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+class Role(enum.IntFlag):
+    """Consortium roles; bit values are the ones Consortium.vy uses."""
+    INSTITUTION = 1   # may submit updates and appear as a round participant
+    COORDINATOR = 2   # may start a study and anchor its rounds
+    AUDITOR = 4
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """One anchored round, as stored by StudyLedger.anchor_round."""
+    round: int
+    parent_model: str
+    model: str
+    updates_root: str
+    participants: tuple[str, ...]
+    metrics_digest: str
+    manifest_digest: str
+
+
+@dataclass(frozen=True)
+class Member:
+    address: str
+    name: str
+    roles: Role
+    active: bool
+
+
+@dataclass
+class TxStats:
+    """Totals over every transaction one backend sent (deployments and funding included)."""
+    transactions: int = 0
+    gas_used: int = 0
+    calldata_bytes: int = 0
+
+
+def digest_to_bytes32(digest: str) -> bytes:
+    """'ab12...' (64 lowercase hex characters, no 0x) -> 32 bytes."""
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+        raise ValueError(f"a digest must be 64 lowercase hex characters without 0x, got {digest!r}")
+    return bytes.fromhex(digest)
+
+
+def bytes32_to_digest(value: bytes) -> str:
+    return bytes(value).hex()
+
+
+def address_order(address: str) -> int:
+    """The order StudyLedger requires for participants: by numeric address value."""
+    return int(address, 16)

@@ -1,0 +1,61 @@
+"""Fixtures for the chain tests: real contracts on a real (embedded) EVM, no mocks."""
+
+import hashlib
+from dataclasses import dataclass
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from fedledger.chain import ChainBackend, Consortium, EmbeddedChain, Role, RoundRecord, StudyLedger
+
+FUNDS = 10 * 10**18
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class Study:
+    backend: ChainBackend
+    admin: LocalAccount
+    coordinator: LocalAccount
+    institutions: list[LocalAccount]
+    outsider: LocalAccount
+    consortium: Consortium
+    ledger: StudyLedger
+
+    def record(self, round: int, parent: str, participants=None) -> RoundRecord:
+        """A well-formed record for `round` whose model digest is derived from the round number."""
+        people = [i.address for i in self.institutions] if participants is None else participants
+        return RoundRecord(round=round, parent_model=parent, model=digest(f"model {round}"),
+                           updates_root=digest(f"root {round}"), participants=tuple(people),
+                           metrics_digest=digest(f"metrics {round}"), manifest_digest=digest(f"manifest {round}"))
+
+
+def set_up_study(backend: ChainBackend, *, start: bool = True, institutions: int = 4) -> Study:
+    """Fund fresh accounts, deploy a consortium (1 coordinator, N institutions) and a study ledger."""
+    admin, coordinator, outsider = Account.create(), Account.create(), Account.create()
+    members = [Account.create() for _ in range(institutions)]
+    backend.fund([a.address for a in (admin, coordinator, outsider, *members)], FUNDS)
+    consortium = Consortium.deploy(backend, admin)
+    consortium.add_member(admin, coordinator.address, "coordinator", Role.COORDINATOR)
+    for index, member in enumerate(members):
+        consortium.add_member(admin, member.address, f"hospital {index}", Role.INSTITUTION)
+    ledger = StudyLedger.deploy(backend, admin, consortium)
+    if start:
+        ledger.start_study(coordinator, digest("config"), digest("model 0"))
+    return Study(backend, admin, coordinator, members, outsider, consortium, ledger)
+
+
+@pytest.fixture
+def embedded():
+    chain = EmbeddedChain.create(None)
+    yield chain
+    chain.close()
+
+
+@pytest.fixture
+def study(embedded) -> Study:
+    return set_up_study(embedded)
