@@ -94,7 +94,7 @@ class Config:
 
     def resolve_path(self, path: str) -> Path:
         p = Path(path).expanduser()
-        return p if p.is_absolute() else Path(self.base_dir) / p
+        return (p if p.is_absolute() else Path(self.base_dir) / p).resolve()
 
 
 def load_config(path: str | Path) -> Config:

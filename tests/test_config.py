@@ -14,7 +14,7 @@ def test_example_config_loads_with_paths_relative_to_the_file():
     cfg = load_config(EXAMPLES / "fed_heart_disease.toml")
     assert cfg.data.dataset == "fed_heart_disease"
     assert cfg.study.rounds == 15
-    assert cfg.resolve_path(cfg.study.output_dir) == EXAMPLES / "../runs"
+    assert cfg.resolve_path(cfg.study.output_dir) == EXAMPLES.parent / "runs"
     assert cfg.to_dict()["aggregation"]["strategy"] == "fedadagrad"
 
 

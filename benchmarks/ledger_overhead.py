@@ -1,0 +1,67 @@
+"""What the ledger costs: the same study with the chain and with ledger writes switched off.
+
+Runs alternate (on, off, on, off, ...) in one process so both see the same machine state; the
+ratio of median wall times is the overhead. Also reports transactions, gas and calldata per round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _report import write_section  # noqa: E402
+
+from fedledger.config import load_config  # noqa: E402
+from fedledger.report import format_table  # noqa: E402
+from fedledger.simulation import run_study  # noqa: E402
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "fed_heart_disease.toml"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    base = load_config(EXAMPLE)
+    walls: dict[bool, list[float]] = {True: [], False: []}
+    on_result = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.repeats):
+            for enabled in (True, False):
+                cfg = dataclasses.replace(base, chain=dataclasses.replace(base.chain, enabled=enabled))
+                result = run_study(cfg, run_dir=Path(tmp) / f"{enabled}-{i}", progress=False)
+                walls[enabled].append(result.wall_seconds)
+                if enabled:
+                    on_result = result
+            print(f"repeat {i}: ledger on {walls[True][-1]:.2f} s, off {walls[False][-1]:.2f} s", flush=True)
+        results = json.loads((on_result.run_dir / "results.json").read_text())
+    on, off = statistics.median(walls[True]), statistics.median(walls[False])
+    rounds = on_result.rounds
+    per_round_tx = statistics.mean(r["transactions"] for r in rounds)
+    per_round_gas = statistics.mean(r["gas"] for r in rounds)
+    table = format_table(["measure", "value"], [
+        ["median wall time, ledger on (s)", on],
+        ["median wall time, ledger off (s)", off],
+        ["ratio on / off", on / off],
+        ["transactions per round", per_round_tx],
+        ["gas per round", per_round_gas],
+        ["setup transactions (fund, deploy, enrol, start)", results["setup_chain"]["transactions"]],
+        ["setup gas", results["setup_chain"]["gas_used"]],
+        ["rounds", len(rounds)],
+    ])
+    print(table)
+    body = (f"Study: examples/fed_heart_disease.toml (4 hospitals, {len(rounds)} rounds, loosely coupled, embedded "
+            f"EVM persisted to disk), {args.repeats} repeats each, alternating. Wall time covers the whole study "
+            f"(data loading, chain setup, training, anchoring, run directory).\n\n{table}")
+    write_section("ledger-overhead", "Ledger overhead (loosely coupled)", body)
+
+
+if __name__ == "__main__":
+    main()

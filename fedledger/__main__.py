@@ -1,0 +1,5 @@
+import sys
+
+from fedledger.cli.main import main
+
+sys.exit(main())

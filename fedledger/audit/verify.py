@@ -1,0 +1,140 @@
+"""`verify_run`: re-check a run holding only its chain and its artifact store.
+
+The run directory's run.json only says where to look (which chain, which contracts). Every fact
+is taken from the chain (round records, membership history, the study's config digest) and from
+content-addressed artifacts re-hashed on read; nothing the coordinator wrote elsewhere is trusted.
+The auditor never writes into the store it audits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fedledger.aggregation import make_strategy
+from fedledger.audit.report import AuditReport
+from fedledger.chain import Consortium, Role, RoundRecord, StudyLedger, open_chain
+from fedledger.crypto import UpdateCommitment, recover_signer
+from fedledger.errors import FedLedgerError
+from fedledger.protocol import MANIFEST_FORMAT, aggregate_round, updates_root
+from fedledger.simulation.rundir import RunDir
+from fedledger.store import ArtifactStore, encode_arrays, encode_params, sha256_hex
+
+
+def verify_run(run_dir: str | Path) -> AuditReport:
+    """Check every round of a run; the report lists each check and why any failed."""
+    run = RunDir(Path(run_dir))
+    report = AuditReport(str(run.path))
+    info = run.read_run_info()
+    if info.get("chain") is None:
+        report.record("study", "ledger present", False, "the run was made with the ledger switched off")
+        return report
+    try:
+        backend = open_chain(info["chain"], run.chain)
+    except FedLedgerError as exc:
+        report.record("chain", "chain reopened intact", False, str(exc))
+        return report
+    try:
+        _Auditor(report, backend, info, ArtifactStore(run.store)).verify()
+    finally:
+        backend.close()
+    return report
+
+
+class _Auditor:
+    def __init__(self, report: AuditReport, backend, info: dict[str, Any], store: ArtifactStore) -> None:
+        self.report = report
+        self.backend = backend
+        self.store = store
+        self.consortium = Consortium(backend, info["contracts"]["consortium"])
+        self.ledger = StudyLedger(backend, info["contracts"]["ledger"])
+
+    def _artifact(self, subject: str, what: str, digest: str, loader):
+        """Load an artifact, recording a failure (and returning None) if missing or corrupt."""
+        try:
+            value = loader(digest)
+        except FedLedgerError as exc:
+            self.report.record(subject, f"{what} artifact intact", False, str(exc))
+            return None
+        self.report.record(subject, f"{what} artifact intact", True)
+        return value
+
+    def verify(self) -> None:
+        config = self._artifact("study", "config", self.ledger.config_digest(), self.store.get_json)
+        self._artifact("study", "initial model", self.ledger.initial_model(), self.store.get_params)
+        strategy = None
+        if config is not None:
+            try:
+                agg = config["aggregation"]
+                strategy = make_strategy(agg["strategy"], **agg["params"])
+            except (FedLedgerError, KeyError, TypeError) as exc:
+                self.report.record("study", "strategy from config", False, str(exc))
+        anchored = self.ledger.anchored_rounds()
+        count = self.ledger.round_count()
+        self.report.rounds = count
+        self.report.record("study", "round events match contract storage", len(anchored) == count and all(
+            rec == self.ledger.get_round(i + 1) for i, (rec, _) in enumerate(anchored)),
+            f"{len(anchored)} RoundAnchored events but round_count() is {count}, or an event differs from storage")
+        parent, state = self.ledger.initial_model(), None
+        for record, block in anchored:
+            state = self._verify_round(record, block, parent, state, strategy)
+            parent = record.model
+
+    def _verify_round(self, rec: RoundRecord, block: int, parent: str, state_before: str | None, strategy
+                      ) -> str | None:
+        subject = f"round {rec.round}"
+        r = self.report
+        r.record(subject, "parent is the previous round's model", rec.parent_model == parent,
+                 f"parent {rec.parent_model} but the previous model is {parent}")
+        self._artifact(subject, "global model", rec.model, self.store.get_params)
+        self._artifact(subject, "metrics", rec.metrics_digest, self.store.get_json)
+        manifest = self._artifact(subject, "manifest", rec.manifest_digest, self.store.get_json)
+        if manifest is None:
+            return None
+        try:
+            entries = list(manifest["updates"])
+            fields_match = (manifest["format"] == MANIFEST_FORMAT and manifest["round"] == rec.round
+                            and manifest["parent_model"] == rec.parent_model and manifest["model"] == rec.model
+                            and manifest["metrics"] == rec.metrics_digest
+                            and tuple(e["institution"] for e in entries) == rec.participants)
+        except (KeyError, TypeError) as exc:
+            r.record(subject, "manifest well-formed", False, f"missing field {exc}")
+            return None
+        r.record(subject, "manifest agrees with the on-chain record", fields_match,
+                 "manifest's round, parent, model, metrics or participants differ from the record")
+        r.record(subject, "server state continues from the previous round", manifest["state_before"] == state_before,
+                 f"state_before {manifest['state_before']} but the previous round left {state_before}")
+        r.record(subject, "Merkle root of the updates", updates_root(entries) == rec.updates_root,
+                 f"updates hash to {updates_root(entries)}, the record says {rec.updates_root}")
+        intact = all([self._verify_update(subject, rec, e, block) for e in entries])
+        if strategy is not None and intact:
+            self._recompute(subject, rec, manifest, entries, strategy)
+        return manifest["state_after"]
+
+    def _verify_update(self, subject: str, rec: RoundRecord, entry: dict[str, Any], block: int) -> bool:
+        who = entry["institution"]
+        sub = f"{subject} update of {who}"
+        commitment = UpdateCommitment(chain_id=self.backend.chain_id, ledger=self.ledger.address, round=rec.round,
+                                      parent_model=rec.parent_model, update=entry["update"],
+                                      num_samples=entry["num_samples"])
+        signer = recover_signer(commitment, entry["signature"])
+        ok = self.report.record(sub, "signature by the institution", signer == who,
+                                f"signature recovers to {signer}, not {who}")
+        ok &= self.report.record(sub, "institution was a member when anchored",
+                                 self.consortium.was_member_at(who, block, Role.INSTITUTION),
+                                 f"{who} did not hold the institution role at block {block}")
+        return ok & (self._artifact(sub, "update", entry["update"], self.store.get_params) is not None)
+
+    def _recompute(self, subject: str, rec: RoundRecord, manifest: dict, entries: list, strategy) -> None:
+        try:
+            params, state = aggregate_round(self.store, strategy, rec.parent_model, entries, manifest["state_before"])
+        except FedLedgerError as exc:
+            self.report.record(subject, "aggregation recomputed", False, str(exc))
+            return
+        model = sha256_hex(encode_params(params))
+        self.report.record(subject, "aggregation recomputed", model == rec.model,
+                           f"recomputing {strategy.name} from the stored updates gives {model}, "
+                           f"the record says {rec.model}")
+        state_after = sha256_hex(encode_arrays(state)) if state else None
+        self.report.record(subject, "server state recomputed", state_after == manifest["state_after"],
+                           f"recomputed state {state_after}, the manifest says {manifest['state_after']}")

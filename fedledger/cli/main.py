@@ -1,0 +1,81 @@
+"""The `fedledger` command: a thin layer over the library.
+
+Expected failures (FedLedgerError) are printed as one line on stderr with exit status 2; an audit
+that finds a problem exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from fedledger.errors import FedLedgerError
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from fedledger.config import load_config
+    from fedledger.simulation import run_study
+
+    cfg = load_config(args.config)
+    result = run_study(cfg, run_dir=args.run_dir, progress=not args.quiet)
+    final = result.final
+    print(f"run directory: {result.run_dir}")
+    print(f"final pooled accuracy {final['pooled']['accuracy']:.4f}, "
+          f"client-average accuracy {final['client_average']['accuracy']:.4f}, "
+          f"{result.wall_seconds:.1f} s")
+    print(f"audit it with: fedledger audit verify {result.run_dir}")
+    return 0
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    from fedledger.audit import verify_run
+
+    report = verify_run(args.run)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fedledger",
+        description="Federated learning for healthcare with every round recorded on an EVM chain.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="simulate a study (one node per institution) and write a run directory",
+                              description="Simulate a study in one process: one node per institution, a "
+                                          "coordinator, the chain and the artifact store.")
+    run.add_argument("config", type=Path, help="study configuration (TOML), e.g. examples/fed_heart_disease.toml")
+    run.add_argument("--run-dir", type=Path, default=None,
+                     help="write the run here (default: [study].output_dir/NAME-N)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    run.set_defaults(handler=_cmd_run)
+
+    audit = commands.add_parser("audit", help="verify runs from the ledger and the artifact store",
+                                description="Re-check runs from the ledger and the artifact store alone.")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    verify = audit_commands.add_parser(
+        "verify", help="re-check every record, artifact, signature and aggregation of a run",
+        description="Re-check a run: artifact digests, update signatures and membership, Merkle roots, "
+                    "chain continuity, and each round's aggregation recomputed from the stored updates. "
+                    "Exit status 0 when everything holds, 1 when a check fails.")
+    verify.add_argument("run", type=Path, help="run directory written by `fedledger run`")
+    verify.set_defaults(handler=_cmd_audit_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except FedLedgerError as exc:
+        print(f"fedledger: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fedledger: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

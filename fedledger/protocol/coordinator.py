@@ -1,0 +1,120 @@
+"""The loosely-coupled coordinator: screens signed updates, aggregates, anchors one record a round.
+
+It can stall or censor, but everything it claims is anchored with digests that `audit verify`
+re-derives from the store, so it cannot falsify a round unnoticed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from eth_account.signers.local import LocalAccount
+
+from fedledger.aggregation import Strategy
+from fedledger.chain import RoundRecord, StudyLedger
+from fedledger.crypto import merkle_proof, recover_signer
+from fedledger.errors import StoreError, UpdateRejected
+from fedledger.protocol.manifest import aggregate_round, build_manifest, update_leaves
+from fedledger.protocol.messages import Rejection, RoundTask, SignedUpdate
+from fedledger.store import ArtifactStore
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    round: int
+    model: str                       # digest of the new global model
+    state: str | None                # digest of the server-optimizer state after the round
+    manifest: str                    # digest of the manifest artifact
+    record: RoundRecord              # what was (or, with the ledger off, would have been) anchored
+    accepted: tuple[SignedUpdate, ...]
+    rejected: tuple[Rejection, ...]
+    proofs: Mapping[str, list[str]]  # institution -> Merkle proof of its accepted update
+
+
+class Coordinator:
+    def __init__(self, account: LocalAccount, store: ArtifactStore, strategy: Strategy,
+                 is_institution: Callable[[str], bool], ledger: StudyLedger | None,
+                 chain_id: int, ledger_address: str, architecture: str = "loosely") -> None:
+        self.account = account
+        self.store = store
+        self.strategy = strategy
+        self.is_institution = is_institution
+        self.ledger = ledger
+        self.chain_id = chain_id
+        self.ledger_address = ledger_address
+        self.architecture = architecture
+
+    def open_round(self, round: int, global_model: str) -> RoundTask:
+        return RoundTask(round=round, global_model=global_model, chain_id=self.chain_id,
+                         ledger=self.ledger_address, client_config=self.strategy.client_config())
+
+    def screen(self, task: RoundTask, submissions: Sequence[SignedUpdate]
+               ) -> tuple[list[SignedUpdate], list[Rejection]]:
+        """Accept the submissions that are signed, from members, for this round, and decodable."""
+        accepted: list[SignedUpdate] = []
+        rejected: list[Rejection] = []
+        seen: set[str] = set()
+        expected_size = self.store.get_params(task.global_model).size
+        for sub in submissions:
+            reason = self._problem(task, sub, seen, expected_size)
+            if reason:
+                rejected.append(Rejection(sub.institution, reason))
+            else:
+                seen.add(sub.institution)
+                accepted.append(sub)
+        return accepted, rejected
+
+    def _problem(self, task: RoundTask, sub: SignedUpdate, seen: set[str], size: int) -> str | None:
+        c = sub.commitment
+        if recover_signer(c, sub.signature) != sub.institution:
+            return "signature does not match the institution's address"
+        if not self.is_institution(sub.institution):
+            return "not an active member with the institution role"
+        if sub.institution in seen:
+            return "second update in the same round"
+        if (c.round, c.parent_model, c.chain_id, c.ledger.lower()) != (
+                task.round, task.global_model, task.chain_id, task.ledger.lower()):
+            return "commitment is for another round, model or ledger (replay?)"
+        if c.num_samples <= 0:
+            return f"claims {c.num_samples} training samples"
+        try:
+            params = self.store.get_params(c.update)
+        except StoreError as exc:
+            return str(exc)
+        if params.shape != (size,):
+            return f"update has {params.size} parameters, the model has {size}"
+        if not np.isfinite(params).all():
+            return "update contains NaN or infinite values"
+        return None
+
+    def finalize(self, task: RoundTask, accepted: Sequence[SignedUpdate], rejected: Sequence[Rejection],
+                 state_before: str | None,
+                 evaluate: Callable[[str], Mapping[str, Any]]) -> RoundOutcome:
+        """Aggregate the accepted updates, store model and manifest, anchor the round record."""
+        if not accepted:
+            raise UpdateRejected(f"round {task.round}: no update was accepted "
+                                 f"({'; '.join(f'{r.institution}: {r.reason}' for r in rejected)})")
+        entries = [u.as_entry() for u in accepted]
+        params, state = aggregate_round(self.store, self.strategy, task.global_model, entries, state_before)
+        model = self.store.put_params(params)
+        state_after = self.store.put_arrays(state) if state else None
+        metrics = self.store.put_json(evaluate(model))
+        manifest = build_manifest(round=task.round, architecture=self.architecture, strategy=self.strategy,
+                                  parent_model=task.global_model, model=model, state_before=state_before,
+                                  state_after=state_after, entries=entries,
+                                  rejected=[{"institution": r.institution, "reason": r.reason} for r in rejected],
+                                  metrics=metrics)
+        manifest_digest = self.store.put_json(manifest)
+        record = RoundRecord(round=task.round, parent_model=task.global_model, model=model,
+                             updates_root=manifest["updates_root"],
+                             participants=tuple(e["institution"] for e in manifest["updates"]),
+                             metrics_digest=metrics, manifest_digest=manifest_digest)
+        if self.ledger is not None:
+            self.ledger.anchor_round(self.account, record)
+        leaves = update_leaves(manifest["updates"])
+        proofs = {e["institution"]: merkle_proof(leaves, leaf) for e, leaf in zip(manifest["updates"], leaves)}
+        return RoundOutcome(task.round, model, state_after, manifest_digest, record,
+                            tuple(accepted), tuple(rejected), proofs)

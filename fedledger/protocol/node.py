@@ -1,0 +1,76 @@
+"""An institution's node: its own key, its own data, local training and evaluation.
+
+A node shares nothing with other nodes except the artifact store (where it publishes its update
+and fetches global models by digest) and the chain (through the records it checks). Patient data
+never leaves it: only parameters and aggregate evaluation figures do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Sequence
+
+from eth_account.signers.local import LocalAccount
+
+from fedledger.crypto import UpdateCommitment, sign_commitment, verify_proof
+from fedledger.learning import ClientData, TrainConfig, build_model, evaluate, set_flat_params, train_local
+from fedledger.protocol.manifest import update_leaves
+from fedledger.protocol.messages import RoundTask, SignedUpdate
+from fedledger.store import ArtifactStore
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    num_features: int
+    hidden: tuple[int, ...] = (32,)
+
+
+def derive_seed(seed: int, *parts: object) -> int:
+    """A 63-bit seed for one (study seed, round, institution) so every node trains reproducibly."""
+    text = ":".join(str(p) for p in (seed, *parts))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
+
+
+class InstitutionNode:
+    def __init__(self, name: str, account: LocalAccount, data: ClientData, model: ModelSpec,
+                 training: TrainConfig, store: ArtifactStore, seed: int) -> None:
+        self.name = name
+        self.account = account
+        self.data = data
+        self.model_spec = model
+        self.training = training
+        self.store = store
+        self.seed = seed
+
+    @property
+    def address(self) -> str:
+        return self.account.address
+
+    def _model_from(self, digest: str):
+        model = build_model(self.model_spec.name, self.model_spec.num_features,
+                            hidden=self.model_spec.hidden, seed=self.seed)
+        set_flat_params(model, self.store.get_params(digest))
+        return model
+
+    def train(self, task: RoundTask) -> SignedUpdate:
+        """Train from the task's global model, publish the update, sign the commitment."""
+        global_params = self.store.get_params(task.global_model)
+        model = self._model_from(task.global_model)
+        cfg = dataclasses.replace(self.training, prox_mu=float(task.client_config.get("prox_mu", 0.0)))
+        params = train_local(model, self.data, cfg, seed=derive_seed(self.seed, task.round, self.name),
+                             global_params=global_params)
+        digest = self.store.put_params(params)
+        commitment = UpdateCommitment(chain_id=task.chain_id, ledger=task.ledger, round=task.round,
+                                      parent_model=task.global_model, update=digest,
+                                      num_samples=self.data.num_train)
+        return SignedUpdate(self.address, commitment, sign_commitment(self.account, commitment))
+
+    def evaluate(self, model_digest: str) -> dict[str, float]:
+        """Metrics of a global model on this institution's own test set."""
+        return evaluate(self._model_from(model_digest), self.data.x_test, self.data.y_test)
+
+    def check_inclusion(self, update: SignedUpdate, proof: Sequence[str], root: str) -> bool:
+        """Was my update counted? Checks the coordinator's Merkle proof against the anchored root."""
+        return verify_proof(update_leaves([update.as_entry()])[0], proof, root)

@@ -1,0 +1,6 @@
+"""A whole study simulated in one process: one node per institution, a coordinator, chain, store."""
+
+from fedledger.simulation.rundir import RunDir
+from fedledger.simulation.study import StudyResult, load_clients, run_study
+
+__all__ = ["RunDir", "StudyResult", "load_clients", "run_study"]

@@ -1,0 +1,67 @@
+"""Layout of a run directory: everything an auditor needs after the process has exited.
+
+    run.json        where the chain and contracts are, who the institutions are (a pointer only:
+                    the auditor checks everything it says against the chain itself)
+    config.json     the resolved configuration
+    metrics.jsonl   one line per round: the anchored metrics document
+    metrics.png     metrics per round and institution
+    results.json    final figures, transactions and gas
+    store/          the content-addressed artifact store
+    chain/          the embedded chain's persisted state (embedded backend only)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fedledger.errors import FedLedgerError
+
+RUN_FORMAT = "fedledger.run/1"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def store(self) -> Path:
+        return self.path / "store"
+
+    @property
+    def chain(self) -> Path:
+        return self.path / "chain"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    def write_json(self, name: str, data: Any) -> None:
+        (self.path / name).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    def read_run_info(self) -> dict[str, Any]:
+        path = self.path / "run.json"
+        try:
+            info = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise FedLedgerError(f"{self.path} is not a FedLedger run directory (no run.json)") from None
+        except (OSError, ValueError) as exc:
+            raise FedLedgerError(f"cannot read {path}: {exc}") from None
+        if not isinstance(info, dict) or info.get("format") != RUN_FORMAT:
+            raise FedLedgerError(f"{path} is not a {RUN_FORMAT} run description")
+        return info
+
+    @classmethod
+    def create(cls, output_dir: Path, name: str) -> "RunDir":
+        """A fresh directory output_dir/name-N (N counts up, so runs never overwrite each other)."""
+        output_dir.mkdir(parents=True, exist_ok=True)
+        n = 1
+        while True:
+            path = output_dir / f"{name}-{n}"
+            try:
+                path.mkdir()
+                return cls(path)
+            except FileExistsError:
+                n += 1

@@ -1,0 +1,179 @@
+"""Run a study from a validated config: set up the consortium on chain, run the rounds, write the run.
+
+Simulated nodes share nothing but the chain and the store, exactly as separate processes would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from tqdm import tqdm
+
+from fedledger.aggregation import make_strategy
+from fedledger.chain import Consortium, EmbeddedChain, Role, RpcChain, StudyLedger
+from fedledger.chain import ChainBackend
+from fedledger.config import Config
+from fedledger.errors import ConfigError
+from fedledger.learning import (ClientData, TrainConfig, build_model, get_flat_params, load_breast_cancer,
+                                load_csv_clients, load_fed_heart_disease)
+from fedledger.protocol import Coordinator, InstitutionNode, ModelSpec, run_loosely_round
+from fedledger.report import plot_metrics, results_table, summarize_evaluations
+from fedledger.simulation.rundir import RUN_FORMAT, RunDir
+from fedledger.store import ArtifactStore
+
+FUNDING_WEI = 10 * 10**18
+ZERO_ADDRESS = "0x" + "00" * 20
+
+
+@dataclass
+class StudyResult:
+    run_dir: Path
+    rounds: list[dict[str, Any]] = field(default_factory=list)   # one entry per round, as in metrics.jsonl
+    setup_chain: dict[str, int] = field(default_factory=dict)    # transactions and gas before round 1
+    wall_seconds: float = 0.0
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.rounds[-1]["metrics"]
+
+
+def load_clients(cfg: Config) -> list[ClientData]:
+    data = cfg.data
+    if data.dataset == "fed_heart_disease":
+        return load_fed_heart_disease()
+    if data.dataset == "breast_cancer":
+        return load_breast_cancer(data.num_clients, data.alpha, cfg.study.seed, data.test_fraction)
+    return load_csv_clients({name: cfg.resolve_path(p) for name, p in data.clients.items()},
+                            data.label, data.features or None, data.test_fraction, cfg.study.seed)
+
+
+@dataclass
+class _Chain:
+    backend: ChainBackend
+    consortium: Consortium
+    ledger: StudyLedger
+
+
+def _connect(cfg: Config, run: RunDir) -> ChainBackend:
+    if not cfg.chain.rpc_url:
+        return EmbeddedChain.create(run.chain)
+    funder_key = None
+    if cfg.chain.funder_key_env:
+        funder_key = os.environ.get(cfg.chain.funder_key_env)
+        if not funder_key:
+            raise ConfigError(f"[chain].funder_key_env names {cfg.chain.funder_key_env}, "
+                              "but that environment variable is not set")
+    return RpcChain(cfg.chain.rpc_url, funder_key=funder_key)
+
+
+def _set_up_chain(backend: ChainBackend, admin: LocalAccount, coordinator: LocalAccount,
+                  nodes: list[InstitutionNode], config_digest: str, initial_model: str) -> _Chain:
+    """Deploy the consortium and the study ledger, enrol the members, start the study."""
+    backend.fund([admin.address, coordinator.address, *(n.address for n in nodes)], FUNDING_WEI)
+    consortium = Consortium.deploy(backend, admin)
+    consortium.add_member(admin, coordinator.address, "coordinator", Role.COORDINATOR)
+    for node in nodes:
+        consortium.add_member(admin, node.address, node.name, Role.INSTITUTION)
+    ledger = StudyLedger.deploy(backend, admin, consortium)
+    ledger.start_study(coordinator, config_digest, initial_model)
+    return _Chain(backend, consortium, ledger)
+
+
+def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True) -> StudyResult:
+    """Run the configured study and write its run directory (created under [study].output_dir)."""
+    started = time.perf_counter()
+    clients = load_clients(cfg)
+    run = RunDir(run_dir) if run_dir else RunDir.create(cfg.resolve_path(cfg.study.output_dir), cfg.study.name)
+    run.path.mkdir(parents=True, exist_ok=True)
+    store = ArtifactStore(run.store)
+    strategy = make_strategy(cfg.aggregation.strategy, **cfg.aggregation.params)
+    spec = ModelSpec(cfg.model.name, clients[0].num_features, tuple(cfg.model.hidden))
+    training = TrainConfig(optimizer=cfg.training.optimizer, lr=cfg.training.lr,
+                           batch_size=cfg.training.batch_size, local_steps=cfg.training.local_steps)
+
+    admin, coordinator_key = Account.create(), Account.create()
+    nodes = [InstitutionNode(c.name, Account.create(), c, spec, training, store, cfg.study.seed) for c in clients]
+
+    initial = store.put_params(get_flat_params(build_model(spec.name, spec.num_features, hidden=spec.hidden,
+                                                           seed=cfg.study.seed)))
+    config_digest = store.put_json(cfg.to_dict())
+    run.write_json("config.json", cfg.to_dict())
+
+    chain = None
+    if cfg.chain.enabled:
+        backend = _connect(cfg, run)
+        chain = _set_up_chain(backend, admin, coordinator_key, nodes, config_digest, initial)
+    try:
+        result = StudyResult(run.path)
+        if chain:
+            result.setup_chain = _stats(chain.backend)
+        run.write_json("run.json", _run_info(cfg, chain, nodes, coordinator_key))
+        members = {n.address for n in nodes}
+        coordinator = Coordinator(
+            coordinator_key, store, strategy,
+            is_institution=(lambda a: chain.consortium.has_role(a, Role.INSTITUTION)) if chain else members.__contains__,
+            ledger=chain.ledger if chain else None,
+            chain_id=chain.backend.chain_id if chain else 0,
+            ledger_address=chain.ledger.address if chain else ZERO_ADDRESS)
+        _run_rounds(cfg, run, coordinator, nodes, initial, chain, result, progress)
+    finally:
+        if chain:
+            chain.backend.close()
+    result.wall_seconds = time.perf_counter() - started
+    plot_metrics(result.rounds, run.path / "metrics.png", f"{cfg.study.name}: {strategy.name}")
+    run.write_json("results.json", {"final": result.final, "setup_chain": result.setup_chain,
+                                    "rounds": [{k: v for k, v in r.items() if k != "metrics"} for r in result.rounds],
+                                    "wall_seconds": result.wall_seconds})
+    return result
+
+
+def _run_rounds(cfg: Config, run: RunDir, coordinator: Coordinator, nodes: list[InstitutionNode],
+                initial: str, chain: _Chain | None, result: StudyResult, progress: bool) -> None:
+    model, state = initial, None
+    bar = tqdm(range(1, cfg.study.rounds + 1), desc=cfg.study.name, unit="round", disable=not progress)
+    with run.metrics.open("w") as metrics_file:
+        for rnd in bar:
+            before, t0 = (_stats(chain.backend) if chain else {}), time.perf_counter()
+            outcome = run_loosely_round(coordinator, nodes, rnd, model, state, summarize_evaluations)
+            model, state = outcome.model, outcome.state
+            after = _stats(chain.backend) if chain else {}
+            entry = {
+                "round": rnd, "model": model, "manifest": outcome.manifest,
+                "accepted": [u.institution for u in outcome.accepted],
+                "rejected": [{"institution": r.institution, "reason": r.reason} for r in outcome.rejected],
+                "seconds": time.perf_counter() - t0,
+                "transactions": after.get("transactions", 0) - before.get("transactions", 0),
+                "gas": after.get("gas_used", 0) - before.get("gas_used", 0),
+                "metrics": coordinator.store.get_json(outcome.record.metrics_digest),
+            }
+            result.rounds.append(entry)
+            metrics_file.write(json.dumps(entry, sort_keys=True) + "\n")
+            metrics_file.flush()
+            bar.set_postfix(accuracy=f"{entry['metrics']['pooled']['accuracy']:.3f}")
+    if progress:
+        print(results_table(result.final))
+
+
+def _stats(backend: ChainBackend) -> dict[str, int]:
+    s = backend.stats
+    return {"transactions": s.transactions, "gas_used": s.gas_used, "calldata_bytes": s.calldata_bytes}
+
+
+def _run_info(cfg: Config, chain: _Chain | None, nodes: list[InstitutionNode], coordinator: LocalAccount) -> dict:
+    return {
+        "format": RUN_FORMAT,
+        "study": cfg.study.name,
+        "architecture": cfg.study.architecture,
+        "chain": chain.backend.describe() if chain else None,
+        "contracts": {"consortium": chain.consortium.address, "ledger": chain.ledger.address} if chain else None,
+        "coordinator": coordinator.address,
+        "institutions": {n.name: n.address for n in nodes},
+        "store": "store",
+    }

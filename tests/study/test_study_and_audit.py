@@ -1,0 +1,116 @@
+"""A real study on the embedded EVM, then the auditor, then every kind of tampering it must catch."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from fedledger.audit import verify_run
+from fedledger.simulation import run_study
+from fedledger.store import ArtifactStore
+
+
+
+def test_run_directory_holds_everything_an_auditor_needs(finished_run):
+    run = finished_run.run_dir
+    for name in ["run.json", "config.json", "metrics.jsonl", "metrics.png", "results.json", "store", "chain"]:
+        assert (run / name).exists(), name
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [e["round"] for e in lines] == [1, 2, 3]
+    for entry in lines:
+        assert entry["transactions"] == 1          # loosely coupled: one anchor per round
+        assert entry["gas"] > 21000
+        assert len(entry["accepted"]) == 4 and entry["rejected"] == []
+        per = entry["metrics"]["per_institution"]
+        assert set(per) == {"cleveland", "hungarian", "switzerland", "va"}
+        assert 0.0 <= entry["metrics"]["pooled"]["accuracy"] <= 1.0
+    assert (run / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_audit_of_an_untouched_run_passes(finished_run):
+    report = verify_run(finished_run.run_dir)
+    assert report.ok, report.summary()
+    assert report.rounds == 3
+    checks = {f.check for f in report.findings}
+    assert {"aggregation recomputed", "signature by the institution", "Merkle root of the updates",
+            "parent is the previous round's model", "institution was a member when anchored"} <= checks
+
+
+def test_audit_in_another_process_after_the_run_exited(finished_run):
+    proc = subprocess.run([sys.executable, "-m", "fedledger", "audit", "verify", str(finished_run.run_dir)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 failed" in proc.stdout
+
+
+def test_seeded_study_is_reproducible(finished_run, tmp_path, make_study):
+    again = run_study(make_study(tmp_path), run_dir=tmp_path / "again", progress=False)
+    assert [r["model"] for r in again.rounds] == [r["model"] for r in finished_run.rounds]
+
+
+def _blob(run, digest):
+    return run / "store" / digest[:2] / digest[2:]
+
+
+def _failures(run):
+    report = verify_run(run)
+    assert not report.ok
+    return [(f.subject, f.check, f.detail) for f in report.failures]
+
+
+def _manifest(run, round):
+    store = ArtifactStore(run / "store")
+    line = (run / "metrics.jsonl").read_text().splitlines()[round - 1]
+    return store.get_json(json.loads(line)["manifest"])
+
+
+def test_tampered_model_blob_is_caught(run_copy):
+    model = _manifest(run_copy, 2)["model"]
+    path = _blob(run_copy, model)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+    failures = _failures(run_copy)
+    assert ("round 2", "global model artifact intact") in [(s, c) for s, c, _ in failures]
+    assert any("corrupt" in d for _, _, d in failures)
+
+
+def test_substituted_update_is_caught(run_copy):
+    """An update replaced by other, perfectly valid parameters: the digest no longer matches."""
+    entry = _manifest(run_copy, 1)["updates"][0]
+    store = ArtifactStore(run_copy / "store")
+    params = store.get_params(entry["update"])
+    other = store.put_params((params + np.float32(0.5)).astype(np.float32))
+    _blob(run_copy, entry["update"]).write_bytes(_blob(run_copy, other).read_bytes())
+    failures = _failures(run_copy)
+    assert (f"round 1 update of {entry['institution']}", "update artifact intact") in [(s, c) for s, c, _ in failures]
+
+
+def test_missing_update_is_caught(run_copy):
+    entry = _manifest(run_copy, 3)["updates"][-1]
+    _blob(run_copy, entry["update"]).unlink()
+    failures = _failures(run_copy)
+    assert any(s == f"round 3 update of {entry['institution']}" and "not in the store" in d for s, _, d in failures)
+
+
+def test_rewritten_manifest_is_caught(run_copy):
+    """Editing the manifest (e.g. to claim other sample counts) breaks its digest on chain."""
+    manifest_digest = json.loads((run_copy / "metrics.jsonl").read_text().splitlines()[0])["manifest"]
+    path = _blob(run_copy, manifest_digest)
+    path.write_bytes(path.read_bytes().replace(b'"num_samples":199', b'"num_samples":999'))
+    assert ("round 1", "manifest artifact intact") in [(s, c) for s, c, _ in _failures(run_copy)]
+
+
+def test_edited_chain_history_is_caught(run_copy):
+    """Rewriting a transaction in the persisted chain (e.g. to change an anchored digest) fails the reopen."""
+    log = run_copy / "chain" / "blocks.jsonl"
+    lines = log.read_text().splitlines()
+    block = json.loads(lines[-1])                          # the last round's anchor
+    tx = block["transactions"][0]
+    block["transactions"][0] = tx[:-80] + ("0" if tx[-80] != "0" else "1") + tx[-79:]
+    lines[-1] = json.dumps(block, separators=(",", ":"))
+    log.write_text("\n".join(lines) + "\n")
+    failures = _failures(run_copy)
+    assert [s for s, _, _ in failures] == ["chain"]
+    assert "block" in failures[0][2]
