@@ -3,10 +3,10 @@
 See `fixedpoint` for the arithmetic (2**-24 grid, int64 sums, round half to even) and its bounds.
 """
 
-from fedledger.aggregation.base import ClientUpdate, Strategy
+from fedledger.aggregation.base import ClientUpdate, Strategy, update_problem
 from fedledger.aggregation.fedavg import FedAvg, FedProx
 from fedledger.aggregation.fedopt import FedAdagrad, FedAdam, FedOpt, FedYogi
 from fedledger.aggregation.registry import STRATEGIES, make_strategy
 
 __all__ = ["STRATEGIES", "ClientUpdate", "FedAdagrad", "FedAdam", "FedAvg", "FedOpt", "FedProx", "FedYogi",
-           "Strategy", "make_strategy"]
+           "Strategy", "make_strategy", "update_problem"]

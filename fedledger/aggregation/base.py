@@ -63,6 +63,15 @@ def _update_problem(update: object, size: int, seen: set[str]) -> str | None:
     return _vector_problem(update.params, size)
 
 
+def update_problem(update: ClientUpdate, size: int) -> str | None:
+    """Why the aggregation would refuse this update on its own (None if it would accept it).
+
+    Coordinators screen with this before aggregating, so one bad update is rejected with its
+    reason instead of failing the whole round.
+    """
+    return _update_problem(update, size, set())
+
+
 def check_updates(global_params: np.ndarray, updates: Sequence[ClientUpdate]) -> None:
     """Raise UpdateRejected naming the first bad input (the global model or a client)."""
     problem = _vector_problem(global_params, None)

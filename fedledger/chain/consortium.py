@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -49,6 +50,14 @@ class Consortium:
     def has_role(self, address: str, role: Role) -> bool:
         """True while `address` is an active member holding every flag in `role`."""
         return self.backend.call(self.contract.functions.has_role(Web3.to_checksum_address(address), int(role)))
+
+    def holders_of(self, addresses: Sequence[str], role: Role) -> set[str]:
+        """The addresses (of at most 128) that are active members holding every flag in `role`."""
+        addresses = [Web3.to_checksum_address(a) for a in addresses]
+        if not addresses:
+            return set()
+        flags = self.backend.call(self.contract.functions.holders_of(addresses, int(role)))
+        return {a for a, holds in zip(addresses, flags) if holds}
 
     def members(self) -> list[Member]:
         """Everyone ever admitted, in order of first admission; removed members have active=False."""

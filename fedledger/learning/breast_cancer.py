@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.datasets import load_breast_cancer as _sklearn_breast_cancer
 
 from fedledger.errors import ConfigError
-from fedledger.learning.data import ClientData, make_client
+from fedledger.learning.data import ClientData, split_indices, standardize
 
 MIN_ROWS = 10          # per hospital, so that its test set is not a handful of rows
 MIN_PER_CLASS = 3      # per hospital and class: more than 2 lets the split stratify, so both
@@ -17,9 +17,14 @@ MIN_PER_CLASS = 3      # per hospital and class: more than 2 lets the split stra
 
 
 def load_breast_cancer(num_clients: int, alpha: float, seed: int, test_fraction: float = 0.3) -> list[ClientData]:
-    """num_clients hospitals named hospital_0.., each with its own stratified train/test split and
-    its own standardization. Smaller alpha means more skewed label mixes; the same seed always
-    gives the same split."""
+    """num_clients hospitals named hospital_0.., each with its own stratified train/test split.
+    Smaller alpha means more skewed label mixes; the same seed always gives the same split.
+
+    All hospitals z-score with the statistics of all training rows together. Under label skew a
+    hospital's own statistics would centre each site on its majority class and erase the signal;
+    consortium-wide means and variances are what a federated standardization step computes from
+    each site's count, sum and sum of squares, without any row leaving its site.
+    """
     if num_clients < 2:
         raise ConfigError(f"num_clients must be at least 2, got {num_clients}")
     if not alpha > 0:
@@ -30,8 +35,12 @@ def load_breast_cancer(num_clients: int, alpha: float, seed: int, test_fraction:
         raise ConfigError(f"seed must be zero or positive, got {seed}")
     x, y = _sklearn_breast_cancer(return_X_y=True)
     parts = dirichlet_partition(y, num_clients, alpha, seed)
-    return [make_client(f"hospital_{i}", x[rows], y[rows].astype(np.float32), test_fraction, seed)
-            for i, rows in enumerate(parts)]
+    splits = [split_indices(y[rows], test_fraction, seed, where=f"hospital_{i}") for i, rows in enumerate(parts)]
+    mean, std = standardize(np.concatenate([x[rows][train] for rows, (train, _) in zip(parts, splits)]))
+    scale = lambda rows: ((x[rows] - mean) / std).astype(np.float32)  # noqa: E731
+    return [ClientData(f"hospital_{i}", scale(rows[train]), y[rows[train]].astype(np.float32),
+                       scale(rows[test]), y[rows[test]].astype(np.float32), mean, std)
+            for i, (rows, (train, test)) in enumerate(zip(parts, splits))]
 
 
 def dirichlet_partition(y: np.ndarray, num_clients: int, alpha: float, seed: int) -> list[np.ndarray]:

@@ -10,10 +10,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from eth_account.signers.local import LocalAccount
 
-from fedledger.aggregation import Strategy
+from fedledger.aggregation import ClientUpdate, Strategy, update_problem
 from fedledger.chain import RoundRecord, StudyLedger
 from fedledger.crypto import merkle_proof, recover_signer
 from fedledger.errors import StoreError, UpdateRejected
@@ -36,12 +35,13 @@ class RoundOutcome:
 
 class Coordinator:
     def __init__(self, account: LocalAccount, store: ArtifactStore, strategy: Strategy,
-                 is_institution: Callable[[str], bool], ledger: StudyLedger | None,
+                 institutions: Callable[[Sequence[str]], set[str]], ledger: StudyLedger | None,
                  chain_id: int, ledger_address: str, architecture: str = "loosely") -> None:
         self.account = account
         self.store = store
         self.strategy = strategy
-        self.is_institution = is_institution
+        # which of these addresses are active members with the institution role (one chain read a round)
+        self.institutions = institutions
         self.ledger = ledger
         self.chain_id = chain_id
         self.ledger_address = ledger_address
@@ -58,8 +58,9 @@ class Coordinator:
         rejected: list[Rejection] = []
         seen: set[str] = set()
         expected_size = self.store.get_params(task.global_model).size
+        members = self.institutions([s.institution for s in submissions])
         for sub in submissions:
-            reason = self._problem(task, sub, seen, expected_size)
+            reason = self._problem(task, sub, seen, expected_size, members)
             if reason:
                 rejected.append(Rejection(sub.institution, reason))
             else:
@@ -67,28 +68,23 @@ class Coordinator:
                 accepted.append(sub)
         return accepted, rejected
 
-    def _problem(self, task: RoundTask, sub: SignedUpdate, seen: set[str], size: int) -> str | None:
+    def _problem(self, task: RoundTask, sub: SignedUpdate, seen: set[str], size: int, members: set[str]
+                 ) -> str | None:
         c = sub.commitment
         if recover_signer(c, sub.signature) != sub.institution:
             return "signature does not match the institution's address"
-        if not self.is_institution(sub.institution):
+        if sub.institution not in members:
             return "not an active member with the institution role"
         if sub.institution in seen:
             return "second update in the same round"
         if (c.round, c.parent_model, c.chain_id, c.ledger.lower()) != (
                 task.round, task.global_model, task.chain_id, task.ledger.lower()):
             return "commitment is for another round, model or ledger (replay?)"
-        if c.num_samples <= 0:
-            return f"claims {c.num_samples} training samples"
         try:
             params = self.store.get_params(c.update)
         except StoreError as exc:
             return str(exc)
-        if params.shape != (size,):
-            return f"update has {params.size} parameters, the model has {size}"
-        if not np.isfinite(params).all():
-            return "update contains NaN or infinite values"
-        return None
+        return update_problem(ClientUpdate(sub.institution, params, c.num_samples), size)
 
     def finalize(self, task: RoundTask, accepted: Sequence[SignedUpdate], rejected: Sequence[Rejection],
                  state_before: str | None,

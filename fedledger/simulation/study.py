@@ -55,7 +55,7 @@ def load_clients(cfg: Config) -> list[ClientData]:
 
 
 @dataclass
-class _Chain:
+class ChainSetup:
     backend: ChainBackend
     consortium: Consortium
     ledger: StudyLedger
@@ -73,17 +73,18 @@ def _connect(cfg: Config, run: RunDir) -> ChainBackend:
     return RpcChain(cfg.chain.rpc_url, funder_key=funder_key)
 
 
-def _set_up_chain(backend: ChainBackend, admin: LocalAccount, coordinator: LocalAccount,
-                  nodes: list[InstitutionNode], config_digest: str, initial_model: str) -> _Chain:
+def set_up_chain(backend: ChainBackend, admin: LocalAccount, coordinator: LocalAccount,
+                  nodes: list[InstitutionNode], config_digest: str, initial_model: str) -> ChainSetup:
     """Deploy the consortium and the study ledger, enrol the members, start the study."""
-    backend.fund([admin.address, coordinator.address, *(n.address for n in nodes)], FUNDING_WEI)
+    # Only the admin and the coordinator send transactions in the loosely-coupled architecture.
+    backend.fund([admin.address, coordinator.address], FUNDING_WEI)
     consortium = Consortium.deploy(backend, admin)
     consortium.add_member(admin, coordinator.address, "coordinator", Role.COORDINATOR)
     for node in nodes:
         consortium.add_member(admin, node.address, node.name, Role.INSTITUTION)
     ledger = StudyLedger.deploy(backend, admin, consortium)
     ledger.start_study(coordinator, config_digest, initial_model)
-    return _Chain(backend, consortium, ledger)
+    return ChainSetup(backend, consortium, ledger)
 
 
 def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True) -> StudyResult:
@@ -109,7 +110,7 @@ def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True
     chain = None
     if cfg.chain.enabled:
         backend = _connect(cfg, run)
-        chain = _set_up_chain(backend, admin, coordinator_key, nodes, config_digest, initial)
+        chain = set_up_chain(backend, admin, coordinator_key, nodes, config_digest, initial)
     try:
         result = StudyResult(run.path)
         if chain:
@@ -118,7 +119,8 @@ def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True
         members = {n.address for n in nodes}
         coordinator = Coordinator(
             coordinator_key, store, strategy,
-            is_institution=(lambda a: chain.consortium.has_role(a, Role.INSTITUTION)) if chain else members.__contains__,
+            institutions=((lambda addrs: chain.consortium.holders_of(addrs, Role.INSTITUTION)) if chain
+                          else (lambda addrs: members.intersection(addrs))),
             ledger=chain.ledger if chain else None,
             chain_id=chain.backend.chain_id if chain else 0,
             ledger_address=chain.ledger.address if chain else ZERO_ADDRESS)
@@ -135,7 +137,7 @@ def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True
 
 
 def _run_rounds(cfg: Config, run: RunDir, coordinator: Coordinator, nodes: list[InstitutionNode],
-                initial: str, chain: _Chain | None, result: StudyResult, progress: bool) -> None:
+                initial: str, chain: ChainSetup | None, result: StudyResult, progress: bool) -> None:
     model, state = initial, None
     bar = tqdm(range(1, cfg.study.rounds + 1), desc=cfg.study.name, unit="round", disable=not progress)
     with run.metrics.open("w") as metrics_file:
@@ -166,7 +168,7 @@ def _stats(backend: ChainBackend) -> dict[str, int]:
     return {"transactions": s.transactions, "gas_used": s.gas_used, "calldata_bytes": s.calldata_bytes}
 
 
-def _run_info(cfg: Config, chain: _Chain | None, nodes: list[InstitutionNode], coordinator: LocalAccount) -> dict:
+def _run_info(cfg: Config, chain: ChainSetup | None, nodes: list[InstitutionNode], coordinator: LocalAccount) -> dict:
     return {
         "format": RUN_FORMAT,
         "study": cfg.study.name,

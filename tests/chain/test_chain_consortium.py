@@ -37,6 +37,12 @@ def test_add_members_with_roles(setup):
     assert not consortium.has_role(alice.address, Role.COORDINATOR)
     assert consortium.has_role(bob.address, Role.COORDINATOR)
     assert not consortium.has_role(bob.address, Role(0))
+    outsider = Account.create().address
+    assert consortium.holders_of([alice.address, bob.address, outsider], Role.INSTITUTION) == {alice.address}
+    assert consortium.holders_of([alice.address.lower(), bob.address], Role.COORDINATOR) == {bob.address}
+    assert consortium.holders_of([], Role.INSTITUTION) == set()
+    consortium.remove_member(admin, alice.address)
+    assert consortium.holders_of([alice.address], Role.INSTITUTION) == set()
 
 
 @pytest.mark.parametrize("change", [

@@ -36,7 +36,7 @@ def test_smaller_alpha_skews_labels_more():
 
 
 @pytest.mark.parametrize("alpha", [0.1, 0.5])
-def test_clients_have_both_classes_in_training_and_own_scaling(alpha):
+def test_clients_have_both_classes_in_training_and_consortium_scaling(alpha):
     for seed in range(3):
         clients = load_breast_cancer(5, alpha, seed)
         assert [c.name for c in clients] == [f"hospital_{i}" for i in range(5)]
@@ -44,7 +44,12 @@ def test_clients_have_both_classes_in_training_and_own_scaling(alpha):
         for c in clients:
             assert c.num_features == 30
             assert set(np.unique(c.y_train)) == {0.0, 1.0}
-            np.testing.assert_allclose(c.x_train.mean(axis=0), 0.0, atol=1e-4)
+            np.testing.assert_array_equal(c.feature_mean, clients[0].feature_mean)  # one scaling for all
+        # z-scored with all training rows together, not site by site (label skew would erase the signal)
+        pooled = np.concatenate([c.x_train for c in clients]).astype(np.float64)
+        np.testing.assert_allclose(pooled.mean(axis=0), 0.0, atol=1e-4)
+        np.testing.assert_allclose(pooled.std(axis=0, ddof=1), 1.0, atol=1e-4)
+        assert np.abs(clients[0].x_train.mean(axis=0)).max() > 0.05
 
 
 def test_test_fraction_is_applied_per_client():

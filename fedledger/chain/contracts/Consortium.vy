@@ -110,6 +110,20 @@ def has_role(member: address, role: uint256) -> bool:
 
 @external
 @view
+def holders_of(candidates: DynArray[address, 128], role: uint256) -> DynArray[bool, 128]:
+    """
+    @notice For each candidate, whether it is active and holds every flag in `role`: one call
+            per round instead of one per update.
+    """
+    result: DynArray[bool, 128] = []
+    for member: address in candidates:
+        info: MemberInfo = self._members[member]
+        result.append(info.active and role != 0 and info.roles & role == role)
+    return result
+
+
+@external
+@view
 def member_count() -> uint256:
     """
     @notice How many addresses were ever added (removed members stay listed, inactive).
