@@ -114,3 +114,11 @@ def test_edited_chain_history_is_caught(run_copy):
     failures = _failures(run_copy)
     assert [s for s, _, _ in failures] == ["chain"]
     assert "block" in failures[0][2]
+
+
+def test_without_the_ledger_the_study_runs_and_the_audit_says_there_is_nothing_to_verify(make_study, tmp_path):
+    result = run_study(make_study(tmp_path, chain={"enabled": False}, study={"rounds": 1}),
+                       run_dir=tmp_path / "off", progress=False)
+    assert result.rounds[0]["transactions"] == 0 and not (result.run_dir / "chain").exists()
+    report = verify_run(result.run_dir)
+    assert not report.ok and "ledger switched off" in report.failures[0].detail
