@@ -19,6 +19,7 @@ import numpy as np
 
 from fedledger.aggregation import fixedpoint as fx
 from fedledger.errors import ConfigError, UpdateRejected
+from fedledger.params import vector_problem
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,18 +33,11 @@ class ClientUpdate:
 
 def _vector_problem(params: object, size: int | None) -> str | None:
     """Why `params` is not a usable parameter vector (None if it is)."""
-    if not isinstance(params, np.ndarray):
-        return f"parameters are a {type(params).__name__}, expected a numpy array"
-    if params.dtype.kind != "f" or params.dtype.itemsize != 4:
-        return f"parameters have dtype {params.dtype}, expected float32"
-    if params.ndim != 1:
-        return f"parameters have shape {params.shape}, expected a 1-D vector"
+    problem = vector_problem(params)
+    if problem:
+        return problem
     if size is not None and params.size != size:
         return f"has {params.size} parameters, the global model has {size}"
-    if params.size == 0:
-        return "parameter vector is empty"
-    if not np.isfinite(params).all():
-        return "parameters contain NaN or infinite values"
     peak = float(np.abs(params).max())
     if peak > fx.MAX_ABS:
         return f"a parameter has magnitude {peak:.6g}, above the fixed-point bound {fx.MAX_ABS:g}"

@@ -35,6 +35,7 @@ import safetensors.numpy
 from safetensors import SafetensorError
 
 from fedledger.errors import StoreError, UpdateRejected
+from fedledger.params import vector_problem
 
 PARAMS_TENSOR = "params"
 # (kind, itemsize) -> (rank in the canonical order, safetensors dtype tag)
@@ -83,20 +84,6 @@ def _load(data: bytes) -> dict[str, np.ndarray]:
         raise InvalidContent(_one_line(exc)) from None
 
 
-def _params_problem(arr: object) -> str | None:
-    if not isinstance(arr, np.ndarray):
-        return f"expected a numpy array, got {type(arr).__name__}"
-    if arr.dtype.kind != "f" or arr.dtype.itemsize != 4:
-        return f"dtype is {arr.dtype}, expected float32"
-    if arr.ndim != 1:
-        return f"shape is {arr.shape}, expected a 1-D vector"
-    if arr.size == 0:
-        return "the vector is empty"
-    if not np.isfinite(arr).all():
-        return "contains NaN or infinite values"
-    return None
-
-
 def _array_problem(name: object, arr: object) -> str | None:
     if not isinstance(name, str) or not _NAME.fullmatch(name) or name == "__metadata__":
         return f"array name {name!r} is not 1-128 characters of A-Z a-z 0-9 _ . -"
@@ -120,7 +107,7 @@ def parse_params(data: bytes) -> np.ndarray:
     if list(tensors) != [PARAMS_TENSOR]:
         raise InvalidContent(f"holds tensors {sorted(tensors)}, expected exactly one named {PARAMS_TENSOR!r}")
     arr = tensors[PARAMS_TENSOR]
-    problem = _params_problem(arr)
+    problem = vector_problem(arr)
     if problem:
         raise InvalidContent(problem)
     _canonical(data, tensors)
@@ -140,7 +127,7 @@ def parse_arrays(data: bytes) -> dict[str, np.ndarray]:
 
 def encode_params(params: np.ndarray) -> bytes:
     """Canonical safetensors bytes of a finite, non-empty 1-D float32 vector."""
-    problem = _params_problem(params)
+    problem = vector_problem(params)
     if problem:
         raise UpdateRejected(f"parameter vector cannot be encoded: {problem}")
     return _encode({PARAMS_TENSOR: params})

@@ -109,8 +109,8 @@ def test_decode_params_refuses_malformed_input(case):
 
 
 def test_refusals_say_why():
-    reasons = {"wrong tensor name": "expected exactly one named 'params'", "float64": "dtype is float64",
-               "2-D": r"shape is \(2, 3\)", "NaN": "NaN or infinite", "metadata": "canonical form",
+    reasons = {"wrong tensor name": "expected exactly one named 'params'", "float64": "dtype float64",
+               "2-D": r"shape \(2, 3\)", "NaN": "NaN or infinite", "metadata": "canonical form",
                "bfloat16": "unsupported tensor dtype BF16", "truncated data": "deserializing"}
     for case, reason in reasons.items():
         with pytest.raises(UpdateRejected, match=reason):
