@@ -67,7 +67,8 @@ def test_run_then_audit_from_the_command_line(tmp_path):
     assert "client average" in proc.stdout and "pooled" in proc.stdout
     run_dir = tmp_path / "out" / "cli-1"
     assert f"run directory: {run_dir}" in proc.stdout
-    audit = fedledger("audit", "verify", run_dir)
+    head = next(line.split()[2] for line in proc.stdout.splitlines() if line.startswith("chain head: "))
+    audit = fedledger("audit", "verify", run_dir, "--head", head)
     assert audit.returncode == 0, audit.stdout
     # the same audit fails (exit 1) once an artifact is gone, and says which
     blobs = sorted(p for p in (run_dir / "store").rglob("*") if p.is_file())

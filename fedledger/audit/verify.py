@@ -21,8 +21,12 @@ from fedledger.simulation.rundir import RunDir
 from fedledger.store import ArtifactStore, encode_arrays, encode_params, sha256_hex
 
 
-def verify_run(run_dir: str | Path) -> AuditReport:
-    """Check every round of a run; the report lists each check and why any failed."""
+def verify_run(run_dir: str | Path, expected_head: str | None = None) -> AuditReport:
+    """Check every round of a run; the report lists each check and why any failed.
+
+    `expected_head` is a block hash the auditor got from elsewhere (the end of `fedledger run`
+    prints it): the chain must contain that block, which a chain rebuilt from scratch would not.
+    """
     run = RunDir(Path(run_dir))
     report = AuditReport(str(run.path))
     info = run.read_run_info()
@@ -35,10 +39,20 @@ def verify_run(run_dir: str | Path) -> AuditReport:
         report.record("chain", "chain reopened intact", False, str(exc))
         return report
     try:
+        if expected_head is not None:
+            report.record("chain", "contains the expected head block", _has_block(backend, expected_head),
+                          f"no block {expected_head} on this chain: it is not the chain the run ended on")
         _Auditor(report, backend, info, ArtifactStore(run.store)).verify()
     finally:
         backend.close()
     return report
+
+
+def _has_block(backend, block_hash: str) -> bool:
+    try:
+        return backend.w3.eth.get_block(block_hash)["hash"].to_0x_hex() == block_hash.lower()
+    except Exception:  # web3 raises several types for "no such block" or a malformed hash
+        return False
 
 
 class _Auditor:

@@ -25,6 +25,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"final pooled accuracy {final['pooled']['accuracy']:.4f}, "
           f"client-average accuracy {final['client_average']['accuracy']:.4f}, "
           f"{result.wall_seconds:.1f} s")
+    if result.chain_head:
+        print(f"chain head: {result.chain_head} (keep it: `audit verify --head` proves the chain is this one)")
     print(f"audit it with: fedledger audit verify {result.run_dir}")
     return 0
 
@@ -32,7 +34,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     from fedledger.audit import verify_run
 
-    report = verify_run(args.run)
+    report = verify_run(args.run, expected_head=args.head)
     print(report.summary())
     return 0 if report.ok else 1
 
@@ -61,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "chain continuity, and each round's aggregation recomputed from the stored updates. "
                     "Exit status 0 when everything holds, 1 when a check fails.")
     verify.add_argument("run", type=Path, help="run directory written by `fedledger run`")
+    verify.add_argument("--head", metavar="BLOCK_HASH", default=None,
+                        help="block hash printed at the end of the run; the chain must contain it")
     verify.set_defaults(handler=_cmd_audit_verify)
     return parser
 

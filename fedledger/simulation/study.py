@@ -38,6 +38,9 @@ class StudyResult:
     rounds: list[dict[str, Any]] = field(default_factory=list)   # one entry per round, as in metrics.jsonl
     setup_chain: dict[str, int] = field(default_factory=dict)    # transactions and gas before round 1
     wall_seconds: float = 0.0
+    # hash of the chain's latest block when the study ended: kept outside the run directory, it
+    # lets an auditor tell this chain from a rebuilt one (`audit verify --head`)
+    chain_head: str | None = None
 
     @property
     def final(self) -> dict[str, Any]:
@@ -125,12 +128,15 @@ def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True
             chain_id=chain.backend.chain_id if chain else 0,
             ledger_address=chain.ledger.address if chain else ZERO_ADDRESS)
         _run_rounds(cfg, run, coordinator, nodes, initial, chain, result, progress)
+        if chain:
+            result.chain_head = chain.backend.w3.eth.get_block("latest")["hash"].to_0x_hex()
     finally:
         if chain:
             chain.backend.close()
     result.wall_seconds = time.perf_counter() - started
     plot_metrics(result.rounds, run.path / "metrics.png", f"{cfg.study.name}: {strategy.name}")
     run.write_json("results.json", {"final": result.final, "setup_chain": result.setup_chain,
+                                    "chain_head": result.chain_head,
                                     "rounds": [{k: v for k, v in r.items() if k != "metrics"} for r in result.rounds],
                                     "wall_seconds": result.wall_seconds})
     return result

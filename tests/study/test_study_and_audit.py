@@ -122,3 +122,13 @@ def test_without_the_ledger_the_study_runs_and_the_audit_says_there_is_nothing_t
     assert result.rounds[0]["transactions"] == 0 and not (result.run_dir / "chain").exists()
     report = verify_run(result.run_dir)
     assert not report.ok and "ledger switched off" in report.failures[0].detail
+
+
+def test_a_rebuilt_chain_lacks_the_head_the_run_printed(finished_run, make_study, tmp_path):
+    """Anyone holding a run directory could rebuild a consistent chain from scratch; the head hash
+    recorded elsewhere at the end of the run tells the real one apart."""
+    assert verify_run(finished_run.run_dir, expected_head=finished_run.chain_head).ok
+    other = run_study(make_study(tmp_path, study={"rounds": 1}), run_dir=tmp_path / "other", progress=False)
+    report = verify_run(finished_run.run_dir, expected_head=other.chain_head)
+    assert [(f.subject, f.check) for f in report.failures] == [("chain", "contains the expected head block")]
+    assert not verify_run(finished_run.run_dir, expected_head="0x1234").ok
