@@ -49,7 +49,8 @@ def main() -> None:
     table = format_table(["measure", "value"], [
         ["median wall time, ledger on (s)", on],
         ["median wall time, ledger off (s)", off],
-        ["ratio on / off", on / off],
+        ["ratio on / off (target at most 1.05)", on / off],
+        ["ledger time per round, setup included: (on - off) / rounds (ms)", 1000 * (on - off) / len(on_result.rounds)],
         ["transactions per round", per_round_tx],
         ["gas per round", per_round_gas],
         ["setup transactions (fund, deploy, enrol, start)", results["setup_chain"]["transactions"]],
@@ -59,7 +60,10 @@ def main() -> None:
     print(table)
     body = (f"Study: examples/fed_heart_disease.toml (4 hospitals, {len(rounds)} rounds, loosely coupled, embedded "
             f"EVM persisted to disk), {args.repeats} repeats each, alternating. Wall time covers the whole study "
-            f"(data loading, chain setup, training, anchoring, run directory).\n\n{table}")
+            f"(data loading, chain setup, training, anchoring, run directory).\n\n{table}\n\n"
+            f"The 1.05 target is {'met' if on / off <= 1.05 else 'not met'}: the study itself is short (logistic "
+            "regression on 13 features, 4 x 100 SGD steps a round), while py-evm executes every transaction "
+            "in pure Python in the same process.")
     write_section("ledger-overhead", "Ledger overhead (loosely coupled)", body)
 
 
