@@ -8,12 +8,13 @@ The auditor never writes into the store it audits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fedledger.aggregation import make_strategy
+from fedledger.aggregation import Strategy, make_strategy
 from fedledger.audit.report import AuditReport
-from fedledger.chain import Consortium, Role, RoundRecord, StudyLedger, open_chain
+from fedledger.chain import ChainBackend, Consortium, Role, RoundRecord, StudyLedger, open_chain
 from fedledger.crypto import UpdateCommitment, recover_signer
 from fedledger.errors import FedLedgerError
 from fedledger.protocol import MANIFEST_FORMAT, aggregate_round, updates_root
@@ -48,7 +49,7 @@ def verify_run(run_dir: str | Path, expected_head: str | None = None) -> AuditRe
     return report
 
 
-def _has_block(backend, block_hash: str) -> bool:
+def _has_block(backend: ChainBackend, block_hash: str) -> bool:
     try:
         return backend.w3.eth.get_block(block_hash)["hash"].to_0x_hex() == block_hash.lower()
     except Exception:  # web3 raises several types for "no such block" or a malformed hash
@@ -56,14 +57,14 @@ def _has_block(backend, block_hash: str) -> bool:
 
 
 class _Auditor:
-    def __init__(self, report: AuditReport, backend, info: dict[str, Any], store: ArtifactStore) -> None:
+    def __init__(self, report: AuditReport, backend: ChainBackend, info: dict[str, Any], store: ArtifactStore) -> None:
         self.report = report
         self.backend = backend
         self.store = store
         self.consortium = Consortium(backend, info["contracts"]["consortium"])
         self.ledger = StudyLedger(backend, info["contracts"]["ledger"])
 
-    def _artifact(self, subject: str, what: str, digest: str, loader):
+    def _artifact(self, subject: str, what: str, digest: str, loader: Callable[[str], Any]) -> Any:
         """Load an artifact, recording a failure (and returning None) if missing or corrupt."""
         try:
             value = loader(digest)
@@ -94,8 +95,8 @@ class _Auditor:
             state = self._verify_round(record, block, parent, state, strategy)
             parent = record.model
 
-    def _verify_round(self, rec: RoundRecord, block: int, parent: str, state_before: str | None, strategy
-                      ) -> str | None:
+    def _verify_round(self, rec: RoundRecord, block: int, parent: str, state_before: str | None,
+                      strategy: Strategy | None) -> str | None:
         subject = f"round {rec.round}"
         r = self.report
         r.record(subject, "parent is the previous round's model", rec.parent_model == parent,
@@ -139,7 +140,8 @@ class _Auditor:
                                  f"{who} did not hold the institution role at block {block}")
         return ok & (self._artifact(sub, "update", entry["update"], self.store.get_params) is not None)
 
-    def _recompute(self, subject: str, rec: RoundRecord, manifest: dict, entries: list, strategy) -> None:
+    def _recompute(self, subject: str, rec: RoundRecord, manifest: dict[str, Any], entries: list[dict[str, Any]],
+                   strategy: Strategy) -> None:
         try:
             params, state = aggregate_round(self.store, strategy, rec.parent_model, entries, manifest["state_before"])
         except FedLedgerError as exc:

@@ -17,12 +17,18 @@ from eth_account.signers.local import LocalAccount
 from tqdm import tqdm
 
 from fedledger.aggregation import make_strategy
-from fedledger.chain import Consortium, EmbeddedChain, Role, RpcChain, StudyLedger
-from fedledger.chain import ChainBackend
+from fedledger.chain import ChainBackend, Consortium, EmbeddedChain, Role, RpcChain, StudyLedger
 from fedledger.config import Config
 from fedledger.errors import ConfigError
-from fedledger.learning import (ClientData, TrainConfig, build_model, get_flat_params, load_breast_cancer,
-                                load_csv_clients, load_fed_heart_disease)
+from fedledger.learning import (
+    ClientData,
+    TrainConfig,
+    build_model,
+    get_flat_params,
+    load_breast_cancer,
+    load_csv_clients,
+    load_fed_heart_disease,
+)
 from fedledger.protocol import Coordinator, InstitutionNode, ModelSpec, run_loosely_round
 from fedledger.report import plot_metrics, results_table, summarize_evaluations
 from fedledger.simulation.rundir import RUN_FORMAT, RunDir

@@ -17,8 +17,15 @@ from typing import Any
 import numpy as np
 
 from fedledger.errors import ArtifactCorrupt, ArtifactMissing, StoreError
-from fedledger.store.codec import (InvalidContent, canonical_json, encode_arrays, encode_params, parse_arrays,
-                                   parse_json, parse_params)
+from fedledger.store.codec import (
+    InvalidContent,
+    canonical_json,
+    encode_arrays,
+    encode_params,
+    parse_arrays,
+    parse_json,
+    parse_params,
+)
 from fedledger.store.digest import check_digest, sha256_hex
 
 _HEX = frozenset("0123456789abcdef")

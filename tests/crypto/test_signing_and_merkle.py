@@ -4,8 +4,15 @@ import os
 import pytest
 from eth_account import Account
 
-from fedledger.crypto import (UpdateCommitment, merkle_leaf, merkle_proof, merkle_root, recover_signer,
-                              sign_commitment, verify_proof)
+from fedledger.crypto import (
+    UpdateCommitment,
+    merkle_leaf,
+    merkle_proof,
+    merkle_root,
+    recover_signer,
+    sign_commitment,
+    verify_proof,
+)
 
 
 def _commitment(**over):

@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 
 from fedledger.errors import ConfigError
-from fedledger.learning import (TrainConfig, build_model, evaluate, load_breast_cancer, train_local,
-                                train_local_baseline, train_pooled)
+from fedledger.learning import (
+    TrainConfig,
+    build_model,
+    evaluate,
+    load_breast_cancer,
+    train_local,
+    train_local_baseline,
+    train_pooled,
+)
 from fedledger.learning.data import ClientData, standardize
 
 CFG = TrainConfig(optimizer="adam", lr=1e-2, batch_size=8, epochs=2)

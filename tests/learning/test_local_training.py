@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 
 from fedledger.errors import ConfigError, DataError
-from fedledger.learning import (ClientData, TrainConfig, build_model, evaluate, get_flat_params,
-                                set_flat_params, train_local)
+from fedledger.learning import (
+    ClientData,
+    TrainConfig,
+    build_model,
+    evaluate,
+    get_flat_params,
+    set_flat_params,
+    train_local,
+)
 
 
 def separable(n=64, d=5, seed=0):

@@ -11,7 +11,6 @@ from fedledger.errors import FedLedgerError
 from fedledger.simulation import run_study
 
 
-
 def _failed_checks(run_dir):
     report = verify_run(run_dir)
     return {(f.subject, f.check) for f in report.failures}

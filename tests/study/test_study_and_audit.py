@@ -11,7 +11,6 @@ from fedledger.simulation import run_study
 from fedledger.store import ArtifactStore
 
 
-
 def test_run_directory_holds_everything_an_auditor_needs(finished_run):
     run = finished_run.run_dir
     for name in ["run.json", "config.json", "metrics.jsonl", "metrics.png", "results.json", "store", "chain"]:
