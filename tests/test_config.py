@@ -18,6 +18,11 @@ def test_example_config_loads_with_paths_relative_to_the_file():
     assert cfg.to_dict()["aggregation"]["strategy"] == "fedadagrad"
 
 
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.name)
+def test_every_example_config_is_valid(path):
+    assert load_config(path).study.rounds > 0
+
+
 def test_integers_are_accepted_where_numbers_are_expected():
     assert config_from_dict({"training": {"lr": 1}}).training.lr == 1.0
 
