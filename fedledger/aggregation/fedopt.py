@@ -73,13 +73,19 @@ class FedOpt(Strategy):
 
 
 @dataclass(frozen=True)
-class FedAdam(FedOpt):
-    name: ClassVar[str] = "fedadam"
+class _DecayingFedOpt(FedOpt):
+    """The rules whose second moment decays at rate beta2 (Adam, Yogi)."""
+
     beta2: float = 0.999
 
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "beta2", _unit(self.name, "beta2", self.beta2))
+
+
+@dataclass(frozen=True)
+class FedAdam(_DecayingFedOpt):
+    name: ClassVar[str] = "fedadam"
 
     def _second_moment(self, v: np.ndarray, delta_sq: np.ndarray) -> np.ndarray:
         return self.beta2 * v + (1.0 - self.beta2) * delta_sq
@@ -94,13 +100,8 @@ class FedAdagrad(FedOpt):
 
 
 @dataclass(frozen=True)
-class FedYogi(FedOpt):
+class FedYogi(_DecayingFedOpt):
     name: ClassVar[str] = "fedyogi"
-    beta2: float = 0.999
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "beta2", _unit(self.name, "beta2", self.beta2))
 
     def _second_moment(self, v: np.ndarray, delta_sq: np.ndarray) -> np.ndarray:
         return v - (1.0 - self.beta2) * delta_sq * np.sign(v - delta_sq)

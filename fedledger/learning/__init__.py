@@ -4,7 +4,7 @@ Everything the federated core needs from a model goes through flat float32 param
 (get_flat_params / set_flat_params), so aggregation, privacy and verification never see torch.
 """
 
-from fedledger.learning.baselines import train_local_baseline, train_pooled
+from fedledger.learning.baselines import average_scores, train_local_baseline, train_pooled
 from fedledger.learning.breast_cancer import load_breast_cancer
 from fedledger.learning.csv_clients import load_csv_clients
 from fedledger.learning.data import ClientData
@@ -16,5 +16,5 @@ __all__ = [
     "ClientData", "TrainConfig",
     "load_fed_heart_disease", "load_breast_cancer", "load_csv_clients",
     "build_model", "get_flat_params", "set_flat_params",
-    "train_local", "evaluate", "train_pooled", "train_local_baseline",
+    "train_local", "evaluate", "train_pooled", "train_local_baseline", "average_scores",
 ]

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,11 +54,14 @@ def _train_and_score(train_on: ClientData, clients: list[ClientData], cfg: Train
     return client_average({c.name: evaluate(model, c.x_test, c.y_test) for c in clients})
 
 
-def client_average(per_client: dict[str, dict[str, float]]) -> dict[str, Any]:
+def average_scores(per_client: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     """FLamby's client average: each institution's score counts once, whatever its size.
 
     A score missing for some institution (auc on a one-class test set) is left out of the average.
     """
-    average = {key: float(np.mean([m[key] for m in per_client.values()]))
-               for key in SCORES if all(key in m for m in per_client.values())}
-    return {"per_client": per_client, "client_average": average}
+    return {key: float(np.mean([m[key] for m in per_client.values()]))
+            for key in SCORES if all(key in m for m in per_client.values())}
+
+
+def client_average(per_client: dict[str, dict[str, float]]) -> dict[str, Any]:
+    return {"per_client": per_client, "client_average": average_scores(per_client)}

@@ -27,7 +27,9 @@ def run_loosely_round(coordinator: Coordinator, nodes: Sequence[InstitutionNode]
         return summarize({node.name: node.evaluate(model) for node in nodes})
 
     outcome = coordinator.finalize(task, accepted, rejected, state, evaluate)
-    for node, update in ((n, u) for n in nodes for u in outcome.accepted if u.institution == n.address):
+    by_address = {node.address: node for node in nodes}
+    for update in outcome.accepted:
+        node = by_address[update.institution]
         if not node.check_inclusion(update, outcome.proofs[node.address], outcome.record.updates_root):
             raise FedLedgerError(f"round {round}: {node.name}'s update is missing from the anchored Merkle root")
     return outcome

@@ -11,6 +11,8 @@ import dataclasses
 import hashlib
 from collections.abc import Sequence
 
+import numpy as np
+import torch
 from eth_account.signers.local import LocalAccount
 
 from fedledger.crypto import UpdateCommitment, sign_commitment, verify_proof
@@ -48,16 +50,16 @@ class InstitutionNode:
     def address(self) -> str:
         return self.account.address
 
-    def _model_from(self, digest: str):
+    def _model_with(self, params: np.ndarray) -> torch.nn.Module:
         model = build_model(self.model_spec.name, self.model_spec.num_features,
                             hidden=self.model_spec.hidden, seed=self.seed)
-        set_flat_params(model, self.store.get_params(digest))
+        set_flat_params(model, params)
         return model
 
     def train(self, task: RoundTask) -> SignedUpdate:
         """Train from the task's global model, publish the update, sign the commitment."""
         global_params = self.store.get_params(task.global_model)
-        model = self._model_from(task.global_model)
+        model = self._model_with(global_params)
         cfg = dataclasses.replace(self.training, prox_mu=float(task.client_config.get("prox_mu", 0.0)))
         params = train_local(model, self.data, cfg, seed=derive_seed(self.seed, task.round, self.name),
                              global_params=global_params)
@@ -69,7 +71,7 @@ class InstitutionNode:
 
     def evaluate(self, model_digest: str) -> dict[str, float]:
         """Metrics of a global model on this institution's own test set."""
-        return evaluate(self._model_from(model_digest), self.data.x_test, self.data.y_test)
+        return evaluate(self._model_with(self.store.get_params(model_digest)), self.data.x_test, self.data.y_test)
 
     def check_inclusion(self, update: SignedUpdate, proof: Sequence[str], root: str) -> bool:
         """Was my update counted? Checks the coordinator's Merkle proof against the anchored root."""

@@ -9,17 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-SCORES = ("accuracy", "f1", "loss", "auc")
+from fedledger.learning import average_scores
 
 
 def summarize_evaluations(per_institution: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
     per = {name: dict(m) for name, m in sorted(per_institution.items())}
-    average = {}
-    for key in SCORES:
-        values = [m[key] for m in per.values() if key in m]
-        if len(values) == len(per):
-            average[key] = sum(values) / len(values)
-    return {"per_institution": per, "client_average": average, "pooled": _pooled(per)}
+    return {"per_institution": per, "client_average": average_scores(per), "pooled": _pooled(per)}
 
 
 def _pooled(per: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
