@@ -16,7 +16,9 @@ from typing import Any
 
 from fedledger.errors import ConfigError
 
-ARCHITECTURES = ("loosely",)
+# loose: a coordinator anchors each round; semi: the contract runs the round and a committee
+# aggregates; full: every member validates and votes (../docs/architectures.md)
+ARCHITECTURES = ("loose", "semi", "full")
 DATASETS = ("fed_heart_disease", "breast_cancer", "csv")
 MODELS = ("logreg", "mlp")
 OPTIMIZERS = ("sgd", "adam")
@@ -27,7 +29,7 @@ class StudySection:
     name: str = "study"
     seed: int = 42
     rounds: int = 15
-    architecture: str = "loosely"
+    architecture: str = "loose"
     output_dir: str = "runs"
 
 
@@ -38,6 +40,9 @@ class DataSection:
     num_clients: int = 5
     alpha: float = 0.5
     test_fraction: float = 0.3
+    # share of each institution's training rows held out as validation data (the fully coupled
+    # architecture scores updates on it); applied alike under every architecture
+    validation_fraction: float = 0.0
     # csv: one file per institution, {name = "path"}, paths relative to the config file
     clients: dict[str, str] = field(default_factory=dict)
     label: str = ""
@@ -66,6 +71,25 @@ class AggregationSection:
 
 
 @dataclass(frozen=True)
+class ProtocolSection:
+    """Parameters of the chain-coordinated architectures (semi and full)."""
+    committee_size: int = 3          # semi: aggregators drawn per round
+    commit_window: int = 100         # blocks a round waits for members' commitments
+    result_window: int = 100         # blocks for the committee's results, the scores or the votes
+    min_participants: int = 1        # commitments needed to close a round after its window
+    exclusion_margin: float = 0.15   # full: exclude an update scored this far below the median update
+    weight_by_reputation: bool = False   # full: two thirds of reputation instead of members
+
+
+@dataclass(frozen=True)
+class FaultsSection:
+    """Injected misbehaviour, for fault experiments (all 0: everyone is honest)."""
+    wrong_result: int = 0   # aggregators that submit a wrong result digest (loose: the coordinator)
+    silent: int = 0         # aggregators that never answer (loose: the coordinator)
+    no_update: int = 0      # institutions that never commit an update
+
+
+@dataclass(frozen=True)
 class ChainSection:
     # false runs the same study without any ledger writes (to measure the ledger's overhead)
     enabled: bool = True
@@ -83,6 +107,8 @@ class Config:
     model: ModelSection = field(default_factory=ModelSection)
     training: TrainingSection = field(default_factory=TrainingSection)
     aggregation: AggregationSection = field(default_factory=AggregationSection)
+    protocol: ProtocolSection = field(default_factory=ProtocolSection)
+    faults: FaultsSection = field(default_factory=FaultsSection)
     chain: ChainSection = field(default_factory=ChainSection)
     # directory that relative paths in the config are resolved against
     base_dir: str = "."
@@ -179,6 +205,12 @@ def _check_values(c: Config) -> None:
         raise ConfigError(f"[study].name must be a non-empty name without slashes, got {c.study.name!r}")
     if not 0.0 < c.data.test_fraction < 1.0:
         raise ConfigError(f"[data].test_fraction must be between 0 and 1, got {c.data.test_fraction}")
+    if not 0.0 <= c.data.validation_fraction < 1.0:
+        raise ConfigError(f"[data].validation_fraction must be at least 0 and below 1, got {c.data.validation_fraction}")
+    if c.study.architecture == "full" and c.data.validation_fraction == 0.0:
+        raise ConfigError("[study].architecture = \"full\" scores every update on held-out validation data: "
+                          "set [data].validation_fraction, e.g. 0.2")
+    _check_protocol(c)
     if c.data.num_clients < 2:
         raise ConfigError(f"[data].num_clients must be at least 2, got {c.data.num_clients}")
     for width in c.model.hidden:
@@ -191,6 +223,19 @@ def _check_values(c: Config) -> None:
             raise ConfigError("[data].label must name the label column for dataset = \"csv\"")
     if c.chain.rpc_url and not c.chain.rpc_url.startswith(("http://", "https://")):
         raise ConfigError(f"[chain].rpc_url must be an http:// or https:// URL, got {c.chain.rpc_url!r}")
+
+
+def _check_protocol(c: Config) -> None:
+    p, f = c.protocol, c.faults
+    for key in ("committee_size", "commit_window", "result_window", "min_participants"):
+        _positive(f"[protocol].{key}", getattr(p, key))
+    if p.committee_size > 16:
+        raise ConfigError(f"[protocol].committee_size must be at most 16, got {p.committee_size}")
+    if not 0.0 <= p.exclusion_margin <= 1.0:
+        raise ConfigError(f"[protocol].exclusion_margin must be between 0 and 1, got {p.exclusion_margin}")
+    for key in ("wrong_result", "silent", "no_update"):
+        if getattr(f, key) < 0:
+            raise ConfigError(f"[faults].{key} must be a non-negative count, got {getattr(f, key)}")
 
 
 def _one_of(where: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -10,9 +10,20 @@ from fedledger.chain.embedded import EmbeddedChain
 from fedledger.chain.ledger import StudyLedger
 from fedledger.chain.records import Member, Role, RoundRecord, TxStats
 from fedledger.chain.reopen import open_chain
+from fedledger.chain.rounds import (
+    Commitment,
+    CommitteeStudy,
+    ConsensusStudy,
+    Phase,
+    RoundStudy,
+    StudyTerms,
+    committee_seed,
+    draw_committee,
+)
 from fedledger.chain.rpc import RpcChain
 
 __all__ = [
-    "ChainBackend", "Consortium", "EmbeddedChain", "Member", "Role", "RoundRecord", "RpcChain",
-    "StudyLedger", "TxStats", "open_chain",
+    "ChainBackend", "Commitment", "CommitteeStudy", "ConsensusStudy", "Consortium", "EmbeddedChain", "Member",
+    "Phase", "Role", "RoundRecord", "RoundStudy", "RpcChain", "StudyLedger", "StudyTerms", "TxStats",
+    "committee_seed", "draw_committee", "open_chain",
 ]

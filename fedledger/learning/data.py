@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -27,6 +27,10 @@ class ClientData:
     y_test: np.ndarray
     feature_mean: np.ndarray | None = None
     feature_std: np.ndarray | None = None
+    # held-out validation rows carved from the training rows (see hold_out_validation); empty
+    # unless the study asks for them
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         # Nodes hand these arrays straight to torch; catching a bad shape here names the client
@@ -45,6 +49,10 @@ class ClientData:
         if any(s is not None for s in stats) and any(s is None or s.shape != (self.num_features,) for s in stats):
             raise DataError(f"client {self.name!r}: feature_mean and feature_std must both be given, "
                             f"each of shape ({self.num_features},)")
+
+    @property
+    def num_validation(self) -> int:
+        return 0 if self.y_val is None else len(self.y_val)
 
     @property
     def num_train(self) -> int:
@@ -73,6 +81,19 @@ def split_indices(y: np.ndarray, test_fraction: float, seed: int, *, where: str)
     train, test = train_test_split(np.arange(n), test_size=test_fraction, random_state=seed % 2**32,
                                    shuffle=True, stratify=stratify)
     return np.sort(train), np.sort(test)
+
+
+def hold_out_validation(data: ClientData, fraction: float, seed: int) -> ClientData:
+    """The same client with `fraction` of its training rows moved to a validation set.
+
+    Split as train/test are (stratified where possible), from a seed of its own so that the
+    split does not depend on anything else the study draws.
+    """
+    if fraction == 0.0:
+        return data
+    keep, held = split_indices(data.y_train, fraction, seed, where=f"{data.name} (validation split)")
+    return replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep],
+                   x_val=data.x_train[held], y_val=data.y_train[held])
 
 
 def standardize(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from eth_account.signers.local import LocalAccount
 
 from fedledger.aggregation import ClientUpdate, Strategy, update_problem
@@ -36,7 +37,7 @@ class RoundOutcome:
 class Coordinator:
     def __init__(self, account: LocalAccount, store: ArtifactStore, strategy: Strategy,
                  institutions: Callable[[Sequence[str]], set[str]], ledger: StudyLedger | None,
-                 chain_id: int, ledger_address: str, architecture: str = "loosely") -> None:
+                 chain_id: int, ledger_address: str, architecture: str = "loose") -> None:
         self.account = account
         self.store = store
         self.strategy = strategy
@@ -46,6 +47,8 @@ class Coordinator:
         self.chain_id = chain_id
         self.ledger_address = ledger_address
         self.architecture = architecture
+        # fault experiments only: nudge every aggregate before anchoring it (audit flags each round)
+        self.falsify = False
 
     def open_round(self, round: int, global_model: str) -> RoundTask:
         return RoundTask(round=round, global_model=global_model, chain_id=self.chain_id,
@@ -95,6 +98,8 @@ class Coordinator:
                                  f"({'; '.join(f'{r.institution}: {r.reason}' for r in rejected)})")
         entries = [u.as_entry() for u in accepted]
         params, state = aggregate_round(self.store, self.strategy, task.global_model, entries, state_before)
+        if self.falsify:
+            params = params + np.float32(0.01)
         model = self.store.put_params(params)
         state_after = self.store.put_arrays(state) if state else None
         metrics = self.store.put_json(evaluate(model))

@@ -16,10 +16,13 @@ import torch
 from eth_account.signers.local import LocalAccount
 
 from fedledger.crypto import UpdateCommitment, sign_commitment, verify_proof
+from fedledger.errors import DataError, StoreError
 from fedledger.learning import ClientData, TrainConfig, build_model, evaluate, set_flat_params, train_local
 from fedledger.protocol.manifest import update_leaves
 from fedledger.protocol.messages import RoundTask, SignedUpdate
 from fedledger.store import ArtifactStore
+
+SCORE_SCALE = 1_000_000   # scores are parts per million, as ConsensusStudy.vy stores them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +75,21 @@ class InstitutionNode:
     def evaluate(self, model_digest: str) -> dict[str, float]:
         """Metrics of a global model on this institution's own test set."""
         return evaluate(self._model_with(self.store.get_params(model_digest)), self.data.x_test, self.data.y_test)
+
+    def score(self, update_digest: str) -> int:
+        """Validation accuracy of an update, in parts per million (what the fully coupled
+        contract records); 0 for an update that cannot be loaded or does not fit the model.
+        """
+        if self.data.num_validation == 0:
+            raise DataError(f"{self.name} has no validation data to score updates on; "
+                            "set [data].validation_fraction")
+        try:
+            params = self.store.get_params(update_digest)
+            model = self._model_with(params)
+        except (StoreError, ValueError):   # missing, corrupt, or the wrong size
+            return 0
+        accuracy = evaluate(model, self.data.x_val, self.data.y_val)["accuracy"]
+        return round(accuracy * SCORE_SCALE)
 
     def check_inclusion(self, update: SignedUpdate, proof: Sequence[str], root: str) -> bool:
         """Was my update counted? Checks the coordinator's Merkle proof against the anchored root."""

@@ -16,8 +16,18 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from tqdm import tqdm
 
-from fedledger.aggregation import make_strategy
-from fedledger.chain import ChainBackend, Consortium, EmbeddedChain, Role, RpcChain, StudyLedger
+from fedledger.aggregation import Strategy, make_strategy
+from fedledger.chain import (
+    ChainBackend,
+    CommitteeStudy,
+    ConsensusStudy,
+    Consortium,
+    EmbeddedChain,
+    Role,
+    RpcChain,
+    StudyLedger,
+    StudyTerms,
+)
 from fedledger.config import Config
 from fedledger.errors import ConfigError
 from fedledger.learning import (
@@ -25,11 +35,22 @@ from fedledger.learning import (
     TrainConfig,
     build_model,
     get_flat_params,
+    hold_out_validation,
     load_breast_cancer,
     load_csv_clients,
     load_fed_heart_disease,
 )
-from fedledger.protocol import Coordinator, InstitutionNode, ModelSpec, run_loosely_round
+from fedledger.protocol import (
+    CommitteeRounds,
+    ConsensusRounds,
+    Coordinator,
+    Faults,
+    InstitutionNode,
+    LooseRounds,
+    ModelSpec,
+    RoundResult,
+    derive_seed,
+)
 from fedledger.report import plot_metrics, results_table, summarize_evaluations
 from fedledger.simulation.rundir import RUN_FORMAT, RunDir
 from fedledger.store import ArtifactStore
@@ -54,20 +75,24 @@ class StudyResult:
 
 
 def load_clients(cfg: Config) -> list[ClientData]:
+    """The institutions' data, with validation rows held out when the config asks for them."""
     data = cfg.data
     if data.dataset == "fed_heart_disease":
-        return load_fed_heart_disease()
-    if data.dataset == "breast_cancer":
-        return load_breast_cancer(data.num_clients, data.alpha, cfg.study.seed, data.test_fraction)
-    return load_csv_clients({name: cfg.resolve_path(p) for name, p in data.clients.items()},
-                            data.label, data.features or None, data.test_fraction, cfg.study.seed)
+        clients = load_fed_heart_disease()
+    elif data.dataset == "breast_cancer":
+        clients = load_breast_cancer(data.num_clients, data.alpha, cfg.study.seed, data.test_fraction)
+    else:
+        clients = load_csv_clients({name: cfg.resolve_path(p) for name, p in data.clients.items()},
+                                   data.label, data.features or None, data.test_fraction, cfg.study.seed)
+    return [hold_out_validation(c, data.validation_fraction, derive_seed(cfg.study.seed, "validation", c.name))
+            for c in clients]
 
 
 @dataclass
 class ChainSetup:
     backend: ChainBackend
     consortium: Consortium
-    ledger: StudyLedger
+    ledger: StudyLedger | CommitteeStudy | ConsensusStudy   # the study's contract, by architecture
 
 
 def _connect(cfg: Config, run: RunDir) -> ChainBackend:
@@ -83,17 +108,57 @@ def _connect(cfg: Config, run: RunDir) -> ChainBackend:
 
 
 def set_up_chain(backend: ChainBackend, admin: LocalAccount, coordinator: LocalAccount,
-                  nodes: list[InstitutionNode], config_digest: str, initial_model: str) -> ChainSetup:
-    """Deploy the consortium and the study ledger, enrol the members, start the study."""
-    # Only the admin and the coordinator send transactions in the loosely-coupled architecture.
-    backend.fund([admin.address, coordinator.address], FUNDING_WEI)
+                 nodes: list[InstitutionNode], config_digest: str, initial_model: str,
+                 cfg: Config | None = None) -> ChainSetup:
+    """Deploy the consortium and the study's contract, enrol the members, start the study.
+
+    `coordinator` anchors every round in the loosely-coupled architecture; in the others it only
+    starts the study (its sponsor), and the institutions send their own transactions.
+    """
+    architecture = cfg.study.architecture if cfg else "loose"
+    senders = [admin, coordinator] + ([n.account for n in nodes] if architecture != "loose" else [])
+    backend.fund([a.address for a in senders], FUNDING_WEI)
     consortium = Consortium.deploy(backend, admin)
     consortium.add_member(admin, coordinator.address, "coordinator", Role.COORDINATOR)
     for node in nodes:
         consortium.add_member(admin, node.address, node.name, Role.INSTITUTION)
-    ledger = StudyLedger.deploy(backend, admin, consortium)
-    ledger.start_study(coordinator, config_digest, initial_model)
-    return ChainSetup(backend, consortium, ledger)
+    if architecture == "loose":
+        ledger = StudyLedger.deploy(backend, admin, consortium)
+        ledger.start_study(coordinator, config_digest, initial_model)
+        return ChainSetup(backend, consortium, ledger)
+    p = cfg.protocol
+    terms = StudyTerms(config_digest, initial_model, tuple(n.address for n in nodes), p.commit_window,
+                       p.result_window, min(p.min_participants, len(nodes)))
+    if architecture == "semi":
+        study = CommitteeStudy.deploy(backend, coordinator, consortium, terms, min(p.committee_size, len(nodes)))
+    else:
+        study = ConsensusStudy.deploy(backend, coordinator, consortium, terms, p.weight_by_reputation)
+    return ChainSetup(backend, consortium, study)
+
+
+def make_rounds(cfg: Config, chain: ChainSetup | None, coordinator_key: LocalAccount, store: ArtifactStore,
+                strategy: Strategy, nodes: list[InstitutionNode]) -> LooseRounds | CommitteeRounds | ConsensusRounds:
+    """The round runner of the configured architecture."""
+    f = cfg.faults
+    faults = Faults(wrong_result=f.wrong_result, silent=f.silent, no_update=f.no_update)
+    contract = chain.ledger if chain else None
+    if cfg.study.architecture == "semi":
+        return CommitteeRounds(nodes, strategy, contract, cfg.protocol.committee_size, faults, cfg.study.seed)
+    if cfg.study.architecture == "full":
+        return ConsensusRounds(nodes, strategy, contract, cfg.protocol.exclusion_margin, faults)
+    members = {n.address for n in nodes}
+    coordinator = Coordinator(
+        coordinator_key, store, strategy,
+        institutions=((lambda addrs: chain.consortium.holders_of(addrs, Role.INSTITUTION)) if chain
+                      else (lambda addrs: members.intersection(addrs))),
+        ledger=contract, chain_id=chain.backend.chain_id if chain else 0,
+        ledger_address=contract.address if chain else ZERO_ADDRESS)
+    return LooseRounds(coordinator, nodes, faults, lambda model: _evaluate(nodes, model))
+
+
+def _evaluate(nodes: list[InstitutionNode], model: str) -> dict[str, Any]:
+    """Every institution scores `model` on its own test set; the summary is the round's metrics."""
+    return summarize_evaluations({node.name: node.evaluate(model) for node in nodes})
 
 
 def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True) -> StudyResult:
@@ -119,21 +184,14 @@ def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True
     chain = None
     if cfg.chain.enabled:
         backend = _connect(cfg, run)
-        chain = set_up_chain(backend, admin, coordinator_key, nodes, config_digest, initial)
+        chain = set_up_chain(backend, admin, coordinator_key, nodes, config_digest, initial, cfg)
     try:
         result = StudyResult(run.path)
         if chain:
             result.setup_chain = _stats(chain.backend)
         run.write_json("run.json", _run_info(cfg, chain, nodes, coordinator_key))
-        members = {n.address for n in nodes}
-        coordinator = Coordinator(
-            coordinator_key, store, strategy,
-            institutions=((lambda addrs: chain.consortium.holders_of(addrs, Role.INSTITUTION)) if chain
-                          else (lambda addrs: members.intersection(addrs))),
-            ledger=chain.ledger if chain else None,
-            chain_id=chain.backend.chain_id if chain else 0,
-            ledger_address=chain.ledger.address if chain else ZERO_ADDRESS)
-        _run_rounds(cfg, run, coordinator, nodes, initial, chain, result, progress)
+        rounds = make_rounds(cfg, chain, coordinator_key, store, strategy, nodes)
+        _run_rounds(cfg, run, rounds, nodes, initial, chain, result, progress)
         if chain:
             result.chain_head = chain.backend.w3.eth.get_block("latest")["hash"].to_0x_hex()
     finally:
@@ -148,24 +206,28 @@ def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True
     return result
 
 
-def _run_rounds(cfg: Config, run: RunDir, coordinator: Coordinator, nodes: list[InstitutionNode],
-                initial: str, chain: ChainSetup | None, result: StudyResult, progress: bool) -> None:
+def _run_rounds(cfg: Config, run: RunDir, rounds: LooseRounds | CommitteeRounds | ConsensusRounds,
+                nodes: list[InstitutionNode], initial: str, chain: ChainSetup | None, result: StudyResult,
+                progress: bool) -> None:
     model, state = initial, None
     bar = tqdm(range(1, cfg.study.rounds + 1), desc=cfg.study.name, unit="round", disable=not progress)
     with run.metrics.open("w") as metrics_file:
         for rnd in bar:
             before, t0 = (_stats(chain.backend) if chain else {}), time.perf_counter()
-            outcome = run_loosely_round(coordinator, nodes, rnd, model, state, summarize_evaluations)
+            outcome: RoundResult = rounds.run_round(rnd, model, state)
             model, state = outcome.model, outcome.state
+            metrics = outcome.metrics if outcome.metrics is not None else _evaluate(nodes, model)
             after = _stats(chain.backend) if chain else {}
             entry = {
                 "round": rnd, "model": model, "manifest": outcome.manifest,
-                "accepted": [u.institution for u in outcome.accepted],
+                "accepted": list(outcome.accepted),
                 "rejected": [{"institution": r.institution, "reason": r.reason} for r in outcome.rejected],
                 "seconds": time.perf_counter() - t0,
                 "transactions": after.get("transactions", 0) - before.get("transactions", 0),
                 "gas": after.get("gas_used", 0) - before.get("gas_used", 0),
-                "metrics": coordinator.store.get_json(outcome.record.metrics_digest),
+                "calldata_bytes": after.get("calldata_bytes", 0) - before.get("calldata_bytes", 0),
+                **_details(outcome),
+                "metrics": metrics,
             }
             result.rounds.append(entry)
             metrics_file.write(json.dumps(entry, sort_keys=True) + "\n")
@@ -173,6 +235,11 @@ def _run_rounds(cfg: Config, run: RunDir, coordinator: Coordinator, nodes: list[
             bar.set_postfix(accuracy=f"{entry['metrics']['pooled']['accuracy']:.3f}")
     if progress:
         print(results_table(result.final))
+
+
+def _details(outcome: RoundResult) -> dict[str, Any]:
+    """What the architecture adds to a metrics.jsonl line (committees, scores, rewards, outvoted)."""
+    return {k: v for k, v in outcome.details.items() if k in ("committees", "scores", "rewards", "outvoted")}
 
 
 def _stats(backend: ChainBackend) -> dict[str, int]:

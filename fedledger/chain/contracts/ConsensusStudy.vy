@@ -1,0 +1,172 @@
+# pragma version 0.4.3
+# pragma evm-version cancun
+"""
+@title FedLedger study, fully coupled: every member validates and votes on the model
+@notice Members commit their own updates. Every roster member then scores every committed
+        update on its own held-out data and puts the scores on chain; once the scores are
+        closed, each member applies the same documented exclusion rule to them, aggregates
+        the accepted updates and votes for (model, manifest, rewards). The round finalizes
+        when two thirds of the roster (by count, or by reputation if so configured) vote for
+        the same result; the rewards in it are credited, contributors whose update was
+        excluded lose reputation and voters who disagreed with the outcome lose reputation.
+"""
+
+import rounds
+
+initializes: rounds
+exports: rounds.__interface__
+
+SCORING: constant(uint256) = 2
+VOTING: constant(uint256) = 3
+MAX_SCORE: constant(uint256) = 1000000  # scores are parts per million (accuracy 0.8 -> 800000)
+
+ACCEPTED: constant(int256) = 1
+EXCLUDED: constant(int256) = -20
+
+
+event ScoresSubmitted:
+    round_number: indexed(uint256)
+    validator: indexed(address)
+    scores: DynArray[uint256, rounds.MAX_MEMBERS]
+
+event ScoresClosed:
+    round_number: indexed(uint256)
+    validators: uint256
+    deadline: uint256
+
+event ScoreWindowExtended:
+    round_number: indexed(uint256)
+    validators: uint256
+    deadline: uint256
+
+event VoteSubmitted:
+    round_number: indexed(uint256)
+    validator: indexed(address)
+    model: bytes32
+    manifest_digest: bytes32
+    rewards: DynArray[uint256, rounds.MAX_MEMBERS]
+
+event RewardCredited:
+    member: indexed(address)
+    round_number: indexed(uint256)
+    amount: uint256
+
+
+weight_by_reputation: public(bool)
+_scored: HashMap[uint256, HashMap[address, bool]]
+score_count: public(HashMap[uint256, uint256])
+_vote_of: HashMap[uint256, HashMap[address, bytes32]]
+_votes_for: HashMap[uint256, HashMap[bytes32, uint256]]  # by count or reputation, per weight_by_reputation
+final_key: public(HashMap[uint256, bytes32])
+reward_balance: public(HashMap[address, uint256])
+
+
+@deploy
+def __init__(consortium: address, config_digest: bytes32, initial_model: bytes32,
+             roster: DynArray[address, rounds.MAX_MEMBERS], commit_window: uint256, result_window: uint256,
+             min_participants: uint256, weight_by_reputation: bool):
+    """
+    @notice Deploying starts the study (the deployer must hold the coordinator role) and opens round 1.
+    """
+    rounds._start(consortium, config_digest, initial_model, roster, commit_window, result_window, min_participants)
+    self.weight_by_reputation = weight_by_reputation
+
+
+@external
+def close_commits(round_number: uint256):
+    """
+    @notice Close the commit phase (all committed, or past the deadline); scoring starts.
+    """
+    if rounds._close_commits(round_number):
+        rounds.phase = SCORING
+        rounds.phase_deadline = block.number + rounds.result_window
+
+
+@external
+def submit_scores(round_number: uint256, scores: DynArray[uint256, rounds.MAX_MEMBERS]):
+    """
+    @notice The caller's scores of the round's updates, in `committers` order.
+    """
+    rounds._check_current(round_number, SCORING, "scoring")
+    rounds._check_active_member(msg.sender)
+    assert not self._scored[round_number][msg.sender], "already scored this round"
+    assert len(scores) == len(rounds._committers[round_number]), "one score per committed update"
+    for score: uint256 in scores:
+        assert score <= MAX_SCORE, "score above 1000000"
+    self._scored[round_number][msg.sender] = True
+    self.score_count[round_number] += 1
+    log ScoresSubmitted(round_number=round_number, validator=msg.sender, scores=scores)
+
+
+@external
+def close_scores(round_number: uint256):
+    """
+    @notice Freeze the scores (all members scored, or past the deadline with two thirds of
+            them); voting starts. Past the deadline with fewer, the window is extended.
+    """
+    rounds._check_current(round_number, SCORING, "scoring")
+    scored: uint256 = self.score_count[round_number]
+    if scored < len(rounds.members):
+        assert block.number > rounds.phase_deadline, "score window still open"
+        if 3 * scored < 2 * len(rounds.members):
+            rounds.phase_deadline = block.number + rounds.result_window
+            log ScoreWindowExtended(round_number=round_number, validators=scored, deadline=rounds.phase_deadline)
+            return
+    rounds.phase = VOTING
+    rounds.phase_deadline = block.number + rounds.result_window
+    log ScoresClosed(round_number=round_number, validators=scored, deadline=rounds.phase_deadline)
+
+
+@internal
+@view
+def _result_key(model: bytes32, manifest_digest: bytes32, rewards: DynArray[uint256, rounds.MAX_MEMBERS]) -> bytes32:
+    return keccak256(concat(model, manifest_digest, keccak256(abi_encode(rewards))))
+
+
+@external
+def submit_vote(round_number: uint256, model: bytes32, manifest_digest: bytes32,
+                rewards: DynArray[uint256, rounds.MAX_MEMBERS]):
+    """
+    @notice The caller's result: the model, the manifest and each committer's reward (0 for
+            an excluded update), in `committers` order. Votes arriving after the round
+            finalized are judged against the outcome.
+    """
+    assert model != empty(bytes32) and manifest_digest != empty(bytes32), "empty digest"
+    rounds._check_active_member(msg.sender)
+    assert self._vote_of[round_number][msg.sender] == empty(bytes32), "already voted this round"
+    if round_number > rounds.round_count:
+        rounds._check_current(round_number, VOTING, "voting")
+    committers: DynArray[address, rounds.MAX_MEMBERS] = rounds._committers[round_number]
+    assert len(rewards) == len(committers), "one reward per committed update"
+    key: bytes32 = self._result_key(model, manifest_digest, rewards)
+    self._vote_of[round_number][msg.sender] = key
+    log VoteSubmitted(round_number=round_number, validator=msg.sender, model=model,
+                      manifest_digest=manifest_digest, rewards=rewards)
+    if round_number <= rounds.round_count:
+        rounds._judge(msg.sender, round_number, key == self.final_key[round_number])
+        return
+    weight: uint256 = 1
+    total: uint256 = len(rounds.members)
+    if self.weight_by_reputation:
+        weight = rounds.reputation[msg.sender]
+        total = 0
+        for member: address in rounds.members:
+            total += rounds.reputation[member]
+    self._votes_for[round_number][key] += weight
+    if 3 * self._votes_for[round_number][key] < 2 * total:
+        return
+    self.final_key[round_number] = key
+    for member: address in rounds.members:
+        vote: bytes32 = self._vote_of[round_number][member]
+        if vote != empty(bytes32):
+            rounds._judge(member, round_number, vote == key)
+    for i: uint256 in range(rounds.MAX_MEMBERS):
+        if i == len(committers):
+            break
+        if rewards[i] > 0:
+            self.reward_balance[committers[i]] += rewards[i]
+            log RewardCredited(member=committers[i], round_number=round_number, amount=rewards[i])
+            rounds._change_reputation(committers[i], round_number, ACCEPTED, "update accepted")
+        else:
+            rounds._change_reputation(committers[i], round_number, EXCLUDED, "update excluded")
+    rounds._finalize(model, manifest_digest)

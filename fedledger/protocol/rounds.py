@@ -1,0 +1,159 @@
+"""What the chain-coordinated rounds (semi and full) share: committing updates, aggregating a
+round's commitments into a deterministic result, and the faults the simulations can inject.
+
+Every honest aggregator computes its result from the same inputs (the commitments on chain, the
+artifacts in the store, the strategy in the config) with the same order-independent code, so
+honest results are byte-identical and their digests agree; a disagreeing digest means a fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fedledger.aggregation import ClientUpdate, Strategy, update_problem
+from fedledger.chain import Commitment, RoundStudy
+from fedledger.errors import StoreError
+from fedledger.protocol.manifest import aggregate_round, build_manifest
+from fedledger.protocol.messages import Rejection, RoundTask
+from fedledger.protocol.node import InstitutionNode
+from fedledger.store import ArtifactStore
+
+
+NO_CONTRACT = "0x" + "00" * 20   # what updates are bound to when the ledger is off
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Which institutions misbehave, by position in the roster (for fault experiments).
+
+    The last `wrong_result` institutions submit wrong result digests whenever they aggregate,
+    the `silent` ones before them never answer as aggregators, and the first `no_update` ones
+    never commit an update. The loosely-coupled coordinator lies or stays silent instead.
+    """
+    wrong_result: int = 0
+    silent: int = 0
+    no_update: int = 0
+
+    def behaviour(self, index: int, count: int) -> str:
+        """'wrong_result', 'silent' or 'honest': how institution `index` of `count` aggregates."""
+        from_end = count - index
+        if from_end <= self.wrong_result:
+            return "wrong_result"
+        if from_end <= self.wrong_result + self.silent:
+            return "silent"
+        return "honest"
+
+    def commits(self, index: int) -> bool:
+        return index >= self.no_update
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """A finalized round, whichever architecture ran it."""
+    round: int
+    model: str
+    state: str | None                 # server-optimizer state after the round
+    manifest: str
+    accepted: tuple[str, ...]         # institutions whose updates were aggregated
+    rejected: tuple[Rejection, ...]
+    details: Mapping[str, Any] = field(default_factory=dict)   # committees, scores, rewards...
+    metrics: Mapping[str, Any] | None = None   # evaluation of the new model, where the round produced one
+
+
+def round_task(study: RoundStudy | None, strategy: Strategy, round: int, parent: str) -> RoundTask:
+    """The task of a chain-coordinated round: updates are bound to the study contract."""
+    return RoundTask(round=round, global_model=parent, chain_id=study.backend.chain_id if study else 0,
+                     ledger=study.address if study else NO_CONTRACT, client_config=strategy.client_config())
+
+
+def pass_deadline(study: RoundStudy) -> None:
+    """Let the open phase's deadline pass (in a deployment, time does this; here blocks are mined)."""
+    study.backend.advance_blocks(study.phase_deadline() + 1 - study.backend.block_number())
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """One aggregator's result for a round."""
+    model: str
+    state: str | None
+    manifest_digest: str
+    manifest: dict[str, Any]
+
+
+def commit_phase(nodes: Sequence[InstitutionNode], task: RoundTask, study: RoundStudy | None,
+                 faults: Faults) -> list[Commitment]:
+    """Every committing institution trains, publishes its update and commits it (on chain,
+    from its own account, with the digest of its evaluation of the round's parent model).
+
+    Returns the round's commitments in commit order: read back from the chain when there is one.
+    """
+    local = []
+    for index, node in enumerate(nodes):
+        if not faults.commits(index):
+            continue
+        update = node.train(task)
+        metrics = node.store.put_json(node.evaluate(task.global_model))
+        if study is not None:
+            study.commit_update(node.account, task.round, task.global_model, update.commitment.update,
+                                update.commitment.num_samples, metrics)
+        local.append(Commitment(node.address, update.commitment.update, update.commitment.num_samples))
+    return study.commitments(task.round) if study is not None else local
+
+
+def aggregate_commitments(store: ArtifactStore, strategy: Strategy, *, architecture: str, task: RoundTask,
+                          state_before: str | None, commitments: Sequence[Commitment],
+                          excluded: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None
+                          ) -> Aggregate:
+    """Screen and aggregate the committed updates; store the model, state and manifest.
+
+    An update that is missing, corrupt, the wrong size or out of range is rejected with its
+    reason, as is one in `excluded` (institution -> reason); all honest aggregators see the
+    same store, so they reject the same ones.
+    """
+    excluded = excluded or {}
+    size = store.get_params(task.global_model).size
+    entries, rejected = [], []
+    for c in commitments:
+        reason = excluded.get(c.member) or _problem(store, c, size)
+        if reason:
+            rejected.append({"institution": c.member, "reason": reason})
+        else:
+            entries.append({"institution": c.member, "update": c.update, "num_samples": c.num_samples})
+    params, state = aggregate_round(store, strategy, task.global_model, entries, state_before)
+    return _store_result(store, params, state, architecture, strategy, task, state_before, entries, rejected, extra)
+
+
+def falsify(store: ArtifactStore, strategy: Strategy, honest: Aggregate, architecture: str, task: RoundTask,
+            state_before: str | None) -> Aggregate:
+    """A faulty aggregator's result: the honest model nudged, stored with a manifest claiming it."""
+    m = honest.manifest
+    params = store.get_params(honest.model) + np.float32(0.01)
+    state = store.get_arrays(m["state_after"]) if m["state_after"] else {}
+    extra = {k: v for k, v in m.items() if k in ("scores", "rewards")}
+    return _store_result(store, params, state, architecture, strategy, task, state_before, m["updates"],
+                         m["rejected"], extra)
+
+
+def _store_result(store: ArtifactStore, params: np.ndarray, state: Mapping[str, np.ndarray], architecture: str,
+                  strategy: Strategy, task: RoundTask, state_before: str | None, entries: list[dict[str, Any]],
+                  rejected: list[dict[str, str]], extra: Mapping[str, Any] | None) -> Aggregate:
+    model = store.put_params(params)
+    state_after = store.put_arrays(state) if state else None
+    manifest = build_manifest(round=task.round, architecture=architecture, strategy=strategy,
+                              parent_model=task.global_model, model=model, state_before=state_before,
+                              state_after=state_after, entries=entries,
+                              rejected=sorted(rejected, key=lambda r: r["institution"].lower()), metrics=None)
+    manifest.update(extra or {})
+    return Aggregate(model, state_after, store.put_json(manifest), manifest)
+
+
+def _problem(store: ArtifactStore, c: Commitment, size: int) -> str | None:
+    try:
+        params = store.get_params(c.update)
+    except StoreError as exc:
+        return str(exc)
+    return update_problem(ClientUpdate(c.member, params, c.num_samples), size)
