@@ -8,18 +8,19 @@ The auditor never writes into the store it audits.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fedledger.aggregation import Strategy, make_strategy
+from fedledger.aggregation import Strategy
+from fedledger.audit.base import Auditor
 from fedledger.audit.report import AuditReport
-from fedledger.chain import ChainBackend, Consortium, Role, RoundRecord, StudyLedger, open_chain
+from fedledger.audit.rounds import RoundStudyAuditor
+from fedledger.chain import ChainBackend, Role, RoundRecord, StudyLedger, open_chain
 from fedledger.crypto import UpdateCommitment, recover_signer
 from fedledger.errors import FedLedgerError
-from fedledger.protocol import MANIFEST_FORMAT, aggregate_round, updates_root
+from fedledger.protocol import MANIFEST_FORMAT, updates_root
 from fedledger.simulation.rundir import RunDir
-from fedledger.store import ArtifactStore, encode_arrays, encode_params, sha256_hex
+from fedledger.store import ArtifactStore
 
 
 def verify_run(run_dir: str | Path, expected_head: str | None = None) -> AuditReport:
@@ -43,7 +44,11 @@ def verify_run(run_dir: str | Path, expected_head: str | None = None) -> AuditRe
         if expected_head is not None:
             report.record("chain", "contains the expected head block", _has_block(backend, expected_head),
                           f"no block {expected_head} on this chain: it is not the chain the run ended on")
-        _Auditor(report, backend, info, ArtifactStore(run.store)).verify()
+        store = ArtifactStore(run.store)
+        if info.get("architecture") in ("semi", "full"):
+            RoundStudyAuditor(report, backend, info, store).verify()
+        else:
+            LedgerAuditor(report, backend, info, store).verify()
     finally:
         backend.close()
     return report
@@ -56,34 +61,15 @@ def _has_block(backend: ChainBackend, block_hash: str) -> bool:
         return False
 
 
-class _Auditor:
+class LedgerAuditor(Auditor):
+    """The loosely-coupled study: anchored records, signed updates."""
+
     def __init__(self, report: AuditReport, backend: ChainBackend, info: dict[str, Any], store: ArtifactStore) -> None:
-        self.report = report
-        self.backend = backend
-        self.store = store
-        self.consortium = Consortium(backend, info["contracts"]["consortium"])
+        super().__init__(report, backend, info, store)
         self.ledger = StudyLedger(backend, info["contracts"]["ledger"])
 
-    def _artifact(self, subject: str, what: str, digest: str, loader: Callable[[str], Any]) -> Any:
-        """Load an artifact, recording a failure (and returning None) if missing or corrupt."""
-        try:
-            value = loader(digest)
-        except FedLedgerError as exc:
-            self.report.record(subject, f"{what} artifact intact", False, str(exc))
-            return None
-        self.report.record(subject, f"{what} artifact intact", True)
-        return value
-
     def verify(self) -> None:
-        config = self._artifact("study", "config", self.ledger.config_digest(), self.store.get_json)
-        self._artifact("study", "initial model", self.ledger.initial_model(), self.store.get_params)
-        strategy = None
-        if config is not None:
-            try:
-                agg = config["aggregation"]
-                strategy = make_strategy(agg["strategy"], **agg["params"])
-            except (FedLedgerError, KeyError, TypeError) as exc:
-                self.report.record("study", "strategy from config", False, str(exc))
+        _, strategy = self._study_config(self.ledger.config_digest(), self.ledger.initial_model())
         anchored = self.ledger.anchored_rounds()
         count = self.ledger.round_count()
         self.report.rounds = count
@@ -123,7 +109,7 @@ class _Auditor:
                  f"updates hash to {updates_root(entries)}, the record says {rec.updates_root}")
         intact = all([self._verify_update(subject, rec, e, block) for e in entries])
         if strategy is not None and intact:
-            self._recompute(subject, rec, manifest, entries, strategy)
+            self._recompute(subject, rec.parent_model, rec.model, manifest, entries, strategy)
         return manifest["state_after"]
 
     def _verify_update(self, subject: str, rec: RoundRecord, entry: dict[str, Any], block: int) -> bool:
@@ -139,18 +125,3 @@ class _Auditor:
                                  self.consortium.was_member_at(who, block, Role.INSTITUTION),
                                  f"{who} did not hold the institution role at block {block}")
         return ok & (self._artifact(sub, "update", entry["update"], self.store.get_params) is not None)
-
-    def _recompute(self, subject: str, rec: RoundRecord, manifest: dict[str, Any], entries: list[dict[str, Any]],
-                   strategy: Strategy) -> None:
-        try:
-            params, state = aggregate_round(self.store, strategy, rec.parent_model, entries, manifest["state_before"])
-        except FedLedgerError as exc:
-            self.report.record(subject, "aggregation recomputed", False, str(exc))
-            return
-        model = sha256_hex(encode_params(params))
-        self.report.record(subject, "aggregation recomputed", model == rec.model,
-                           f"recomputing {strategy.name} from the stored updates gives {model}, "
-                           f"the record says {rec.model}")
-        state_after = sha256_hex(encode_arrays(state)) if state else None
-        self.report.record(subject, "server state recomputed", state_after == manifest["state_after"],
-                           f"recomputed state {state_after}, the manifest says {manifest['state_after']}")

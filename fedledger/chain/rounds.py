@@ -20,6 +20,13 @@ from fedledger.chain.records import bytes32_to_digest, digest_to_bytes32
 
 NO_DIGEST = "00" * 32
 
+# Mirrors of the contracts' reputation rules (rounds.vy, CommitteeStudy.vy, ConsensusStudy.vy),
+# which the auditor replays: every ReputationChanged event moves reputation by the delta of its
+# reason, kept within 0..MAX_REPUTATION.
+INITIAL_REPUTATION = 100
+MAX_REPUTATION = 1000
+REPUTATION_DELTAS = {"agreed": 1, "disagreed": -50, "absent": -20, "update accepted": 1, "update excluded": -20}
+
 
 class Phase:
     """The open round's phase, as the contracts number it."""
@@ -132,6 +139,24 @@ class RoundStudy:
         if model == NO_DIGEST:
             return None
         return model, bytes32_to_digest(self._view("finalized_manifest", round))
+
+    def all_events(self) -> list[dict[str, Any]]:
+        """Every event of this contract in chain order: its arguments plus "event", "block" and
+        "log_index" (one log query, for replaying the history)."""
+        by_topic = {}
+        for item in self.contract.abi:
+            if item["type"] == "event":
+                event = getattr(self.contract.events, item["name"])
+                by_topic[bytes.fromhex(event.topic[2:])] = event
+        logs = self.backend.w3.eth.get_logs({"address": self.address, "fromBlock": 0, "toBlock": "latest"})
+        result = []
+        for log in sorted(logs, key=lambda entry: (entry["blockNumber"], entry["logIndex"])):
+            event = by_topic.get(bytes(log["topics"][0])) if log["topics"] else None
+            if event is not None:
+                decoded = event.process_log(log)
+                result.append({**dict(decoded["args"]), "event": decoded["event"], "block": log["blockNumber"],
+                               "log_index": log["logIndex"]})
+        return result
 
     def events(self, name: str, round: int | None = None) -> list[dict[str, Any]]:
         """Every `name` event of this contract (of one round, if given) in chain order: its

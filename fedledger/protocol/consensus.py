@@ -23,7 +23,15 @@ from fedledger.chain import Commitment, ConsensusStudy
 from fedledger.errors import FedLedgerError
 from fedledger.protocol.messages import Rejection, RoundTask
 from fedledger.protocol.node import SCORE_SCALE, InstitutionNode
-from fedledger.protocol.rounds import Faults, RoundResult, aggregate_commitments, commit_phase, falsify, pass_deadline, round_task
+from fedledger.protocol.rounds import (
+    Faults,
+    RoundResult,
+    aggregate_commitments,
+    commit_phase,
+    falsify,
+    pass_deadline,
+    round_task,
+)
 
 ARCHITECTURE = "full"
 

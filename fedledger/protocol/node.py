@@ -17,7 +17,14 @@ from eth_account.signers.local import LocalAccount
 
 from fedledger.crypto import UpdateCommitment, sign_commitment, verify_proof
 from fedledger.errors import DataError, StoreError
-from fedledger.learning import ClientData, TrainConfig, build_model, evaluate, set_flat_params, train_local
+from fedledger.learning import (
+    ClientData,
+    TrainConfig,
+    build_model,
+    evaluate,
+    set_flat_params,
+    train_local,
+)
 from fedledger.protocol.manifest import update_leaves
 from fedledger.protocol.messages import RoundTask, SignedUpdate
 from fedledger.store import ArtifactStore

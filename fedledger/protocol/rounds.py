@@ -22,7 +22,6 @@ from fedledger.protocol.messages import Rejection, RoundTask
 from fedledger.protocol.node import InstitutionNode
 from fedledger.store import ArtifactStore
 
-
 NO_CONTRACT = "0x" + "00" * 20   # what updates are bound to when the ledger is off
 
 

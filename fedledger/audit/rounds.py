@@ -1,0 +1,283 @@
+"""Audit of the chain-coordinated architectures (semi and full), from the chain and the store.
+
+The contract's event history is replayed in order: the roster, every commitment, committee draw,
+result, score and vote, every reputation change and reward. For each finalized round the auditor
+checks that the finalized result had its quorum, recomputes the committee draws (semi) or the
+exclusion rule and rewards (full), recomputes the aggregation, and derives which reputation
+changes the round should have caused; the replayed reputations must match the contract's.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+from web3 import Web3
+
+from fedledger.aggregation import ClientUpdate, Strategy, update_problem
+from fedledger.audit.base import Auditor
+from fedledger.audit.report import AuditReport
+from fedledger.chain import (
+    ChainBackend,
+    Commitment,
+    CommitteeStudy,
+    ConsensusStudy,
+    Role,
+    committee_seed,
+    draw_committee,
+)
+from fedledger.chain.rounds import INITIAL_REPUTATION, MAX_REPUTATION, REPUTATION_DELTAS
+from fedledger.errors import FedLedgerError
+from fedledger.protocol import MANIFEST_FORMAT, exclusion_rule, rewards, updates_root
+from fedledger.store import ArtifactStore
+
+
+def _digest(value: bytes) -> str:
+    return bytes(value).hex()
+
+
+class RoundStudyAuditor(Auditor):
+    def __init__(self, report: AuditReport, backend: ChainBackend, info: dict[str, Any], store: ArtifactStore) -> None:
+        super().__init__(report, backend, info, store)
+        self.architecture = info["architecture"]
+        wrapper = CommitteeStudy if self.architecture == "semi" else ConsensusStudy
+        self.study = wrapper(backend, info["contracts"]["ledger"])
+        self.events = self.study.all_events()
+        self.by_round: dict[int, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+        for event in self.events:
+            if "round_number" in event:
+                self.by_round[event["round_number"]][event["event"]].append(event)
+
+    def verify(self) -> None:
+        r = self.report
+        config, strategy = self._study_config(self.study.config_digest(), self.study.initial_model())
+        self.margin = (config or {}).get("protocol", {}).get("exclusion_margin")
+        started = [e for e in self.events if e["event"] == "StudyStarted"]
+        if not r.record("study", "started once", len(started) == 1, f"{len(started)} StudyStarted events"):
+            return
+        self.roster = list(started[0]["members"])
+        finalized = [e for e in self.events if e["event"] == "RoundFinalized"]
+        r.rounds = len(finalized)
+        r.record("study", "finalized rounds match contract storage", len(finalized) == self.study.round_count(),
+                 f"{len(finalized)} RoundFinalized events but round_count() is {self.study.round_count()}")
+        self.reputation = {m: INITIAL_REPUTATION for m in self.roster}
+        self.expected_changes: Counter = Counter()
+        parent, state = self.study.initial_model(), None
+        for event in finalized:
+            state = self._verify_round(event, parent, state, strategy)
+            parent = _digest(event["model"])
+        self._verify_reputation()
+        if self.architecture == "full":
+            self._verify_reward_balances()
+
+    # --- one round ---------------------------------------------------------------------------
+
+    def _verify_round(self, final: dict[str, Any], parent: str, state_before: str | None,
+                      strategy: Strategy | None) -> str | None:
+        n = final["round_number"]
+        subject, r, events = f"round {n}", self.report, self.by_round[final["round_number"]]
+        model, manifest_digest = _digest(final["model"]), _digest(final["manifest_digest"])
+        r.record(subject, "parent is the previous round's model", _digest(final["parent_model"]) == parent,
+                 f"parent {_digest(final['parent_model'])} but the previous model is {parent}")
+        commitments = self._commitments(subject, events["UpdateCommitted"])
+        if self.architecture == "semi":
+            self._verify_committee(subject, n, events, model, manifest_digest)
+            judged = None
+        else:
+            judged = self._verify_scores_and_votes(subject, n, events, commitments, model, manifest_digest)
+        self._artifact(subject, "global model", model, self.store.get_params)
+        manifest = self._artifact(subject, "manifest", manifest_digest, self.store.get_json)
+        if manifest is None:
+            return None
+        try:
+            entries = list(manifest["updates"])
+            rejected = {x["institution"]: x["reason"] for x in manifest["rejected"]}
+            fields_match = (manifest["format"] == MANIFEST_FORMAT and manifest["round"] == n
+                            and manifest["architecture"] == self.architecture
+                            and manifest["parent_model"] == parent and manifest["model"] == model)
+            root_ok = updates_root(entries) == manifest["updates_root"]
+        except (KeyError, TypeError) as exc:
+            r.record(subject, "manifest well-formed", False, f"missing field {exc}")
+            return None
+        r.record(subject, "manifest agrees with the chain", fields_match and root_ok,
+                 "manifest's format, round, architecture, parent, model or updates root differ")
+        r.record(subject, "server state continues from the previous round", manifest["state_before"] == state_before,
+                 f"state_before {manifest['state_before']} but the previous round left {state_before}")
+        committed = {c.member: c for c in commitments}
+        accounted = sorted(e["institution"] for e in entries) + sorted(rejected)
+        r.record(subject, "every commitment aggregated or rejected with a reason",
+                 sorted(accounted) == sorted(committed) and len(accounted) == len(set(accounted)),
+                 f"manifest accounts for {sorted(accounted)}, the chain has commitments from {sorted(committed)}")
+        r.record(subject, "aggregated updates are the committed ones",
+                 all(e["institution"] in committed and (e["update"], e["num_samples"]) == (
+                     committed[e["institution"]].update, committed[e["institution"]].num_samples) for e in entries),
+                 "an aggregated update's digest or sample count differs from its on-chain commitment")
+        intact = all([self._artifact(f"{subject} update of {e['institution']}", "update", e["update"],
+                                     self.store.get_params) is not None for e in entries])
+        excluded = judged[1] if judged else {}
+        for member, reason in rejected.items():
+            if member not in excluded:
+                r.record(f"{subject} update of {member}", "rejection justified",
+                         self._unusable(committed.get(member), parent),
+                         f"rejected ({reason}) but its update loads and fits the model")
+        if strategy is not None and intact:
+            self._recompute(subject, parent, model, manifest, entries, strategy)
+        if judged is not None:
+            self._verify_exclusions(subject, n, commitments, judged, rejected, manifest)
+        return manifest["state_after"]
+
+    def _unusable(self, commitment: Commitment | None, parent: str) -> bool:
+        """Whether an aggregator had to reject this update: missing, corrupt, wrong size or range."""
+        if commitment is None:
+            return False
+        try:
+            params = self.store.get_params(commitment.update)
+            size = self.store.get_params(parent).size
+        except FedLedgerError:
+            return True
+        return update_problem(ClientUpdate(commitment.member, params, commitment.num_samples), size) is not None
+
+    def _commitments(self, subject: str, committed: list[dict[str, Any]]) -> list[Commitment]:
+        result = []
+        for e in committed:
+            member = e["member"]
+            self.report.record(f"{subject} update of {member}", "committed by an active roster institution",
+                               member in self.roster and self.consortium.was_member_at(member, e["block"], Role.INSTITUTION),
+                               f"{member} is not on the roster or lacked the institution role at block {e['block']}")
+            result.append(Commitment(member, _digest(e["update"]), e["num_samples"]))
+        return result
+
+    # --- semi: committee draws and results -----------------------------------------------------
+
+    def _verify_committee(self, subject: str, n: int, events: dict[str, list], model: str, manifest: str) -> None:
+        r = self.report
+        draws = events["CommitteeDrawn"]
+        results = events["ResultSubmitted"]
+        size = self.study.committee_size()
+        previous_seed = None
+        for draw in draws:
+            attempt = draw["attempt"]
+            before = _digest(self.backend.w3.eth.get_block(draw["block"] - 1)["hash"])
+            entropy = bytes.fromhex(before) if previous_seed is None else Web3.keccak(previous_seed + bytes.fromhex(before))
+            seed = committee_seed(entropy, n, attempt)
+            weights = [self._reputation_at(m, draw) if self.consortium.was_member_at(m, draw["block"] - 1, Role.INSTITUTION)
+                       else 0 for m in self.roster]
+            expected = draw_committee(seed, self.roster, weights, size)
+            r.record(subject, f"committee draw {attempt} recomputed",
+                     bytes(draw["seed"]) == seed and list(draw["committee"]) == expected,
+                     f"the chain drew {list(draw['committee'])} with seed {bytes(draw['seed']).hex()}, "
+                     f"recomputing gives {expected} with seed {seed.hex()}")
+            previous_seed = bytes(draw["seed"])
+            voters = {v["member"] for v in results if v["attempt"] == attempt}
+            if draw is not draws[-1]:
+                for member in draw["committee"]:
+                    if member not in voters:
+                        self.expected_changes[(n, member, "absent")] += 1
+        final_votes = [v for v in results if draws and v["attempt"] == draws[-1]["attempt"]]
+        agreeing = [v for v in final_votes if (_digest(v["model"]), _digest(v["manifest_digest"])) == (model, manifest)]
+        committee = list(draws[-1]["committee"]) if draws else []
+        r.record(subject, "finalized by a majority of the committee", 2 * len(agreeing) > len(committee),
+                 f"{len(agreeing)} of {len(committee)} committee members submitted the finalized result")
+        for v in final_votes:
+            r.record(subject, "results come from the committee", v["member"] in committee,
+                     f"{v['member']} submitted a result without being on the committee")
+            agreed = (_digest(v["model"]), _digest(v["manifest_digest"])) == (model, manifest)
+            self.expected_changes[(n, v["member"], "agreed" if agreed else "disagreed")] += 1
+
+    def _reputation_at(self, member: str, point: dict[str, Any]) -> int:
+        """Replayed reputation of `member` just before the event `point`."""
+        value = INITIAL_REPUTATION
+        for e in self.events:
+            if (e["block"], e["log_index"]) >= (point["block"], point["log_index"]):
+                break
+            if e["event"] == "ReputationChanged" and e["member"] == member:
+                value = e["after"]
+        return value
+
+    # --- full: scores, exclusions, votes, rewards ------------------------------------------------
+
+    def _verify_scores_and_votes(self, subject: str, n: int, events: dict[str, list], commitments: list[Commitment],
+                                 model: str, manifest: str) -> tuple[dict[str, int], dict[str, str]] | None:
+        """Check the scores and votes; returns the exclusion rule's (medians, excluded)."""
+        r = self.report
+        scores = {}
+        for e in events["ScoresSubmitted"]:
+            ok = (e["validator"] in self.roster and e["validator"] not in scores
+                  and len(e["scores"]) == len(commitments))
+            r.record(subject, "scores from roster members, one per update", ok,
+                     f"{e['validator']} submitted {len(e['scores'])} scores for {len(commitments)} updates, twice, "
+                     "or is not on the roster")
+            scores[e["validator"]] = list(e["scores"])
+        if not scores or self.margin is None:
+            r.record(subject, "scores on chain", False, "no scores, or no exclusion margin in the config")
+            return None
+        judged = exclusion_rule(commitments, scores, self.margin)
+        votes = events["VoteSubmitted"]
+        final_key = (model, manifest)
+        agreeing = [v for v in votes if (_digest(v["model"]), _digest(v["manifest_digest"])) == final_key]
+        if self.study.weight_by_reputation():
+            weight = sum(self._reputation_at(v["validator"], v) for v in agreeing)
+            total = sum(self._reputation_at(m, agreeing[-1]) for m in self.roster) if agreeing else 1
+        else:
+            weight, total = len(agreeing), len(self.roster)
+        r.record(subject, "finalized by two thirds of the members", 3 * weight >= 2 * total,
+                 f"the finalized result has {weight} of {total} votes")
+        for v in votes:
+            agreed = (_digest(v["model"]), _digest(v["manifest_digest"])) == final_key
+            self.expected_changes[(n, v["validator"], "agreed" if agreed else "disagreed")] += 1
+        self.final_rewards = list(agreeing[0]["rewards"]) if agreeing else []
+        return judged
+
+    def _verify_exclusions(self, subject: str, n: int, commitments: list[Commitment],
+                           judged: tuple[dict[str, int], dict[str, str]], rejected: dict[str, str],
+                           manifest: dict[str, Any]) -> None:
+        r = self.report
+        medians, excluded = judged
+        r.record(subject, "exclusion rule recomputed from the on-chain scores",
+                 manifest.get("scores") == medians and all(rejected.get(m) == why for m, why in excluded.items()),
+                 f"recomputed exclusions {sorted(excluded)}, the manifest rejects {sorted(rejected)}")
+        accepted = [e["institution"] for e in manifest["updates"]]
+        expected = rewards(commitments, medians, accepted)
+        r.record(subject, "rewards recomputed", expected == self.final_rewards,
+                 f"recomputed rewards {expected}, the finalized vote credits {self.final_rewards}")
+        credited = [(e["member"], e["amount"]) for e in self.by_round[n]["RewardCredited"]]
+        r.record(subject, "rewards credited as voted",
+                 credited == [(c.member, a) for c, a in zip(commitments, self.final_rewards) if a > 0],
+                 f"credited {credited}")
+        for c, amount in zip(commitments, self.final_rewards):
+            self.expected_changes[(n, c.member, "update accepted" if amount > 0 else "update excluded")] += 1
+
+    # --- reputation and balances ------------------------------------------------------------------
+
+    def _verify_reputation(self) -> None:
+        r = self.report
+        replayed = dict(self.reputation)
+        seen: Counter = Counter()
+        consistent = True
+        for e in self.events:
+            if e["event"] != "ReputationChanged":
+                continue
+            member, reason = e["member"], e["reason"]
+            expected_after = max(0, min(MAX_REPUTATION, replayed.get(member, 0) + REPUTATION_DELTAS.get(reason, 0)))
+            consistent &= reason in REPUTATION_DELTAS and e["before"] == replayed.get(member) \
+                and e["after"] == expected_after
+            replayed[member] = e["after"]
+            seen[(e["round_number"], member, reason)] += 1
+        r.record("reputation", "every change follows its rule", consistent,
+                 "a ReputationChanged event's before/after does not follow from the history and its reason")
+        unexplained = (seen - self.expected_changes) + (self.expected_changes - seen)
+        r.record("reputation", "changes are exactly those the rounds call for", not unexplained,
+                 f"differences between recorded and expected changes: {dict(unexplained)}")
+        on_chain = {m: self.study.reputation(m) for m in self.roster}
+        r.record("reputation", "replayed reputation equals the contract's", on_chain == replayed,
+                 f"contract {on_chain}, replayed {replayed}")
+
+    def _verify_reward_balances(self) -> None:
+        totals: Counter = Counter()
+        for e in self.events:
+            if e["event"] == "RewardCredited":
+                totals[e["member"]] += e["amount"]
+        on_chain = {m: self.study.reward_balance(m) for m in self.roster}
+        self.report.record("rewards", "balances equal the credited rewards",
+                           on_chain == {m: totals.get(m, 0) for m in self.roster},
+                           f"contract {on_chain}, credited {dict(totals)}")
