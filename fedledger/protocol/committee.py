@@ -51,10 +51,6 @@ class CommitteeRounds:
         study, nodes = self.study, self.nodes
         task = round_task(study, self.strategy, round, parent)
         commitments = commit_phase(nodes, task, study, self.faults)
-        if study is not None:
-            if len(commitments) < len(nodes):   # wait out the commit window for the missing members
-                pass_deadline(study)
-            study.close_commits(nodes[0].account, round)
         committees = []
         for attempt in range(1, MAX_DRAWS + 1):
             committee = self._committee(round, attempt)

@@ -74,10 +74,6 @@ class ConsensusRounds:
         study, nodes = self.study, self.nodes
         task = round_task(study, self.strategy, round, parent)
         commitments = commit_phase(nodes, task, study, self.faults)
-        if study is not None:
-            if len(commitments) < len(nodes):   # wait out the commit window for the missing members
-                pass_deadline(study)
-            study.close_commits(nodes[0].account, round)
         scores = self._score(task, commitments)
         medians, excluded = exclusion_rule(commitments, scores, self.margin)
         votes = {}

@@ -86,7 +86,8 @@ class Aggregate:
 def commit_phase(nodes: Sequence[InstitutionNode], task: RoundTask, study: RoundStudy | None,
                  faults: Faults) -> list[Commitment]:
     """Every committing institution trains, publishes its update and commits it (on chain,
-    from its own account, with the digest of its evaluation of the round's parent model).
+    from its own account, with the digest of its evaluation of the round's parent model); then
+    the commit phase is closed, after its deadline if someone did not commit.
 
     Returns the round's commitments in commit order: read back from the chain when there is one.
     """
@@ -100,7 +101,12 @@ def commit_phase(nodes: Sequence[InstitutionNode], task: RoundTask, study: Round
             study.commit_update(node.account, task.round, task.global_model, update.commitment.update,
                                 update.commitment.num_samples, metrics)
         local.append(Commitment(node.address, update.commitment.update, update.commitment.num_samples))
-    return study.commitments(task.round) if study is not None else local
+    if study is None:
+        return local
+    if len(local) < len(nodes):
+        pass_deadline(study)
+    study.close_commits(nodes[0].account, task.round)
+    return study.commitments(task.round)
 
 
 def aggregate_commitments(store: ArtifactStore, strategy: Strategy, *, architecture: str, task: RoundTask,
