@@ -131,7 +131,9 @@ def submit_result(round_number: uint256, attempt: uint256, model: bytes32, manif
             finalized (they are then judged against the finalized result).
     """
     assert model != empty(bytes32) and manifest_digest != empty(bytes32), "empty digest"
+    assert round_number >= 1, "no round 0"
     assert msg.sender in self._committees[round_number][attempt], "not on this committee"
+    rounds._check_active_member(msg.sender)
     assert self._vote_of[round_number][attempt][msg.sender] == empty(bytes32), "already submitted"
     key: bytes32 = keccak256(concat(model, manifest_digest))
     if round_number <= rounds.round_count:
@@ -154,6 +156,7 @@ def submit_result(round_number: uint256, attempt: uint256, model: bytes32, manif
             vote: bytes32 = self._vote_of[round_number][attempt][member]
             if vote != empty(bytes32):
                 rounds._judge(member, round_number, vote == key)
+        self.attempt = 0   # the next round has drawn no committee yet
         rounds._finalize(model, manifest_digest)
 
 

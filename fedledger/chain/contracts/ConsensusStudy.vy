@@ -132,6 +132,7 @@ def submit_vote(round_number: uint256, model: bytes32, manifest_digest: bytes32,
             finalized are judged against the outcome.
     """
     assert model != empty(bytes32) and manifest_digest != empty(bytes32), "empty digest"
+    assert round_number >= 1, "no round 0"
     rounds._check_active_member(msg.sender)
     assert self._vote_of[round_number][msg.sender] == empty(bytes32), "already voted this round"
     if round_number > rounds.round_count:
