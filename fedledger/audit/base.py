@@ -8,7 +8,8 @@ from typing import Any
 
 from fedledger.aggregation import Strategy, make_strategy
 from fedledger.audit.report import AuditReport
-from fedledger.chain import ChainBackend, Consortium
+from fedledger.chain import ChainBackend, Consortium, Role
+from fedledger.chain.consortium import held_role_at
 from fedledger.errors import FedLedgerError
 from fedledger.protocol import aggregate_round
 from fedledger.store import ArtifactStore, encode_arrays, encode_params, sha256_hex
@@ -22,6 +23,10 @@ class Auditor:
         self.backend = backend
         self.store = store
         self.consortium = Consortium(backend, info["contracts"]["consortium"])
+        self.membership = self.consortium.membership_events()   # fetched once: log queries are slow
+
+    def _held_role(self, address: str, block: int, role: Role = Role.INSTITUTION) -> bool:
+        return held_role_at(self.membership, address, block, role)
 
     def _artifact(self, subject: str, what: str, digest: str, loader: Callable[[str], Any]) -> Any:
         """Load an artifact, recording a failure (and returning None) if missing or corrupt."""

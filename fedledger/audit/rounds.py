@@ -9,6 +9,7 @@ changes the round should have caused; the replayed reputations must match the co
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -44,9 +45,15 @@ class RoundStudyAuditor(Auditor):
         self.study = wrapper(backend, info["contracts"]["ledger"])
         self.events = self.study.all_events()
         self.by_round: dict[int, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+        # member -> positions (block, log index) of its reputation changes and the values after them
+        self.positions: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        self.values: dict[str, list[int]] = defaultdict(list)
         for event in self.events:
             if "round_number" in event:
                 self.by_round[event["round_number"]][event["event"]].append(event)
+            if event["event"] == "ReputationChanged":
+                self.positions[event["member"]].append((event["block"], event["log_index"]))
+                self.values[event["member"]].append(event["after"])
 
     def verify(self) -> None:
         r = self.report
@@ -142,7 +149,7 @@ class RoundStudyAuditor(Auditor):
         for e in committed:
             member = e["member"]
             self.report.record(f"{subject} update of {member}", "committed by an active roster institution",
-                               member in self.roster and self.consortium.was_member_at(member, e["block"], Role.INSTITUTION),
+                               member in self.roster and self._held_role(member, e["block"], Role.INSTITUTION),
                                f"{member} is not on the roster or lacked the institution role at block {e['block']}")
             result.append(Commitment(member, _digest(e["update"]), e["num_samples"]))
         return result
@@ -160,7 +167,7 @@ class RoundStudyAuditor(Auditor):
             before = _digest(self.backend.w3.eth.get_block(draw["block"] - 1)["hash"])
             entropy = bytes.fromhex(before) if previous_seed is None else Web3.keccak(previous_seed + bytes.fromhex(before))
             seed = committee_seed(entropy, n, attempt)
-            weights = [self._reputation_at(m, draw) if self.consortium.was_member_at(m, draw["block"] - 1, Role.INSTITUTION)
+            weights = [self._reputation_at(m, draw) if self._held_role(m, draw["block"] - 1, Role.INSTITUTION)
                        else 0 for m in self.roster]
             expected = draw_committee(seed, self.roster, weights, size)
             r.record(subject, f"committee draw {attempt} recomputed",
@@ -185,14 +192,10 @@ class RoundStudyAuditor(Auditor):
             self.expected_changes[(n, v["member"], "agreed" if agreed else "disagreed")] += 1
 
     def _reputation_at(self, member: str, point: dict[str, Any]) -> int:
-        """Replayed reputation of `member` just before the event `point`."""
-        value = INITIAL_REPUTATION
-        for e in self.events:
-            if (e["block"], e["log_index"]) >= (point["block"], point["log_index"]):
-                break
-            if e["event"] == "ReputationChanged" and e["member"] == member:
-                value = e["after"]
-        return value
+        """Recorded reputation of `member` just before the event `point` (the changes themselves
+        are checked against their rules in _verify_reputation)."""
+        changes = bisect_left(self.positions[member], (point["block"], point["log_index"]))
+        return self.values[member][changes - 1] if changes else INITIAL_REPUTATION
 
     # --- full: scores, exclusions, votes, rewards ------------------------------------------------
 

@@ -122,6 +122,6 @@ class LedgerAuditor(Auditor):
         ok = self.report.record(sub, "signature by the institution", signer == who,
                                 f"signature recovers to {signer}, not {who}")
         ok &= self.report.record(sub, "institution was a member when anchored",
-                                 self.consortium.was_member_at(who, block, Role.INSTITUTION),
+                                 self._held_role(who, block, Role.INSTITUTION),
                                  f"{who} did not hold the institution role at block {block}")
         return ok & (self._artifact(sub, "update", entry["update"], self.store.get_params) is not None)

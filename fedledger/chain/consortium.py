@@ -100,17 +100,23 @@ class Consortium:
 
         Rebuilt from the events alone, so it needs no archive node.
         """
-        address = Web3.to_checksum_address(address)
-        active, roles = False, Role(0)
-        for event in self.membership_events():
-            if event["block"] > block:
-                break
-            if event["member"] != address:
-                continue
-            if event["event"] == "MemberAdded":
-                active, roles = True, event["roles"]
-            elif event["event"] == "MemberRemoved":
-                active = False
-            else:
-                roles = event["roles"]
-        return active and role != 0 and roles & role == role
+        return held_role_at(self.membership_events(), address, block, role)
+
+
+def held_role_at(events: list[dict[str, Any]], address: str, block: int, role: Role = Role.INSTITUTION) -> bool:
+    """`Consortium.was_member_at` over already fetched `membership_events()` (an auditor asks
+    for many members and blocks; fetching the history once keeps that linear)."""
+    address = Web3.to_checksum_address(address)
+    active, roles = False, Role(0)
+    for event in events:
+        if event["block"] > block:
+            break
+        if event["member"] != address:
+            continue
+        if event["event"] == "MemberAdded":
+            active, roles = True, event["roles"]
+        elif event["event"] == "MemberRemoved":
+            active = False
+        else:
+            roles = event["roles"]
+    return active and role != 0 and roles & role == role
