@@ -206,7 +206,8 @@ def _check_values(c: Config) -> None:
     if not 0.0 < c.data.test_fraction < 1.0:
         raise ConfigError(f"[data].test_fraction must be between 0 and 1, got {c.data.test_fraction}")
     if not 0.0 <= c.data.validation_fraction < 1.0:
-        raise ConfigError(f"[data].validation_fraction must be at least 0 and below 1, got {c.data.validation_fraction}")
+        raise ConfigError("[data].validation_fraction must be at least 0 and below 1, "
+                          f"got {c.data.validation_fraction}")
     if c.study.architecture == "full" and c.data.validation_fraction == 0.0:
         raise ConfigError("[study].architecture = \"full\" scores every update on held-out validation data: "
                           "set [data].validation_fraction, e.g. 0.2")

@@ -45,14 +45,14 @@ class RoundStudyAuditor(Auditor):
         self.study = wrapper(backend, info["contracts"]["ledger"])
         self.events = self.study.all_events()
         self.by_round: dict[int, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-        # member -> positions (block, log index) of its reputation changes and the values after them
-        self.positions: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        # member -> positions (chain_order) of its reputation changes and the values after them
+        self.positions: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
         self.values: dict[str, list[int]] = defaultdict(list)
         for event in self.events:
             if "round_number" in event:
                 self.by_round[event["round_number"]][event["event"]].append(event)
             if event["event"] == "ReputationChanged":
-                self.positions[event["member"]].append((event["block"], event["log_index"]))
+                self.positions[event["member"]].append(event["position"])
                 self.values[event["member"]].append(event["after"])
 
     def verify(self) -> None:
@@ -164,8 +164,8 @@ class RoundStudyAuditor(Auditor):
         previous_seed = None
         for draw in draws:
             attempt = draw["attempt"]
-            before = _digest(self.backend.w3.eth.get_block(draw["block"] - 1)["hash"])
-            entropy = bytes.fromhex(before) if previous_seed is None else Web3.keccak(previous_seed + bytes.fromhex(before))
+            before = bytes(self.backend.w3.eth.get_block(draw["block"] - 1)["hash"])
+            entropy = before if previous_seed is None else Web3.keccak(previous_seed + before)
             seed = committee_seed(entropy, n, attempt)
             weights = [self._reputation_at(m, draw) if self._held_role(m, draw["block"] - 1, Role.INSTITUTION)
                        else 0 for m in self.roster]
@@ -194,7 +194,7 @@ class RoundStudyAuditor(Auditor):
     def _reputation_at(self, member: str, point: dict[str, Any]) -> int:
         """Recorded reputation of `member` just before the event `point` (the changes themselves
         are checked against their rules in _verify_reputation)."""
-        changes = bisect_left(self.positions[member], (point["block"], point["log_index"]))
+        changes = bisect_left(self.positions[member], point["position"])
         return self.values[member][changes - 1] if changes else INITIAL_REPUTATION
 
     # --- full: scores, exclusions, votes, rewards ------------------------------------------------

@@ -4,7 +4,7 @@ Digests are lowercase 64-character hex strings (no 0x); addresses are checksum s
 Every transaction is signed locally; nodes never hold keys.
 """
 
-from fedledger.chain.backend import ChainBackend
+from fedledger.chain.backend import ChainBackend, PendingTx
 from fedledger.chain.consortium import Consortium
 from fedledger.chain.embedded import EmbeddedChain
 from fedledger.chain.ledger import StudyLedger
@@ -24,6 +24,6 @@ from fedledger.chain.rpc import RpcChain
 
 __all__ = [
     "ChainBackend", "Commitment", "CommitteeStudy", "ConsensusStudy", "Consortium", "EmbeddedChain", "Member",
-    "Phase", "Role", "RoundRecord", "RoundStudy", "RpcChain", "StudyLedger", "StudyTerms", "TxStats",
+    "PendingTx", "Phase", "Role", "RoundRecord", "RoundStudy", "RpcChain", "StudyLedger", "StudyTerms", "TxStats",
     "committee_seed", "draw_committee", "open_chain",
 ]

@@ -2,17 +2,23 @@
 
 Keys never leave the process: every transaction is built and signed here and sent raw, so the
 same code works against the embedded EVM and against any JSON-RPC node, which holds no keys.
+
+Sending is split in two so that many members can act in the same block: `submit` signs and
+sends, `PendingTx.wait` waits for the receipt. Nonces are counted here, per account, so one
+account can have several transactions in flight.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from eth_abi import abi
 from eth_abi.exceptions import DecodingError
+from eth_account.datastructures import SignedTransaction
 from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractConstructor, ContractFunction
@@ -28,7 +34,20 @@ from fedledger.errors import ChainError, TransactionReverted
 GAS_MARGIN = 1.25
 RECEIPT_TIMEOUT_S = 120
 # Vyper encodes `assert cond, "reason"` as a call to Error(string), like Solidity's require.
-_ERROR_STRING_SELECTOR = "0x08c379a0"
+_ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")
+
+# What a transaction does: call a contract function, deploy a contract, or a plain transfer.
+Action = ContractFunction | ContractConstructor | TxParams
+
+
+def decode_revert_data(data: bytes) -> str | None:
+    """The message of Error(string) revert data; None for anything else."""
+    if data[:4] != _ERROR_STRING_SELECTOR:
+        return None
+    try:
+        return abi.decode(["string"], data[4:])[0]
+    except (DecodingError, ValueError):
+        return None
 
 
 def revert_reason(exc: Exception) -> str:
@@ -36,16 +55,51 @@ def revert_reason(exc: Exception) -> str:
     data = getattr(exc, "data", None)
     if isinstance(data, dict):      # some nodes nest the revert data in an error object
         data = data.get("data")
-    if isinstance(data, str) and data.startswith(_ERROR_STRING_SELECTOR):
+    if isinstance(data, str) and data.startswith("0x"):
         try:
-            return abi.decode(["string"], bytes.fromhex(data[len(_ERROR_STRING_SELECTOR):]))[0]
-        except (DecodingError, ValueError):
-            pass                    # undecodable data: fall back to the node's message
+            decoded = decode_revert_data(bytes.fromhex(data[2:]))
+        except ValueError:
+            decoded = None          # undecodable data: fall back to the node's message
+        if decoded is not None:
+            return decoded
     message = str(getattr(exc, "message", None) or (exc.args[0] if exc.args else ""))
     quoted = re.search(r"reason string '(.*)'", message)   # Hardhat's wording
     if quoted:
         return quoted.group(1)
     return message.removeprefix("execution reverted").lstrip(": ").strip() or "no reason given"
+
+
+class PendingTx:
+    """A transaction handed to the node, or refused before it was sent; `wait` tells which."""
+
+    def __init__(self, backend: ChainBackend, label: str, account: LocalAccount, tx: TxParams,
+                 tx_hash: HexBytes | None, error: ChainError | None) -> None:
+        self.backend = backend
+        self.label = label              # "Contract.function", for messages
+        self.account = account
+        self.tx = tx                    # as signed (or as it would have been)
+        self.hash = tx_hash             # None when it was never sent
+        self._error = error
+        self._receipt: TxReceipt | None = None
+
+    def wait(self) -> TxReceipt:
+        """The receipt, once mined; counts the transaction in `backend.stats` (once).
+
+        Raises TransactionReverted with the contract's reason when it reverted, ChainError when
+        the node refused it or did not mine it in time.
+        """
+        if self._error is not None:
+            raise self._error
+        if self._receipt is None:
+            self._receipt = self.backend._receipt(self)
+            stats = self.backend.stats
+            stats.transactions += 1
+            stats.gas_used += self._receipt["gasUsed"]
+            stats.calldata_bytes += len(HexBytes(self.tx.get("data", b"")))
+        if self._receipt["status"] != 1:
+            self._error = self.backend._reverted_on_chain(self, self._receipt)
+            raise self._error
+        return self._receipt
 
 
 class ChainBackend:
@@ -62,6 +116,7 @@ class ChainBackend:
         self.chain_id: int = w3.eth.chain_id
         self.stats = TxStats()
         self._contract_names: dict[str, str] = {}   # address -> contract name, for error messages
+        self._nonces: dict[str, int] = {}           # address -> nonce of its next transaction
 
     # --- contracts -------------------------------------------------------------------------
 
@@ -77,26 +132,62 @@ class ChainBackend:
         """Deploy a compiled contract from `account`; returns its checksum address."""
         artifact = load_artifact(contract_name)
         factory = self.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-        receipt = self._call_and_send(account, factory.constructor(*args), f"{contract_name}.constructor")
+        receipt = self._submit(account, factory.constructor(*args), f"{contract_name}.constructor").wait()
         address = receipt["contractAddress"]
         self._contract_names[address] = contract_name
         return address
+
+    def submit(self, account: LocalAccount, fn: ContractFunction) -> PendingTx:
+        """Sign `fn` with `account`'s key and send it, without waiting for it to be mined.
+
+        A transaction that would revert, or that the node refuses, is not sent; its PendingTx
+        raises the error on `wait`, and the account's next transaction reuses the nonce.
+        """
+        return self._submit(account, fn, self._label(fn))
 
     def transact(self, account: LocalAccount, fn: ContractFunction) -> TxReceipt:
         """Sign `fn` with `account`'s key, send it and wait for its receipt.
 
         Raises TransactionReverted with the contract's reason when the call would revert.
         """
-        name = self._contract_names.get(fn.address, "contract")
-        return self._call_and_send(account, fn, f"{name}.{fn.fn_name}")
+        return self.submit(account, fn).wait()
+
+    def transact_all(self, calls: Sequence[tuple[LocalAccount, ContractFunction]]) -> list[TxReceipt]:
+        """Send every call, then wait for all: on the embedded chain they share one block.
+
+        Calls are sent in order and each is judged on its own: when some revert or are refused,
+        the others still land, and the first failure is raised once all were waited for.
+        """
+        if not calls:
+            return []
+        fees = self._fee_params()    # one block's worth of calls: one fee quote
+        pending = [self._submit(account, fn, self._label(fn), fees) for account, fn in calls]
+        receipts, failures = [], []
+        for index, tx in enumerate(pending):
+            try:
+                receipts.append(tx.wait())
+            except ChainError as exc:
+                failures.append((index, tx, exc))
+        if failures:
+            index, tx, exc = failures[0]
+            others = f"; {len(failures) - 1} more of the batch failed" if len(failures) > 1 else ""
+            raise type(exc)(f"{exc} (call {index + 1} of {len(calls)}, from {tx.account.address}{others})")
+        return receipts
 
     def call(self, fn: ContractFunction) -> Any:
         """Evaluate a view function; a revert becomes TransactionReverted with its reason."""
         try:
             return fn.call()
         except self.revert_errors as exc:
-            name = self._contract_names.get(fn.address, "contract")
-            raise TransactionReverted(f"{name}.{fn.fn_name} reverted: {revert_reason(exc)}") from None
+            raise TransactionReverted(f"{self._label(fn)} reverted: {revert_reason(exc)}") from None
+
+    def block_number(self) -> int:
+        """The number of the latest mined block."""
+        return self.w3.eth.block_number
+
+    def advance_blocks(self, n: int) -> None:
+        """Mine `n` blocks (none if `n` <= 0), so that deadlines counted in blocks pass."""
+        raise NotImplementedError
 
     def fund(self, addresses: Sequence[str], wei: int) -> None:
         """Make each address hold at least `wei`, for gas."""
@@ -111,68 +202,97 @@ class ChainBackend:
 
     # --- sending ---------------------------------------------------------------------------
 
-    def _call_and_send(self, account: LocalAccount, fn: ContractFunction | ContractConstructor,
-                       label: str) -> TxReceipt:
-        gas = self._estimate(account, label, lambda: fn.estimate_gas({"from": account.address}))
-        return self._sign_and_send(account, fn.build_transaction(self._tx_params(account, gas)), label)
+    def _label(self, fn: ContractFunction) -> str:
+        """A call's "Contract.function", for messages."""
+        return f"{self._contract_names.get(fn.address, 'contract')}.{fn.fn_name}"
 
     def _top_up(self, funder: LocalAccount, addresses: Sequence[str], wei: int) -> None:
         """Send each address what it lacks to hold `wei`, from `funder`."""
-        for address in addresses:
-            missing = wei - self.w3.eth.get_balance(Web3.to_checksum_address(address))
+        pending = []
+        for address in map(Web3.to_checksum_address, addresses):
+            missing = wei - self.w3.eth.get_balance(address)
             if missing > 0:
-                tx: TxParams = {"to": Web3.to_checksum_address(address), "value": missing, "from": funder.address}
-                label = f"funding {address}"
-                gas = self._estimate(funder, label, lambda tx=tx: self.w3.eth.estimate_gas(tx))
-                self._sign_and_send(funder, {**tx, **self._tx_params(funder, gas)}, label)
+                pending.append(self._submit(funder, {"to": address, "value": missing}, f"funding {address}"))
+        for tx in pending:
+            tx.wait()
 
-    def _estimate(self, account: LocalAccount, label: str, estimate: Callable[[], int]) -> int:
-        """Run a gas estimate; reverts and refusals become FedLedger errors.
-
-        Estimating first is what surfaces the revert reason: a mined failing transaction only
-        says "status 0".
-        """
+    def _submit(self, account: LocalAccount, action: Action, label: str, fees: TxParams | None = None) -> PendingTx:
+        base: TxParams = {"from": account.address, "chainId": self.chain_id}
         try:
-            return estimate()
+            gas = self._gas_limit(account, action, label)
+            tx = _build(action, {**base, **(fees or self._fee_params()), "gas": gas,
+                                 "nonce": self._next_nonce(account.address)})
+        except ChainError as exc:
+            return PendingTx(self, label, account, base, None, exc)
+        signed = account.sign_transaction(tx)
+        try:
+            tx_hash = self._send_raw(account, signed, label)
+        except TransactionReverted as exc:  # dropped before inclusion: the nonce is still free
+            return PendingTx(self, label, account, tx, None, exc)
+        except BaseException as exc:
+            self._nonces.pop(account.address, None)   # unsure what the node kept: ask it next time
+            if isinstance(exc, ChainError):
+                return PendingTx(self, label, account, tx, None, exc)
+            raise
+        self._nonces[account.address] = tx["nonce"] + 1
+        return PendingTx(self, label, account, tx, tx_hash, None)
+
+    def _next_nonce(self, address: str) -> int:
+        if address not in self._nonces:
+            self._nonces[address] = self._pending_nonce(address)
+        return self._nonces[address]
+
+    # --- what each kind of chain does its own way --------------------------------------------
+
+    def _pending_nonce(self, address: str) -> int:
+        """The node's count of `address`'s transactions, pending ones included."""
+        return self.w3.eth.get_transaction_count(address, "pending")
+
+    def _gas_limit(self, account: LocalAccount, action: Action, label: str) -> int:
+        """Estimate, with a margin. Estimating first is what surfaces the revert reason: a mined
+        failing transaction only says "status 0"."""
+        try:
+            if isinstance(action, dict):
+                return int(self.w3.eth.estimate_gas({**action, "from": account.address}) * GAS_MARGIN)
+            return int(action.estimate_gas({"from": account.address}) * GAS_MARGIN)
         except self.revert_errors as exc:
             raise TransactionReverted(f"{label} reverted: {revert_reason(exc)}") from None
         except self.refusal_errors as exc:
             raise self._refused(label, account, exc) from None
 
-    def _tx_params(self, account: LocalAccount, gas_estimate: int) -> TxParams:
-        params: TxParams = {
-            "from": account.address,
-            "nonce": self.w3.eth.get_transaction_count(account.address, "pending"),
-            "chainId": self.chain_id,
-            "gas": int(gas_estimate * GAS_MARGIN),
-        }
+    def _fee_params(self) -> TxParams:
         base_fee = self.w3.eth.get_block("latest").get("baseFeePerGas")
         if base_fee is None:    # a node without EIP-1559 (e.g. a free-gas private network)
-            params["gasPrice"] = self.w3.eth.gas_price
-        else:                   # twice the base fee rides out several full blocks in a row
-            tip = self.w3.eth.max_priority_fee
-            params["maxPriorityFeePerGas"] = tip
-            params["maxFeePerGas"] = 2 * base_fee + tip
-        return params
+            return {"gasPrice": self.w3.eth.gas_price}
+        return dynamic_fees(base_fee, self.w3.eth.max_priority_fee)
 
-    def _sign_and_send(self, account: LocalAccount, tx: TxParams, label: str) -> TxReceipt:
-        signed = account.sign_transaction(tx)
+    def _send_raw(self, account: LocalAccount, signed: SignedTransaction, label: str) -> HexBytes:
         try:
-            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S,
-                                                                poll_latency=0.05)
+            return HexBytes(self.w3.eth.send_raw_transaction(signed.raw_transaction))
         except self.refusal_errors as exc:
             raise self._refused(label, account, exc) from None
+
+    def _receipt(self, pending: PendingTx) -> TxReceipt:
+        try:
+            return self.w3.eth.wait_for_transaction_receipt(pending.hash, timeout=RECEIPT_TIMEOUT_S,
+                                                            poll_latency=0.05)
         except TimeExhausted:
-            raise ChainError(f"{label}: transaction {signed.hash.to_0x_hex()} not mined within "
+            raise ChainError(f"{pending.label}: transaction {pending.hash.to_0x_hex()} not mined within "
                              f"{RECEIPT_TIMEOUT_S} s; is the node producing blocks?") from None
-        self.stats.transactions += 1
-        self.stats.gas_used += receipt["gasUsed"]
-        self.stats.calldata_bytes += len(Web3.to_bytes(hexstr=tx.get("data", "0x")))
-        if receipt["status"] != 1:
-            raise TransactionReverted(f"{label} reverted on chain in transaction {signed.hash.to_0x_hex()} "
-                                      "(out of gas, or the state changed after the gas estimate)")
-        return receipt
+
+    def _reverted_on_chain(self, pending: PendingTx, receipt: TxReceipt) -> TransactionReverted:
+        """The reason a mined transaction failed, from running it again on its parent block's
+        state (a transaction before it in the same block may be what made it fail)."""
+        where = f"in transaction {pending.hash.to_0x_hex()}"
+        call: TxParams = {key: pending.tx[key] for key in ("from", "to", "data", "value", "gas") if key in pending.tx}
+        try:
+            self.w3.eth.call(call, block_identifier=receipt["blockNumber"] - 1)
+        except self.revert_errors as exc:
+            return TransactionReverted(f"{pending.label} reverted: {revert_reason(exc)} ({where})")
+        except self.refusal_errors:
+            pass
+        return TransactionReverted(f"{pending.label} reverted on chain {where} (out of gas, or the state "
+                                   "changed after the gas estimate)")
 
     def _refused(self, label: str, account: LocalAccount, exc: Exception) -> ChainError:
         message = _node_message(exc)
@@ -181,6 +301,18 @@ class ChainBackend:
             return ChainError(f"{label}: {account.address} holds too little ether to pay for gas "
                               f"({self.w3.eth.get_balance(account.address)} wei); fund it first")
         return ChainError(f"{label}: the node refused the transaction: {message}")
+
+
+def _build(action: Action, params: TxParams) -> TxParams:
+    """The complete transaction: with every field given, web3 asks the node nothing."""
+    if isinstance(action, dict):
+        return {**action, **params}
+    return action.build_transaction(params)
+
+
+def dynamic_fees(base_fee: int, tip: int) -> TxParams:
+    # Twice the base fee rides out several full blocks in a row.
+    return {"maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * base_fee + tip}
 
 
 def _node_message(exc: Exception) -> str:

@@ -10,7 +10,7 @@ from web3 import Web3
 from web3.types import TxReceipt
 
 from fedledger.chain.backend import ChainBackend
-from fedledger.chain.records import Member, Role
+from fedledger.chain.records import Member, Role, chain_order
 
 MEMBERSHIP_EVENTS = ("MemberAdded", "MemberRemoved", "RolesChanged")
 
@@ -73,7 +73,7 @@ class Consortium:
     def membership_events(self) -> list[dict[str, Any]]:
         """Every membership change in chain order.
 
-        Each is {"event", "member", "block", "log_index"} plus "name" and "roles" where the
+        Each is {"event", "member", "block", "position"} plus "name" and "roles" where the
         event carries them (roles as Role).
         """
         events = self.contract.events
@@ -81,13 +81,13 @@ class Consortium:
                     for name in MEMBERSHIP_EVENTS}
         logs = self.backend.w3.eth.get_logs({"address": self.address, "fromBlock": 0, "toBlock": "latest"})
         result = []
-        for log in sorted(logs, key=lambda entry: (entry["blockNumber"], entry["logIndex"])):
+        for log in sorted(logs, key=chain_order):
             event = by_topic.get(bytes(log["topics"][0])) if log["topics"] else None
             if event is None:
                 continue
             decoded = event.process_log(log)
             entry: dict[str, Any] = {"event": decoded["event"], "member": decoded["args"]["member"],
-                                     "block": decoded["blockNumber"], "log_index": decoded["logIndex"]}
+                                     "block": decoded["blockNumber"], "position": chain_order(log)}
             if "name" in decoded["args"]:
                 entry["name"] = decoded["args"]["name"]
             if "roles" in decoded["args"]:

@@ -12,6 +12,10 @@ and `open` replays the log into a fresh EVM, checking every block hash against t
 Editing a transaction, a timestamp or the order changes a hash, and removing blocks from the end
 leaves the log short of the recorded head: either way `open` raises ChainError naming the block.
 Appending one line per block keeps the cost per transaction to one small write.
+
+Transactions are executed once, when submitted, on top of the block being built; one that
+reverts is dropped again at once (as a node's gas estimate would refuse it) and nothing
+estimates gas. Blocks are mined only when a receipt is waited for, so a batch shares a block.
 """
 
 from __future__ import annotations
@@ -22,18 +26,23 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from eth.abc import SignedTransactionAPI, StateAPI
+from eth.abc import BlockAPI, BlockHeaderAPI, ComputationAPI, ReceiptAPI, SignedTransactionAPI, VirtualMachineAPI
+from eth.exceptions import Revert
 from eth.vm.forks.cancun import get_total_blob_gas
-from eth.vm.spoof import SpoofTransaction
 from eth_account import Account
+from eth_account.datastructures import SignedTransaction
 from eth_account.signers.local import LocalAccount
 from eth_tester import EthereumTester, PyEVMBackend
+from eth_tester.backends.pyevm.serializers import serialize_transaction_receipt
 from eth_tester.exceptions import TransactionFailed
 from eth_utils import ValidationError, keccak, to_canonical_address
+from hexbytes import HexBytes
 from web3 import EthereumTesterProvider, Web3
+from web3.middleware import AttributeDictMiddleware
+from web3.types import TxParams, TxReceipt
 
-from fedledger.chain.backend import ChainBackend
-from fedledger.errors import ChainError
+from fedledger.chain.backend import Action, ChainBackend, PendingTx, decode_revert_data, dynamic_fees
+from fedledger.errors import ChainError, TransactionReverted
 
 LOG_FORMAT = "fedledger-embedded-chain/1"
 GENESIS_TIMESTAMP = 1_704_067_200                     # 2024-01-01T00:00:00Z
@@ -42,7 +51,57 @@ GENESIS_BALANCE = 10**9 * 10**18                       # a billion ether: fund()
 # it must be able to rebuild the same genesis. Never use this key on a real network.
 FUNDER: LocalAccount = Account.from_key(keccak(b"fedledger embedded chain: genesis funding account"))
 
+# Every transaction is offered this much gas instead of an estimate: more than any FedLedger call
+# or deployment needs, a third of the block gas limit, and 0.02 ether at most at the fee offered.
+TX_GAS_LIMIT = 10_000_000
+
 _ZERO_ADDRESS = b"\x00" * 20
+
+
+class _BlockBuilder:
+    """The transactions of the block being built, executed on one live state.
+
+    py-evm's MiningChain.apply_transaction merkelizes the state and rebuilds the transaction and
+    receipt tries after every transaction; here that happens once, in `seal`, which leaves the
+    chain's pending header exactly as applying the same transactions one by one would.
+    """
+
+    def __init__(self, vm: VirtualMachineAPI) -> None:
+        self.vm = vm
+        self.header = vm.get_header()
+        self.transactions: list[SignedTransactionAPI] = []
+        self.receipts: list[ReceiptAPI] = []
+
+    def apply(self, transaction: SignedTransactionAPI, keep_failed: bool) -> ComputationAPI:
+        """Execute `transaction`; unless `keep_failed`, one that fails leaves no trace.
+
+        ValidationError (bad nonce, too little ether...) when it cannot be included at all.
+        """
+        vm, state = self.vm, self.vm.state
+        vm.validate_transaction_against_header(self.header, transaction)
+        state.lock_changes()    # as VirtualMachine.apply_transaction: a new transaction starts
+        snapshot = state.snapshot()
+        try:
+            computation = state.apply_transaction(transaction)
+        except BaseException:
+            state.revert(snapshot)
+            raise
+        if computation.is_error and not keep_failed:
+            state.revert(snapshot)
+            return computation
+        receipt = vm.make_receipt(self.header, transaction, computation, state)
+        vm.validate_receipt(receipt)
+        self.header = vm.add_receipt_to_header(self.header, receipt)
+        self.transactions.append(transaction)
+        self.receipts.append(receipt)
+        return computation
+
+    def seal(self) -> BlockHeaderAPI:
+        """The pending header holding the transactions, their receipts and the state after them."""
+        self.vm.state.persist()
+        header = self.header.copy(state_root=self.vm.state.state_root)
+        return self.vm.set_block_transactions_and_withdrawals(
+            self.vm.get_block(), header, self.transactions, self.receipts).header
 
 
 class _DeterministicBackend(PyEVMBackend):
@@ -51,19 +110,60 @@ class _DeterministicBackend(PyEVMBackend):
     def __init__(self) -> None:
         self.on_block: Callable[[dict[str, Any]], None] | None = None
         self._pending_raw: list[bytes] = []
+        self._builder: _BlockBuilder | None = None
+        self._last_block: dict[bytes, tuple[BlockAPI, list[ReceiptAPI], int]] = {}   # tx hash -> where
         super().__init__(
             genesis_parameters=PyEVMBackend.generate_genesis_params({"timestamp": GENESIS_TIMESTAMP}),
             genesis_state={to_canonical_address(FUNDER.address): {
                 "balance": GENESIS_BALANCE, "nonce": 0, "code": b"", "storage": {}}},
         )
-        self.chain.gas_estimator = _estimate_in_one_run
+
+    def stage(self, raw_transaction: bytes, keep_failed: bool = False) -> tuple[bytes, ComputationAPI]:
+        """Add a signed transaction to the block being built (see _BlockBuilder.apply); returns
+        its hash and its execution."""
+        if self._builder is None:
+            self._builder = _BlockBuilder(self.chain.get_vm(self.chain.header))
+        transaction = self._builder.vm.get_transaction_builder().decode(raw_transaction)
+        computation = self._builder.apply(transaction, keep_failed)
+        if keep_failed or not computation.is_error:
+            self._pending_raw.append(bytes(raw_transaction))
+        return transaction.hash, computation
+
+    def building(self) -> bool:
+        """Whether transactions wait in the block being built."""
+        return self._builder is not None and bool(self._builder.transactions)
+
+    def gas_left(self) -> int:
+        """Gas still free in the block being built."""
+        header = self._builder.header if self._builder else self.chain.header
+        return header.gas_limit - header.gas_used
+
+    def pending_nonce(self, address: bytes) -> int:
+        vm = self._builder.vm if self._builder else self.chain.get_vm(self.chain.header)
+        return vm.state.get_nonce(address)
+
+    def holds(self, tx_hash: bytes) -> bool:
+        """Whether the transaction is in the block being built (not mined yet)."""
+        return self._builder is not None and any(tx.hash == tx_hash for tx in self._builder.transactions)
 
     def send_raw_transaction(self, raw_transaction: bytes) -> bytes:
-        tx_hash = super().send_raw_transaction(raw_transaction)
-        self._pending_raw.append(bytes(raw_transaction))   # only once py-evm has accepted it
-        return tx_hash
+        # eth-tester's route (web3 callers, replay): included even if it fails, as a node would.
+        return self.stage(raw_transaction, keep_failed=True)[0]
+
+    def get_transaction_receipt(self, transaction_hash: bytes) -> dict[str, Any]:
+        # eth-tester decodes blocks from the head back to find a transaction, then every receipt
+        # of its block; a batch asks for one block's receipts in turn, so keep that block at hand.
+        if transaction_hash not in self._last_block:
+            return super().get_transaction_receipt(transaction_hash)
+        block, receipts, index = self._last_block[transaction_hash]
+        return serialize_transaction_receipt(block, receipts, block.transactions[index], index, False,
+                                             self.chain.get_vm())
 
     def mine_blocks(self, num_blocks: int = 1, coinbase: bytes = _ZERO_ADDRESS) -> tuple[bytes, ...]:
+        receipts = []
+        if self._builder is not None:
+            receipts = self._builder.receipts
+            self.chain.header, self._builder = self._builder.seal(), None
         hashes = []
         for _ in range(num_blocks):
             # As eth-tester mines, except that prevrandao comes from the parent, not os.urandom.
@@ -74,7 +174,9 @@ class _DeterministicBackend(PyEVMBackend):
                 self.on_block({"number": block.number, "timestamp": block.header.timestamp,
                                "transactions": [raw.hex() for raw in self._pending_raw],
                                "hash": block.hash.hex()})
-            self._pending_raw = []
+            if block.transactions and len(receipts) == len(block.transactions):
+                self._last_block = {tx.hash: (block, receipts, i) for i, tx in enumerate(block.transactions)}
+            self._pending_raw, receipts = [], []
             hashes.append(block.hash)
         return tuple(hashes)
 
@@ -91,7 +193,10 @@ class EmbeddedChain(ChainBackend):
         self._evm = evm
         self.state_dir = state_dir
         self._log: TextIO | None = None
-        super().__init__(Web3(EthereumTesterProvider(EthereumTester(evm))))
+        # Of web3's default middleware only attrdict (receipts as attribute dicts) is of use here;
+        # the ENS and chain-id validation layers cost more than a py-evm read.
+        super().__init__(Web3(EthereumTesterProvider(EthereumTester(evm)),
+                              middleware=[(AttributeDictMiddleware, "attrdict")]))
         # eth-tester runs calls without a sender from an unfunded account and charges it gas.
         self.w3.eth.default_account = FUNDER.address
         if state_dir is not None:
@@ -138,18 +243,57 @@ class EmbeddedChain(ChainBackend):
         """Top addresses up to `wei` from the genesis funding account."""
         self._top_up(FUNDER, addresses, wei)
 
+    def block_number(self) -> int:
+        return self._evm.chain.get_canonical_head().block_number
+
+    def advance_blocks(self, n: int) -> None:
+        """Mine `n` blocks (the first holds any transaction submitted and not yet mined)."""
+        if n > 0:
+            self._evm.mine_blocks(n)
+
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "rpc_url": None, "chain_id": self.chain_id}
 
     def close(self) -> None:
         """Flush the block log and record the head, so that truncating the log is detected.
 
+        Transactions submitted and never waited for are mined first, as a node would mine them.
         A chain only read since it was opened is left untouched (an auditor may lack write access).
         """
+        if self._evm.building():
+            self._evm.mine_blocks()
         if self._log is not None:
             self._log.close()
             self._log = None
             self._write_meta()
+
+    # --- sending: straight to the EVM, executed once, no estimate ---------------------------
+
+    def _pending_nonce(self, address: str) -> int:
+        return self._evm.pending_nonce(to_canonical_address(address))
+
+    def _gas_limit(self, account: LocalAccount, action: Action, label: str) -> int:
+        return TX_GAS_LIMIT
+
+    def _fee_params(self) -> TxParams:
+        # The block being built has its base fee already; there is nobody to tip.
+        return dynamic_fees(self._evm.chain.header.base_fee_per_gas, 0)
+
+    def _send_raw(self, account: LocalAccount, signed: SignedTransaction, label: str) -> HexBytes:
+        if self._evm.gas_left() < TX_GAS_LIMIT:
+            self._evm.mine_blocks()     # the block is full: start the next one
+        try:
+            tx_hash, computation = self._evm.stage(signed.raw_transaction)
+        except ValidationError as exc:
+            raise self._refused(label, account, exc) from None
+        if computation.is_error:
+            raise TransactionReverted(f"{label} reverted: {_failure(computation)}")
+        return HexBytes(tx_hash)
+
+    def _receipt(self, pending: PendingTx) -> TxReceipt:
+        if self._evm.holds(pending.hash):
+            self._evm.mine_blocks()
+        return self.w3.eth.get_transaction_receipt(pending.hash)
 
     def _append(self, block: dict[str, Any]) -> None:
         if self._log is None:   # opened lazily: an auditor that only reads never writes
@@ -167,28 +311,13 @@ class EmbeddedChain(ChainBackend):
         os.replace(tmp, self.state_dir / "chain.json")
 
 
-def _estimate_in_one_run(state: StateAPI, transaction: SignedTransactionAPI) -> int:
-    """The gas a transaction consumes when offered all the gas its sender can pay for.
-
-    py-evm's default estimator bisects (about 13 executions) and dominated the cost of a
-    transaction here; one execution is enough because the client adds a margin, which also
-    covers the 1/64 of gas withheld from nested calls. A revert raises, reason included.
-    Capping the offer at the sender's means (as geth does) lets a modestly funded account
-    estimate at all: py-evm makes the sender able to pay for the whole offer up front.
-    """
-    fee = getattr(transaction, "max_fee_per_gas", None) or transaction.gas_price
-    means = max(0, state.get_balance(transaction.sender) - transaction.value)
-    gas = min(state.gas_limit, means // fee) if fee else state.gas_limit
-    if gas < transaction.intrinsic_gas:
-        raise ValidationError("the sender cannot afford even the intrinsic gas")
-    snapshot = state.snapshot()
-    try:
-        computation = state.apply_transaction(SpoofTransaction(transaction, gas=gas))
-    finally:
-        state.revert(snapshot)
-    if computation.is_error:
-        raise computation.error
-    return transaction.intrinsic_gas + computation.get_gas_used()
+def _failure(computation: ComputationAPI) -> str:
+    """Why an execution failed: the contract's own message where it gave one."""
+    error = computation.error
+    if isinstance(error, Revert):
+        output = computation.output
+        return decode_revert_data(output) or (f"revert data 0x{output.hex()}" if output else "no reason given")
+    return str(error) or type(error).__name__
 
 
 def _replay(evm: _DeterministicBackend, state_dir: Path, line_number: int, line: str) -> None:

@@ -10,7 +10,7 @@ from web3.types import TxReceipt
 
 from fedledger.chain.backend import ChainBackend
 from fedledger.chain.consortium import Consortium
-from fedledger.chain.records import RoundRecord, address_order, bytes32_to_digest, digest_to_bytes32
+from fedledger.chain.records import RoundRecord, address_order, bytes32_to_digest, chain_order, digest_to_bytes32
 
 
 class StudyLedger:
@@ -64,7 +64,7 @@ class StudyLedger:
     def anchored_rounds(self) -> list[tuple[RoundRecord, int]]:
         """(record, block number) of every RoundAnchored event, in chain order."""
         logs = self.contract.events.RoundAnchored.get_logs(from_block=0, to_block="latest")
-        ordered = sorted(logs, key=lambda log: (log["blockNumber"], log["logIndex"]))
+        ordered = sorted(logs, key=chain_order)
         return [(_record(log["args"]["round_number"], log["args"]), log["blockNumber"]) for log in ordered]
 
 

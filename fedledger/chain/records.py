@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from typing import Any
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
@@ -62,3 +63,10 @@ def bytes32_to_digest(value: bytes) -> str:
 def address_order(address: str) -> int:
     """The order StudyLedger requires for participants: by numeric address value."""
     return int(address, 16)
+
+
+def chain_order(log: Any) -> tuple[int, int, int]:
+    """Sort key putting logs in execution order: block, then transaction, then log. Some nodes
+    (eth-tester) number logs within their transaction, so the log index alone is not enough
+    once a block holds several transactions."""
+    return log["blockNumber"], log["transactionIndex"], log["logIndex"]

@@ -6,7 +6,8 @@ finalization), wrapped once in `RoundStudy`; each subclass adds its own phase.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,9 +15,10 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.types import TxReceipt
 
-from fedledger.chain.backend import ChainBackend
+from fedledger.chain.backend import ChainBackend, PendingTx
 from fedledger.chain.consortium import Consortium
-from fedledger.chain.records import bytes32_to_digest, digest_to_bytes32
+from fedledger.chain.records import bytes32_to_digest, chain_order, digest_to_bytes32
+from fedledger.errors import ChainError
 
 NO_DIGEST = "00" * 32
 
@@ -63,6 +65,7 @@ class RoundStudy:
         self.backend = backend
         self.contract = backend.contract(self.contract_name, address)
         self.address: str = self.contract.address
+        self._pending: list[PendingTx] | None = None   # collecting, inside batch()
 
     @classmethod
     def _deploy_with(cls, backend: ChainBackend, sponsor: LocalAccount, consortium: Consortium,
@@ -73,8 +76,31 @@ class RoundStudy:
                                  terms.result_window, terms.min_participants, *extra)
         return cls(backend, address)
 
-    def _send(self, account: LocalAccount, fn: Any) -> TxReceipt:
+    def _send(self, account: LocalAccount, fn: Any) -> TxReceipt | PendingTx:
+        if self._pending is not None:
+            self._pending.append(self.backend.submit(account, fn))
+            return self._pending[-1]
         return self.backend.transact(account, fn)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Members acting in the same phase: inside, each transaction method sends without waiting
+        and returns a PendingTx; leaving waits for all (on the embedded chain they share one block)
+        and raises the first failure once every one was waited for."""
+        pending: list[PendingTx] = []
+        self._pending = pending
+        try:
+            yield
+        finally:
+            self._pending = None
+        failures = []
+        for tx in pending:
+            try:
+                tx.wait()
+            except ChainError as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
 
     def _view(self, name: str, *args: Any) -> Any:
         return self.backend.call(getattr(self.contract.functions, name)(*args))
@@ -82,13 +108,13 @@ class RoundStudy:
     # --- transactions ----------------------------------------------------------------------
 
     def commit_update(self, member: LocalAccount, round: int, parent_model: str, update: str,
-                      num_samples: int, metrics_digest: str) -> TxReceipt:
+                      num_samples: int, metrics_digest: str) -> TxReceipt | PendingTx:
         """`member` commits its own update for the open round."""
         return self._send(member, self.contract.functions.commit_update(
             round, digest_to_bytes32(parent_model), digest_to_bytes32(update), num_samples,
             digest_to_bytes32(metrics_digest)))
 
-    def close_commits(self, member: LocalAccount, round: int) -> TxReceipt:
+    def close_commits(self, member: LocalAccount, round: int) -> TxReceipt | PendingTx:
         """Close the commit phase (everyone committed, or the deadline passed)."""
         return self._send(member, self.contract.functions.close_commits(round))
 
@@ -127,11 +153,9 @@ class RoundStudy:
 
     def commitments(self, round: int) -> list[Commitment]:
         """The round's commitments, in commit order."""
-        result = []
-        for member in self.committers(round):
-            update, samples = self._view("commitment", round, member)
-            result.append(Commitment(member, bytes32_to_digest(update), samples))
-        return result
+        members = self.committers(round)
+        stored = self._view("commitments_of", round)
+        return [Commitment(m, bytes32_to_digest(update), samples) for m, (update, samples) in zip(members, stored)]
 
     def finalized(self, round: int) -> tuple[str, str] | None:
         """(model, manifest digest) of a finalized round, else None."""
@@ -142,7 +166,7 @@ class RoundStudy:
 
     def all_events(self) -> list[dict[str, Any]]:
         """Every event of this contract in chain order: its arguments plus "event", "block" and
-        "log_index" (one log query, for replaying the history)."""
+        "position" (chain_order; one log query, for replaying the history)."""
         by_topic = {}
         for item in self.contract.abi:
             if item["type"] == "event":
@@ -150,21 +174,22 @@ class RoundStudy:
                 by_topic[bytes.fromhex(event.topic[2:])] = event
         logs = self.backend.w3.eth.get_logs({"address": self.address, "fromBlock": 0, "toBlock": "latest"})
         result = []
-        for log in sorted(logs, key=lambda entry: (entry["blockNumber"], entry["logIndex"])):
+        for log in sorted(logs, key=chain_order):
             event = by_topic.get(bytes(log["topics"][0])) if log["topics"] else None
             if event is not None:
                 decoded = event.process_log(log)
                 result.append({**dict(decoded["args"]), "event": decoded["event"], "block": log["blockNumber"],
-                               "log_index": log["logIndex"]})
+                               "position": chain_order(log)})
         return result
 
-    def events(self, name: str, round: int | None = None) -> list[dict[str, Any]]:
-        """Every `name` event of this contract (of one round, if given) in chain order: its
-        arguments plus "block"."""
+    def events(self, name: str, round: int | None = None, from_block: int = 0) -> list[dict[str, Any]]:
+        """Every `name` event of this contract (of one round, if given; from block `from_block`
+        on) in chain order: its arguments plus "block". Bounding the blocks matters: log
+        queries scan every block in the range."""
         filters = {"round_number": round} if round is not None else None
-        logs = getattr(self.contract.events, name).get_logs(from_block=0, to_block="latest",
+        logs = getattr(self.contract.events, name).get_logs(from_block=from_block, to_block="latest",
                                                             argument_filters=filters)
-        ordered = sorted(logs, key=lambda log: (log["blockNumber"], log["logIndex"]))
+        ordered = sorted(logs, key=chain_order)
         return [{**dict(log["args"]), "block": log["blockNumber"]} for log in ordered]
 
 
@@ -179,11 +204,11 @@ class CommitteeStudy(RoundStudy):
         """Start the study (the sponsor must hold the coordinator role); round 1 opens at once."""
         return cls._deploy_with(backend, sponsor, consortium, terms, committee_size)
 
-    def redraw(self, member: LocalAccount, round: int) -> TxReceipt:
+    def redraw(self, member: LocalAccount, round: int) -> TxReceipt | PendingTx:
         return self._send(member, self.contract.functions.redraw(round))
 
     def submit_result(self, member: LocalAccount, round: int, attempt: int, model: str,
-                      manifest_digest: str) -> TxReceipt:
+                      manifest_digest: str) -> TxReceipt | PendingTx:
         return self._send(member, self.contract.functions.submit_result(
             round, attempt, digest_to_bytes32(model), digest_to_bytes32(manifest_digest)))
 
@@ -212,21 +237,22 @@ class ConsensusStudy(RoundStudy):
         """Start the study (the sponsor must hold the coordinator role); round 1 opens at once."""
         return cls._deploy_with(backend, sponsor, consortium, terms, weight_by_reputation)
 
-    def submit_scores(self, validator: LocalAccount, round: int, scores: Sequence[int]) -> TxReceipt:
+    def submit_scores(self, validator: LocalAccount, round: int, scores: Sequence[int]) -> TxReceipt | PendingTx:
         """`validator`'s scores (parts per million) of the round's updates, in commit order."""
         return self._send(validator, self.contract.functions.submit_scores(round, list(scores)))
 
-    def close_scores(self, member: LocalAccount, round: int) -> TxReceipt:
+    def close_scores(self, member: LocalAccount, round: int) -> TxReceipt | PendingTx:
         return self._send(member, self.contract.functions.close_scores(round))
 
     def submit_vote(self, validator: LocalAccount, round: int, model: str, manifest_digest: str,
-                    rewards: Sequence[int]) -> TxReceipt:
+                    rewards: Sequence[int]) -> TxReceipt | PendingTx:
         return self._send(validator, self.contract.functions.submit_vote(
             round, digest_to_bytes32(model), digest_to_bytes32(manifest_digest), list(rewards)))
 
-    def scores(self, round: int) -> dict[str, list[int]]:
-        """validator -> its scores of the round's updates (commit order), as recorded on chain."""
-        return {e["validator"]: list(e["scores"]) for e in self.events("ScoresSubmitted", round)}
+    def scores(self, round: int, from_block: int = 0) -> dict[str, list[int]]:
+        """validator -> its scores of the round's updates (commit order), as recorded on chain;
+        `from_block`: where the round's scoring opened, if known."""
+        return {e["validator"]: list(e["scores"]) for e in self.events("ScoresSubmitted", round, from_block)}
 
     def weight_by_reputation(self) -> bool:
         return self._view("weight_by_reputation")

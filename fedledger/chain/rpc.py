@@ -56,13 +56,32 @@ class RpcChain(ChainBackend):
         raise ChainError(f"the node at {self.url} cannot mint test ether ({' or '.join(SET_BALANCE_METHODS)}); "
                          "give RpcChain a funder_key: the private key of an account with ether")
 
+    def advance_blocks(self, n: int) -> None:
+        """Mine `n` blocks on a development node (hardhat_mine, else evm_mine n times)."""
+        if n <= 0:
+            return
+        try:
+            self._dev_request("hardhat_mine", [hex(n)])    # Hardhat and Anvil: n blocks in one call
+            return
+        except _MethodMissingError:
+            pass
+        try:
+            for _ in range(n):
+                self._dev_request("evm_mine", [])
+        except _MethodMissingError:
+            raise ChainError(f"the node at {self.url} cannot mine on demand (hardhat_mine or evm_mine); "
+                             "on a real network, wait for the blocks instead") from None
+
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "rpc_url": self.url, "chain_id": self.chain_id}
 
     def _set_balance(self, method: str, address: str, wei: int) -> None:
-        if self.w3.eth.get_balance(address) >= wei:
-            return
-        error = self.w3.provider.make_request(method, [address, hex(wei)]).get("error")
+        if self.w3.eth.get_balance(address) < wei:
+            self._dev_request(method, [address, hex(wei)])
+
+    def _dev_request(self, method: str, params: list[Any]) -> None:
+        """Call a development-node method; _MethodMissingError if the node lacks it."""
+        error = self.w3.provider.make_request(method, params).get("error")
         if not error:
             return
         message = str(error.get("message", error)) if isinstance(error, dict) else str(error)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 from fedledger.aggregation import Strategy
 from fedledger.chain import CommitteeStudy, committee_seed, draw_committee
@@ -69,7 +70,8 @@ class CommitteeRounds:
                            tuple(e["institution"] for e in manifest["updates"]),
                            tuple(Rejection(r["institution"], r["reason"]) for r in manifest["rejected"]),
                            {"committees": committees,
-                            "outvoted": sorted(m for m, r in results.items() if r.manifest_digest != final.manifest_digest)})
+                            "outvoted": sorted(m for m, r in results.items()
+                                               if r.manifest_digest != final.manifest_digest)})
 
     def _committee(self, round: int, attempt: int) -> list[str]:
         if self.study is not None:
@@ -83,18 +85,19 @@ class CommitteeRounds:
                    attempt: int) -> dict[str, Aggregate]:
         """Each answering committee member aggregates and submits its result."""
         results = {}
-        for member in committee:
-            node = self.nodes[self.index[member]]
-            behaviour = self.faults.behaviour(self.index[member], len(self.nodes))
-            if behaviour == "silent":
-                continue
-            result = aggregate_commitments(node.store, self.strategy, architecture=ARCHITECTURE, task=task,
-                                           state_before=state_before, commitments=commitments)
-            if behaviour == "wrong_result":
-                result = falsify(node.store, self.strategy, result, ARCHITECTURE, task, state_before)
-            results[member] = result
-            if self.study is not None:
-                self.study.submit_result(node.account, task.round, attempt, result.model, result.manifest_digest)
+        with self.study.batch() if self.study is not None else nullcontext():
+            for member in committee:
+                node = self.nodes[self.index[member]]
+                behaviour = self.faults.behaviour(self.index[member], len(self.nodes))
+                if behaviour == "silent":
+                    continue
+                result = aggregate_commitments(node.store, self.strategy, architecture=ARCHITECTURE, task=task,
+                                               state_before=state_before, commitments=commitments)
+                if behaviour == "wrong_result":
+                    result = falsify(node.store, self.strategy, result, ARCHITECTURE, task, state_before)
+                results[member] = result
+                if self.study is not None:
+                    self.study.submit_result(node.account, task.round, attempt, result.model, result.manifest_digest)
         return results
 
     def _finalized(self, round: int, committee: list[str], results: dict[str, Aggregate]) -> Aggregate | None:

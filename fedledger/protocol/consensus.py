@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 
 from fedledger.aggregation import Strategy
 from fedledger.chain import Commitment, ConsensusStudy
@@ -77,18 +78,19 @@ class ConsensusRounds:
         scores = self._score(task, commitments)
         medians, excluded = exclusion_rule(commitments, scores, self.margin)
         votes = {}
-        for index, node in enumerate(nodes):
-            if self._behaviour(index) == "silent":
-                continue
-            result = aggregate_commitments(node.store, self.strategy, architecture=ARCHITECTURE, task=task,
-                                           state_before=state_before, commitments=commitments, excluded=excluded,
-                                           extra={"scores": medians})
-            if self._behaviour(index) == "wrong_result":
-                result = falsify(node.store, self.strategy, result, ARCHITECTURE, task, state_before)
-            paid = rewards(commitments, medians, [e["institution"] for e in result.manifest["updates"]])
-            votes[node.address] = (result, paid)
-            if study is not None:
-                study.submit_vote(node.account, round, result.model, result.manifest_digest, paid)
+        with study.batch() if study is not None else nullcontext():
+            for index, node in enumerate(nodes):
+                if self._behaviour(index) == "silent":
+                    continue
+                result = aggregate_commitments(node.store, self.strategy, architecture=ARCHITECTURE, task=task,
+                                               state_before=state_before, commitments=commitments,
+                                               excluded=excluded, extra={"scores": medians})
+                if self._behaviour(index) == "wrong_result":
+                    result = falsify(node.store, self.strategy, result, ARCHITECTURE, task, state_before)
+                paid = rewards(commitments, medians, [e["institution"] for e in result.manifest["updates"]])
+                votes[node.address] = (result, paid)
+                if study is not None:
+                    study.submit_vote(node.account, round, result.model, result.manifest_digest, paid)
         final = self._finalized(round, votes)
         if final is None:
             raise FedLedgerError(f"round {round}: no result reached two thirds of the votes "
@@ -105,18 +107,20 @@ class ConsensusRounds:
     def _score(self, task: RoundTask, commitments: Sequence[Commitment]) -> dict[str, list[int]]:
         """Every answering member scores every update; with a chain, the frozen on-chain scores."""
         scores = {}
-        for index, node in enumerate(self.nodes):
-            if self._behaviour(index) == "silent":
-                continue
-            scores[node.address] = [node.score(c.update) for c in commitments]
-            if self.study is not None:
-                self.study.submit_scores(node.account, task.round, scores[node.address])
+        opened = self.study.backend.block_number() if self.study is not None else 0
+        with self.study.batch() if self.study is not None else nullcontext():
+            for index, node in enumerate(self.nodes):
+                if self._behaviour(index) == "silent":
+                    continue
+                scores[node.address] = [node.score(c.update) for c in commitments]
+                if self.study is not None:
+                    self.study.submit_scores(node.account, task.round, scores[node.address])
         if self.study is None:
             return scores
         if len(scores) < len(self.nodes):
             pass_deadline(self.study)
         self.study.close_scores(self.nodes[0].account, task.round)
-        return self.study.scores(task.round)
+        return self.study.scores(task.round, from_block=opened)
 
     def _finalized(self, round: int, votes: dict[str, tuple]) -> tuple | None:
         if self.study is not None:

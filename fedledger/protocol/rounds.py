@@ -9,6 +9,7 @@ honest results are byte-identical and their digests agree; a disagreeing digest 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,15 +93,16 @@ def commit_phase(nodes: Sequence[InstitutionNode], task: RoundTask, study: Round
     Returns the round's commitments in commit order: read back from the chain when there is one.
     """
     local = []
-    for index, node in enumerate(nodes):
-        if not faults.commits(index):
-            continue
-        update = node.train(task)
-        metrics = node.store.put_json(node.evaluate(task.global_model))
-        if study is not None:
-            study.commit_update(node.account, task.round, task.global_model, update.commitment.update,
-                                update.commitment.num_samples, metrics)
-        local.append(Commitment(node.address, update.commitment.update, update.commitment.num_samples))
+    with study.batch() if study is not None else nullcontext():
+        for index, node in enumerate(nodes):
+            if not faults.commits(index):
+                continue
+            update = node.train(task)
+            metrics = node.store.put_json(node.evaluate(task.global_model))
+            if study is not None:
+                study.commit_update(node.account, task.round, task.global_model, update.commitment.update,
+                                    update.commitment.num_samples, metrics)
+            local.append(Commitment(node.address, update.commitment.update, update.commitment.num_samples))
     if study is None:
         return local
     if len(local) < len(nodes):

@@ -135,13 +135,14 @@ def _flip_tx_byte(block):
     block["transactions"][0] = raw.hex()
 
 
+AT = 6   # blocks.jsonl line 7 = block 7 (block 1 funds every account): the last institution enrolled
 TAMPERING = {
-    "a transaction byte": lambda lines: _edit_line(lines, 12, _flip_tx_byte),
-    "a transaction dropped": lambda lines: _edit_line(lines, 12, lambda b: b["transactions"].clear()),
-    "a timestamp": lambda lines: _edit_line(lines, 12, lambda b: b.update(timestamp=b["timestamp"] + 1)),
-    "a recorded hash": lambda lines: _edit_line(lines, 12, lambda b: b.update(hash="00" * 32)),
-    "two blocks swapped": lambda lines: lines.__setitem__(slice(12, 14), [lines[13], lines[12]]),
-    "a garbled line": lambda lines: lines.__setitem__(12, lines[12][:-7]),
+    "a transaction byte": lambda lines: _edit_line(lines, AT, _flip_tx_byte),
+    "a transaction dropped": lambda lines: _edit_line(lines, AT, lambda b: b["transactions"].clear()),
+    "a timestamp": lambda lines: _edit_line(lines, AT, lambda b: b.update(timestamp=b["timestamp"] + 1)),
+    "a recorded hash": lambda lines: _edit_line(lines, AT, lambda b: b.update(hash="00" * 32)),
+    "two blocks swapped": lambda lines: lines.__setitem__(slice(AT, AT + 2), [lines[AT + 1], lines[AT]]),
+    "a garbled line": lambda lines: lines.__setitem__(AT, lines[AT][:-7]),
     "the last block removed": lambda lines: lines.pop(),
 }
 
@@ -154,7 +155,7 @@ def test_an_altered_block_log_is_refused(persisted, tmp_path, how):
     lines = (persisted[0] / "blocks.jsonl").read_text().splitlines()
     TAMPERING[how](lines)
     (state / "blocks.jsonl").write_text("\n".join(lines) + "\n")
-    with pytest.raises(ChainError, match=r"persisted chain in .* (differs at block 13|closed at block)") as caught:
+    with pytest.raises(ChainError, match=rf"persisted chain in .* (differs at block {AT + 1}|closed at block)") as caught:
         EmbeddedChain.open(state)
     assert "\n" not in str(caught.value)
 
