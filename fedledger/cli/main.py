@@ -31,6 +31,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from fedledger.config import load_config
+    from fedledger.simulation.compare import compare_architectures
+
+    cfg = load_config(args.config)
+    log = None if args.quiet else (lambda line: print(line, flush=True))
+    comparison = compare_architectures(cfg, out_dir=args.out, fault_rounds=args.fault_rounds,
+                                       faults=not args.no_faults, log=log)
+    print(comparison.report)
+    print(f"written to {comparison.out_dir}: compare.json, compare.md, accuracy.png and every run")
+    return 0
+
+
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     from fedledger.audit import verify_run
 
@@ -53,6 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write the run here (default: [study].output_dir/NAME-N)")
     run.add_argument("--quiet", action="store_true", help="no progress bar or table")
     run.set_defaults(handler=_cmd_run)
+
+    compare = commands.add_parser(
+        "compare", help="run a study under the loose, semi and full architectures, with and without faults",
+        description="Run the config's study under each architecture (same seeds, data and initial model), "
+                    "check that their model digests agree, then inject each fault (wrong_result, silent, "
+                    "no_update) into a short study per architecture and report what happened.")
+    compare.add_argument("config", type=Path, help="study configuration (TOML) with [data].validation_fraction > 0, "
+                                                   "e.g. examples/compare_heart_disease.toml")
+    compare.add_argument("--out", type=Path, default=None,
+                         help="new or empty directory for the runs and tables "
+                              "(default: [study].output_dir/compare-NAME-N)")
+    compare.add_argument("--fault-rounds", type=int, default=3, metavar="N",
+                         help="rounds of each fault study (default 3)")
+    compare.add_argument("--no-faults", action="store_true", help="honest runs only")
+    compare.add_argument("--quiet", action="store_true", help="no progress lines, only the tables")
+    compare.set_defaults(handler=_cmd_compare)
 
     audit = commands.add_parser("audit", help="verify runs from the ledger and the artifact store",
                                 description="Re-check runs from the ledger and the artifact store alone.")
