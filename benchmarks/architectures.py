@@ -51,7 +51,7 @@ def overhead(cfg: Config, repeats: int, tmp: Path) -> tuple[str, str]:
         verdicts.append(f"{arch} {'meets' if met else 'misses'} its {TARGETS[arch]} target ({ratio:.2f})")
         print(f"overhead {arch}: on {on:.4f} s, off {off:.4f} s, ratio {ratio:.3f}", flush=True)
     table = format_table(["architecture", "s/round, ledger on", "s/round, ledger off", "on / off", "target",
-                          "target"], rows)
+                          "met?"], rows)
     return table, "; ".join(verdicts) + "."
 
 
