@@ -7,7 +7,14 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from fedledger.chain import ChainBackend, Consortium, EmbeddedChain, Role, RoundRecord, StudyLedger
+from fedledger.chain import (
+    ChainBackend,
+    Consortium,
+    EmbeddedChain,
+    Role,
+    RoundRecord,
+    StudyLedger,
+)
 
 FUNDS = 10 * 10**18
 
@@ -34,8 +41,9 @@ class Study:
                            metrics_digest=digest(f"metrics {round}"), manifest_digest=digest(f"manifest {round}"))
 
 
-def set_up_study(backend: ChainBackend, *, start: bool = True, institutions: int = 4) -> Study:
-    """Fund fresh accounts, deploy a consortium (1 coordinator, N institutions) and a study ledger."""
+def set_up_study(backend: ChainBackend, *, start: bool = True, institutions: int = 4, ledger: bool = True) -> Study:
+    """Fund fresh accounts, deploy a consortium (1 coordinator, N institutions) and, unless
+    `ledger` is false, a study ledger."""
     admin, coordinator, outsider = Account.create(), Account.create(), Account.create()
     members = [Account.create() for _ in range(institutions)]
     backend.fund([a.address for a in (admin, coordinator, outsider, *members)], FUNDS)
@@ -43,10 +51,12 @@ def set_up_study(backend: ChainBackend, *, start: bool = True, institutions: int
     consortium.add_member(admin, coordinator.address, "coordinator", Role.COORDINATOR)
     for index, member in enumerate(members):
         consortium.add_member(admin, member.address, f"hospital {index}", Role.INSTITUTION)
-    ledger = StudyLedger.deploy(backend, admin, consortium)
+    if not ledger:
+        return Study(backend, admin, coordinator, members, outsider, consortium, None)
+    study_ledger = StudyLedger.deploy(backend, admin, consortium)
     if start:
-        ledger.start_study(coordinator, digest("config"), digest("model 0"))
-    return Study(backend, admin, coordinator, members, outsider, consortium, ledger)
+        study_ledger.start_study(coordinator, digest("config"), digest("model 0"))
+    return Study(backend, admin, coordinator, members, outsider, consortium, study_ledger)
 
 
 @pytest.fixture

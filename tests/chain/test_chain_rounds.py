@@ -18,7 +18,6 @@ from web3 import Web3
 from fedledger.chain import (
     CommitteeStudy,
     ConsensusStudy,
-    Consortium,
     EmbeddedChain,
     Phase,
     Role,
@@ -30,7 +29,7 @@ from fedledger.chain import (
 from fedledger.chain.rounds import INITIAL_REPUTATION
 from fedledger.errors import TransactionReverted
 
-from .conftest import FUNDS, Study, digest
+from .conftest import Study, digest, set_up_study
 
 COMMIT_WINDOW = 10
 RESULT_WINDOW = 10
@@ -41,16 +40,9 @@ KINDS = ("committee", "consensus")
 
 
 def set_up_consortium(backend, institutions: int) -> Study:
-    """As conftest.set_up_study (funded admin, coordinator, outsider and N institutions in a fresh
-    consortium), without the StudyLedger these tests do not use."""
-    admin, coordinator, outsider = Account.create(), Account.create(), Account.create()
-    members = [Account.create() for _ in range(institutions)]
-    backend.fund([a.address for a in (admin, coordinator, outsider, *members)], FUNDS)
-    consortium = Consortium.deploy(backend, admin)
-    consortium.add_member(admin, coordinator.address, "coordinator", Role.COORDINATOR)
-    for index, member in enumerate(members):
-        consortium.add_member(admin, member.address, f"hospital {index}", Role.INSTITUTION)
-    return Study(backend, admin, coordinator, members, outsider, consortium, ledger=None)
+    """A funded consortium as conftest.set_up_study makes it, without the StudyLedger these tests
+    do not use."""
+    return set_up_study(backend, institutions=institutions, ledger=False)
 
 
 def make_terms(s: Study, roster=None, *, commit_window=COMMIT_WINDOW, result_window=RESULT_WINDOW,
