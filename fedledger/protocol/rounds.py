@@ -140,7 +140,7 @@ def falsify(store: ArtifactStore, strategy: Strategy, honest: Aggregate, archite
     m = honest.manifest
     params = store.get_params(honest.model) + np.float32(0.01)
     state = store.get_arrays(m["state_after"]) if m["state_after"] else {}
-    extra = {k: v for k, v in m.items() if k in ("scores", "rewards")}
+    extra = {k: v for k, v in m.items() if k == "scores"}
     return _store_result(store, params, state, architecture, strategy, task, state_before, m["updates"],
                          m["rejected"], extra)
 

@@ -20,10 +20,9 @@ from fedledger.audit import verify_run
 from fedledger.chain import CommitteeStudy, ConsensusStudy, open_chain
 from fedledger.config import ARCHITECTURES, Config, FaultsSection, config_from_dict
 from fedledger.errors import ConfigError, FedLedgerError
-from fedledger.protocol import Faults
 from fedledger.report.compare import comparison_report, plot_comparison
 from fedledger.simulation.rundir import RunDir
-from fedledger.simulation.study import StudyResult, load_clients, run_study
+from fedledger.simulation.study import StudyResult, faults_of, load_clients, run_study
 
 FAULTS = ("wrong_result", "silent", "no_update")
 COMPARE_FORMAT = "fedledger.compare/1"
@@ -218,8 +217,7 @@ def _fault_experiment(cfg: Config, fault: str, run_dir: Path, honest: dict[str, 
 
 def _faulty_members(cfg: Config, roster: list[str]) -> list[str]:
     """Who the injected fault applies to: under loose, aggregation faults hit the coordinator."""
-    f = cfg.faults
-    faults = Faults(wrong_result=f.wrong_result, silent=f.silent, no_update=f.no_update)
+    f, faults = cfg.faults, faults_of(cfg)
     misbehaving = [name for i, name in enumerate(roster)
                    if not faults.commits(i) or (cfg.study.architecture != "loose"
                                                 and faults.behaviour(i, len(roster)) != "honest")]

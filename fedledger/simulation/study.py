@@ -136,11 +136,16 @@ def set_up_chain(backend: ChainBackend, admin: LocalAccount, coordinator: LocalA
     return ChainSetup(backend, consortium, study)
 
 
+def faults_of(cfg: Config) -> Faults:
+    """The injected faults the config asks for."""
+    f = cfg.faults
+    return Faults(wrong_result=f.wrong_result, silent=f.silent, no_update=f.no_update)
+
+
 def make_rounds(cfg: Config, chain: ChainSetup | None, coordinator_key: LocalAccount, store: ArtifactStore,
                 strategy: Strategy, nodes: list[InstitutionNode]) -> LooseRounds | CommitteeRounds | ConsensusRounds:
     """The round runner of the configured architecture."""
-    f = cfg.faults
-    faults = Faults(wrong_result=f.wrong_result, silent=f.silent, no_update=f.no_update)
+    faults = faults_of(cfg)
     contract = chain.ledger if chain else None
     if cfg.study.architecture == "semi":
         return CommitteeRounds(nodes, strategy, contract, cfg.protocol.committee_size, faults, cfg.study.seed)
