@@ -3,7 +3,9 @@
 The run directory's run.json only says where to look (which chain, which contracts). Every fact
 is taken from the chain (round records, membership history, the study's config digest) and from
 content-addressed artifacts re-hashed on read; nothing the coordinator wrote elsewhere is trusted.
-The auditor never writes into the store it audits.
+The auditor never writes into the store it audits, except that for a deployed consortium (whose
+run.json lists the members' endpoints as peers) it keeps the artifacts it fetches from them,
+each checked against its digest like any other.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from fedledger.errors import FedLedgerError
 from fedledger.protocol import MANIFEST_FORMAT, updates_root
 from fedledger.simulation.rundir import RunDir
 from fedledger.store import ArtifactStore
+from fedledger.store.peers import PeerStore
 
 
 def verify_run(run_dir: str | Path, expected_head: str | None = None) -> AuditReport:
@@ -44,7 +47,7 @@ def verify_run(run_dir: str | Path, expected_head: str | None = None) -> AuditRe
         if expected_head is not None:
             report.record("chain", "contains the expected head block", _has_block(backend, expected_head),
                           f"no block {expected_head} on this chain: it is not the chain the run ended on")
-        store = ArtifactStore(run.store)
+        store = PeerStore(run.store, info.get("peers") or [])
         if info.get("architecture") in ("semi", "full"):
             RoundStudyAuditor(report, backend, info, store).verify()
         else:

@@ -254,6 +254,10 @@ class ConsensusStudy(RoundStudy):
         `from_block`: where the round's scoring opened, if known."""
         return {e["validator"]: list(e["scores"]) for e in self.events("ScoresSubmitted", round, from_block)}
 
+    def score_count(self, round: int) -> int:
+        """How many validators have submitted scores in `round`."""
+        return self._view("score_count", round)
+
     def weight_by_reputation(self) -> bool:
         return self._view("weight_by_reputation")
 

@@ -52,6 +52,87 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _password(args: argparse.Namespace) -> str:
+    from fedledger.deploy.keys import read_password
+    return read_password(args.password_env, args.password_file)
+
+
+def _add_password_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--password-env", metavar="NAME", default=None,
+                        help="environment variable holding the keystore password (default FEDLEDGER_PASSWORD)")
+    parser.add_argument("--password-file", type=Path, metavar="FILE", default=None,
+                        help="file holding the keystore password (instead of the environment variable)")
+
+
+def _cmd_keys_new(args: argparse.Namespace) -> int:
+    from fedledger.deploy.keys import create_keystore
+
+    account = create_keystore(args.keystore, _password(args))
+    print(f"{account.address}  (key encrypted in {args.keystore}; put this address in the roster)")
+    return 0
+
+
+def _cmd_consortium_init(args: argparse.Namespace) -> int:
+    from fedledger.config import load_config
+    from fedledger.deploy.consortium import init_consortium, load_roster
+    from fedledger.deploy.keys import create_keystore, load_keystore
+
+    cfg = load_config(args.config)
+    roster = load_roster(args.roster)
+    password = _password(args)
+    admin = load_keystore(args.admin_keystore, password) if args.admin_keystore.exists() \
+        else create_keystore(args.admin_keystore, password)
+    consortium = init_consortium(roster, cfg, args.rpc, admin, args.out, args.funder_key_env or "")
+    print(f"consortium {consortium.contracts['consortium']} and {consortium.architecture} study "
+          f"{consortium.contracts['ledger']} on chain {consortium.chain['chain_id']}; "
+          f"administrator {admin.address} ({args.admin_keystore})")
+    print(f"{len(roster)} members enrolled; give each node {args.out} and start it with `fedledger node NODE.toml`")
+    return 0
+
+
+def _cmd_node(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from fedledger.deploy.node import run_node
+
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run_node(args.node_file, stop)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from fedledger.deploy.status import consortium_status, format_status
+
+    doc = consortium_status(args.consortium)
+    print(json.dumps(doc, indent=2, sort_keys=True) if args.json else format_status(doc))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from fedledger.config import load_config
+    from fedledger.deploy.demo import run_demo, with_institutions
+    from fedledger.report import results_table
+    from fedledger.simulation.rundir import RunDir
+
+    cfg = with_institutions(load_config(args.config), args.processes)
+    out = args.out or RunDir.create(cfg.resolve_path(cfg.study.output_dir), f"demo-{cfg.study.name}").path
+    log = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
+    result = run_demo(cfg, out, rpc_url=args.rpc, log=log)
+    print(results_table(result.final))
+    print(result.audit.summary())
+    print(f"{len(result.consortium.members)} processes, {len(result.round_seconds)} rounds, "
+          f"{result.wall_seconds:.1f} s; everything is in {out}")
+    return 0 if result.audit.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fedledger",
@@ -95,6 +176,65 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--head", metavar="BLOCK_HASH", default=None,
                         help="block hash printed at the end of the run; the chain must contain it")
     verify.set_defaults(handler=_cmd_audit_verify)
+
+    keys = commands.add_parser("keys", help="institution keys in encrypted keystore files")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
+    new_key = keys_commands.add_parser("new", help="create a key and write it encrypted to a keystore file",
+                                       description="Create a new key, encrypted with the password from "
+                                                   "FEDLEDGER_PASSWORD (or --password-env / --password-file).")
+    new_key.add_argument("keystore", type=Path, help="keystore file to create (never overwritten)")
+    _add_password_options(new_key)
+    new_key.set_defaults(handler=_cmd_keys_new)
+
+    consortium = commands.add_parser("consortium", help="set up a consortium on a chain")
+    consortium_commands = consortium.add_subparsers(dest="consortium_command", required=True, metavar="COMMAND")
+    init = consortium_commands.add_parser(
+        "init", help="deploy the contracts, enrol a roster's members and write the consortium file",
+        description="Deploy the consortium and the study's contract to the chain at --rpc, enrol the members "
+                    "of ROSTER (TOML: one [[member]] table each, with name, address, endpoint and role), fund "
+                    "them for gas and write the consortium directory that every node loads.")
+    init.add_argument("roster", type=Path, help="roster file (TOML)")
+    init.add_argument("--config", type=Path, required=True, help="study configuration (TOML)")
+    init.add_argument("--rpc", required=True, metavar="URL", help="JSON-RPC URL of the chain")
+    init.add_argument("--out", type=Path, required=True, help="new or empty directory for the consortium file")
+    init.add_argument("--admin-keystore", type=Path, required=True,
+                      help="the administrator's keystore (created if it does not exist)")
+    init.add_argument("--funder-key-env", metavar="NAME", default=None,
+                      help="environment variable with a funded private key that pays the members' gas "
+                           "(default: a development node's setBalance method)")
+    _add_password_options(init)
+    init.set_defaults(handler=_cmd_consortium_init)
+
+    node = commands.add_parser("node", help="run one institution's node (until SIGTERM)",
+                               description="Run one member's node: serve its artifact store over HTTP and take "
+                                           "its part in every round, following the chain, until SIGTERM or "
+                                           "Ctrl-C. The node file names the consortium, keystore and state "
+                                           "directory; the keystore password comes from the environment.")
+    node.add_argument("node_file", type=Path, help="node file (TOML with a [node] table)")
+    node.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    node.set_defaults(handler=_cmd_node)
+
+    status = commands.add_parser("status", help="members, the current round and its state, who has committed",
+                                 description="Read a consortium's study from the chain (and its nodes' "
+                                             "endpoints): members, the open round, its phase and who committed.")
+    status.add_argument("consortium", type=Path, help="consortium directory or consortium.json")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.set_defaults(handler=_cmd_status)
+
+    demo = commands.add_parser(
+        "demo", help="a local consortium: dev chain, one process per member, a whole study, its audit",
+        description="Start a Hardhat node, deploy the study, run one node process per member until the last "
+                    "round, audit the result from the chain and the nodes' stores, and stop everything.")
+    demo.add_argument("config", type=Path, nargs="?", default=Path("examples/fed_heart_disease.toml"),
+                      help="study configuration (default examples/fed_heart_disease.toml)")
+    demo.add_argument("--processes", type=int, default=None, metavar="N",
+                      help="institutions, one process each (Breast Cancer studies: any number; default: "
+                           "the config's)")
+    demo.add_argument("--out", type=Path, default=None,
+                      help="new or empty directory (default: [study].output_dir/demo-NAME-N)")
+    demo.add_argument("--rpc", metavar="URL", default=None, help="use this JSON-RPC node instead of starting one")
+    demo.add_argument("--quiet", action="store_true", help="only the final table and audit")
+    demo.set_defaults(handler=_cmd_demo)
     return parser
 
 

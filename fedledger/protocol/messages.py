@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
+
+from web3 import Web3
 
 from fedledger.crypto import UpdateCommitment
+from fedledger.errors import StoreError, UpdateRejected
+from fedledger.store import check_digest
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,30 @@ class SignedUpdate:
     institution: str                        # checksum address (who claims to have signed)
     commitment: UpdateCommitment
     signature: str                          # 0x-hex, EIP-191 over the commitment
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form, as a node serves it to the coordinator."""
+        return {"institution": self.institution, "commitment": dataclasses.asdict(self.commitment),
+                "signature": self.signature}
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> SignedUpdate:
+        """Parse what a peer sent; UpdateRejected naming the problem if it is malformed (the
+        signature itself is checked by whoever screens the update)."""
+        try:
+            c = doc["commitment"]
+            fields = {f.name: c[f.name] for f in dataclasses.fields(UpdateCommitment)}
+            types_ok = (all(isinstance(fields[k], int) and not isinstance(fields[k], bool)
+                            for k in ("chain_id", "round", "num_samples"))
+                        and all(isinstance(fields[k], str) for k in ("ledger", "parent_model", "update"))
+                        and isinstance(doc["institution"], str) and isinstance(doc["signature"], str))
+            if not types_ok:
+                raise TypeError("a field has the wrong type")
+            check_digest(fields["parent_model"])
+            check_digest(fields["update"])
+            return cls(Web3.to_checksum_address(doc["institution"]), UpdateCommitment(**fields), doc["signature"])
+        except (KeyError, TypeError, ValueError, StoreError) as exc:
+            raise UpdateRejected(f"malformed signed update: {exc}") from None
 
     def as_entry(self) -> dict:
         """The manifest entry: everything an auditor needs to re-check this update."""

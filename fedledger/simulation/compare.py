@@ -20,9 +20,10 @@ from fedledger.audit import verify_run
 from fedledger.chain import CommitteeStudy, ConsensusStudy, open_chain
 from fedledger.config import ARCHITECTURES, Config, FaultsSection, config_from_dict
 from fedledger.errors import ConfigError, FedLedgerError
+from fedledger.protocol.setup import load_clients
 from fedledger.report.compare import comparison_report, plot_comparison
 from fedledger.simulation.rundir import RunDir
-from fedledger.simulation.study import StudyResult, faults_of, load_clients, run_study
+from fedledger.simulation.study import StudyResult, faults_of, run_study
 
 FAULTS = ("wrong_result", "silent", "no_update")
 COMPARE_FORMAT = "fedledger.compare/1"

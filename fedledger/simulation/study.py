@@ -6,7 +6,6 @@ Simulated nodes share nothing but the chain and the store, exactly as separate p
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,27 +18,10 @@ from tqdm import tqdm
 from fedledger.aggregation import Strategy, make_strategy
 from fedledger.chain import (
     ChainBackend,
-    CommitteeStudy,
-    ConsensusStudy,
-    Consortium,
     EmbeddedChain,
     Role,
-    RpcChain,
-    StudyLedger,
-    StudyTerms,
 )
 from fedledger.config import Config
-from fedledger.errors import ConfigError
-from fedledger.learning import (
-    ClientData,
-    TrainConfig,
-    build_model,
-    get_flat_params,
-    hold_out_validation,
-    load_breast_cancer,
-    load_csv_clients,
-    load_fed_heart_disease,
-)
 from fedledger.protocol import (
     CommitteeRounds,
     ConsensusRounds,
@@ -47,15 +29,21 @@ from fedledger.protocol import (
     Faults,
     InstitutionNode,
     LooseRounds,
-    ModelSpec,
     RoundResult,
-    derive_seed,
+)
+from fedledger.protocol.setup import (
+    ChainSetup,
+    connect_rpc,
+    initial_params,
+    load_clients,
+    model_spec,
+    set_up_chain,
+    train_config,
 )
 from fedledger.report import plot_metrics, results_table, summarize_evaluations
 from fedledger.simulation.rundir import RUN_FORMAT, RunDir
 from fedledger.store import ArtifactStore
 
-FUNDING_WEI = 10 * 10**18
 ZERO_ADDRESS = "0x" + "00" * 20
 
 
@@ -74,66 +62,10 @@ class StudyResult:
         return self.rounds[-1]["metrics"]
 
 
-def load_clients(cfg: Config) -> list[ClientData]:
-    """The institutions' data, with validation rows held out when the config asks for them."""
-    data = cfg.data
-    if data.dataset == "fed_heart_disease":
-        clients = load_fed_heart_disease()
-    elif data.dataset == "breast_cancer":
-        clients = load_breast_cancer(data.num_clients, data.alpha, cfg.study.seed, data.test_fraction)
-    else:
-        clients = load_csv_clients({name: cfg.resolve_path(p) for name, p in data.clients.items()},
-                                   data.label, data.features or None, data.test_fraction, cfg.study.seed)
-    return [hold_out_validation(c, data.validation_fraction, derive_seed(cfg.study.seed, "validation", c.name))
-            for c in clients]
-
-
-@dataclass
-class ChainSetup:
-    backend: ChainBackend
-    consortium: Consortium
-    ledger: StudyLedger | CommitteeStudy | ConsensusStudy   # the study's contract, by architecture
-
-
 def _connect(cfg: Config, run: RunDir) -> ChainBackend:
     if not cfg.chain.rpc_url:
         return EmbeddedChain.create(run.chain)
-    funder_key = None
-    if cfg.chain.funder_key_env:
-        funder_key = os.environ.get(cfg.chain.funder_key_env)
-        if not funder_key:
-            raise ConfigError(f"[chain].funder_key_env names {cfg.chain.funder_key_env}, "
-                              "but that environment variable is not set")
-    return RpcChain(cfg.chain.rpc_url, funder_key=funder_key)
-
-
-def set_up_chain(backend: ChainBackend, admin: LocalAccount, coordinator: LocalAccount,
-                 nodes: list[InstitutionNode], config_digest: str, initial_model: str,
-                 cfg: Config | None = None) -> ChainSetup:
-    """Deploy the consortium and the study's contract, enrol the members, start the study.
-
-    `coordinator` anchors every round in the loosely-coupled architecture; in the others it only
-    starts the study (its sponsor), and the institutions send their own transactions.
-    """
-    architecture = cfg.study.architecture if cfg else "loose"
-    senders = [admin, coordinator] + ([n.account for n in nodes] if architecture != "loose" else [])
-    backend.fund([a.address for a in senders], FUNDING_WEI)
-    consortium = Consortium.deploy(backend, admin)
-    consortium.add_member(admin, coordinator.address, "coordinator", Role.COORDINATOR)
-    for node in nodes:
-        consortium.add_member(admin, node.address, node.name, Role.INSTITUTION)
-    if architecture == "loose":
-        ledger = StudyLedger.deploy(backend, admin, consortium)
-        ledger.start_study(coordinator, config_digest, initial_model)
-        return ChainSetup(backend, consortium, ledger)
-    p = cfg.protocol
-    terms = StudyTerms(config_digest, initial_model, tuple(n.address for n in nodes), p.commit_window,
-                       p.result_window, min(p.min_participants, len(nodes)))
-    if architecture == "semi":
-        study = CommitteeStudy.deploy(backend, coordinator, consortium, terms, min(p.committee_size, len(nodes)))
-    else:
-        study = ConsensusStudy.deploy(backend, coordinator, consortium, terms, p.weight_by_reputation)
-    return ChainSetup(backend, consortium, study)
+    return connect_rpc(cfg.chain.rpc_url, cfg.chain.funder_key_env)
 
 
 def faults_of(cfg: Config) -> Faults:
@@ -174,22 +106,21 @@ def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True
     run.path.mkdir(parents=True, exist_ok=True)
     store = ArtifactStore(run.store)
     strategy = make_strategy(cfg.aggregation.strategy, **cfg.aggregation.params)
-    spec = ModelSpec(cfg.model.name, clients[0].num_features, tuple(cfg.model.hidden))
-    training = TrainConfig(optimizer=cfg.training.optimizer, lr=cfg.training.lr,
-                           batch_size=cfg.training.batch_size, local_steps=cfg.training.local_steps)
+    spec = model_spec(cfg, clients[0].num_features)
+    training = train_config(cfg)
 
     admin, coordinator_key = Account.create(), Account.create()
     nodes = [InstitutionNode(c.name, Account.create(), c, spec, training, store, cfg.study.seed) for c in clients]
 
-    initial = store.put_params(get_flat_params(build_model(spec.name, spec.num_features, hidden=spec.hidden,
-                                                           seed=cfg.study.seed)))
+    initial = store.put_params(initial_params(cfg, spec))
     config_digest = store.put_json(cfg.to_dict())
     run.write_json("config.json", cfg.to_dict())
 
     chain = None
     if cfg.chain.enabled:
         backend = _connect(cfg, run)
-        chain = set_up_chain(backend, admin, coordinator_key, nodes, config_digest, initial, cfg)
+        chain = set_up_chain(backend, admin, coordinator_key, [(n.name, n.account) for n in nodes],
+                             config_digest, initial, cfg)
     try:
         result = StudyResult(run.path)
         if chain:

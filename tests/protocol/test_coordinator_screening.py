@@ -9,10 +9,15 @@ from eth_account import Account
 from fedledger.aggregation import make_strategy
 from fedledger.chain import EmbeddedChain, Role
 from fedledger.crypto import sign_commitment
-from fedledger.learning import TrainConfig, build_model, get_flat_params, load_fed_heart_disease
+from fedledger.learning import (
+    TrainConfig,
+    build_model,
+    get_flat_params,
+    load_fed_heart_disease,
+)
 from fedledger.protocol import Coordinator, InstitutionNode, ModelSpec, SignedUpdate
+from fedledger.protocol.setup import set_up_chain
 from fedledger.report import summarize_evaluations
-from fedledger.simulation.study import set_up_chain
 from fedledger.store import ArtifactStore
 
 
@@ -26,7 +31,8 @@ def consortium(tmp_path):
     initial = store.put_params(get_flat_params(build_model("logreg", spec.num_features, seed=1)))
     admin, coordinator_key = Account.create(), Account.create()
     backend = EmbeddedChain.create(None)
-    chain = set_up_chain(backend, admin, coordinator_key, nodes, store.put_json({}), initial)
+    chain = set_up_chain(backend, admin, coordinator_key, [(n.name, n.account) for n in nodes],
+                         store.put_json({}), initial)
     coordinator = Coordinator(coordinator_key, store, make_strategy("fedavg"),
                               lambda addrs: chain.consortium.holders_of(addrs, Role.INSTITUTION), chain.ledger,
                               backend.chain_id, chain.ledger.address)

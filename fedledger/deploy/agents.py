@@ -1,0 +1,361 @@
+"""What one deployed node does each time it looks at the chain, by architecture and role.
+
+Every agent is restartable by construction: it keeps no state that the chain and its own store
+do not hold. Each `step` reads where the study is, does the one thing its member owes (train and
+commit, aggregate, score, vote, anchor), and returns; a node killed between two steps, or in the
+middle of one, picks up from the chain when it starts again. Phase changes that anyone may make
+(closing a phase, redrawing a committee) are raced for: the first transaction wins, the others
+revert harmlessly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from eth_account.signers.local import LocalAccount
+
+from fedledger.aggregation import Strategy
+from fedledger.chain import (
+    CommitteeStudy,
+    ConsensusStudy,
+    Consortium,
+    Phase,
+    Role,
+    StudyLedger,
+)
+from fedledger.config import Config
+from fedledger.deploy.journal import read_entry, write_entry
+from fedledger.errors import FedLedgerError, TransactionReverted, UpdateRejected
+from fedledger.protocol import (
+    InstitutionNode,
+    Rejection,
+    RoundTask,
+    SignedUpdate,
+    exclusion_rule,
+    rewards,
+)
+from fedledger.protocol.coordinator import Coordinator
+from fedledger.protocol.rounds import Aggregate, aggregate_commitments, round_task
+from fedledger.report import summarize_evaluations
+from fedledger.store.peers import PeerStore
+
+log = logging.getLogger("fedledger.node")
+
+ZERO_ADDRESS = "0x" + "00" * 20
+UPDATE_FETCH_TIMEOUT_S = (2.0, 10.0)
+EVALUATION_KEYS = ("tp", "fp", "tn", "fn", "loss", "n")
+
+
+class Timings:
+    """Seconds spent per activity (train, evaluate, aggregate, score, fetch, chain)."""
+
+    def __init__(self) -> None:
+        self.seconds: Counter[str] = Counter()
+
+    @contextmanager
+    def measure(self, activity: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[activity] += time.perf_counter() - start
+
+
+@dataclass
+class NodeContext:
+    """What every agent works with."""
+    cfg: Config
+    account: LocalAccount
+    store: PeerStore
+    strategy: Strategy
+    node: InstitutionNode | None            # None for the loose coordinator, which holds no data
+    endpoints: dict[str, str]               # member address -> its node's base URL
+    timings: Timings = field(default_factory=Timings)
+
+    @property
+    def address(self) -> str:
+        return self.account.address
+
+    def chain(self, send: Callable[[], Any]) -> Any:
+        with self.timings.measure("chain"):
+            return send()
+
+
+def race(ctx: NodeContext, what: str, send: Callable[[], Any]) -> bool:
+    """Send a transaction any member may send; if another member's landed first, ours reverts."""
+    try:
+        ctx.chain(send)
+    except TransactionReverted as exc:
+        log.debug("%s: not needed (%s)", what, exc)
+        return False
+    log.info("%s", what)
+    return True
+
+
+class ChainRoundAgent:
+    """An institution in a semi- or fully coupled study: everything goes through the contract."""
+
+    def __init__(self, ctx: NodeContext, study: CommitteeStudy | ConsensusStudy) -> None:
+        assert ctx.node is not None
+        self.ctx, self.node, self.study = ctx, ctx.node, study
+        self.roster = study.roster()
+        self.done: set[tuple] = set()       # (action, round[, attempt]) already sent by this process
+        self.states: dict[int, str | None] = {}
+
+    def step(self) -> bool:
+        finished = self.study.round_count()
+        if finished >= self.ctx.cfg.study.rounds:
+            return True
+        r = finished + 1
+        phase = self.study.phase()
+        if phase == Phase.COMMITTING:
+            self._commit(r)
+        elif isinstance(self.study, CommitteeStudy):
+            self._aggregate_if_drawn(r)
+        elif phase == Phase.SCORING:
+            self._score(r)
+        else:
+            self._vote(r)
+        return False
+
+    def _deadline_passed(self) -> bool:
+        return self.study.backend.block_number() > self.study.phase_deadline()
+
+    def _commit(self, r: int) -> None:
+        study, ctx = self.study, self.ctx
+        committers = study.committers(r)
+        if ctx.address not in committers and ("commit", r) not in self.done:
+            parent = study.latest_model()
+            task = round_task(study, ctx.strategy, r, parent)
+            with ctx.timings.measure("train"):
+                update = self.node.train(task)
+            with ctx.timings.measure("evaluate"):
+                metrics = ctx.store.put_json(self.node.evaluate(parent))
+            c = update.commitment
+            ctx.chain(lambda: study.commit_update(ctx.account, r, parent, c.update, c.num_samples, metrics))
+            self.done.add(("commit", r))
+            log.info("round %d: committed update %s (%d samples)", r, c.update[:12], c.num_samples)
+            committers = study.committers(r)
+        if len(committers) == len(self.roster) or self._deadline_passed():
+            race(ctx, f"round {r}: closed the commit phase ({len(committers)} of {len(self.roster)} committed)",
+                 lambda: study.close_commits(ctx.account, r))
+
+    def _task(self, r: int) -> tuple[RoundTask, str | None]:
+        """The round's task and the server state its aggregation continues from."""
+        if r not in self.states:
+            previous = self.study.finalized(r - 1) if r > 1 else None
+            self.states[r] = self.ctx.store.get_json(previous[1])["state_after"] if previous else None
+        return round_task(self.study, self.ctx.strategy, r, self.study.latest_model()), self.states[r]
+
+    def _aggregate(self, r: int, architecture: str, **kwargs: Any) -> Aggregate:
+        task, state_before = self._task(r)
+        commitments = self.study.commitments(r)
+        with self.ctx.timings.measure("aggregate"):
+            return aggregate_commitments(self.ctx.store, self.ctx.strategy, architecture=architecture, task=task,
+                                         state_before=state_before, commitments=commitments, **kwargs)
+
+    def _aggregate_if_drawn(self, r: int) -> None:
+        study, ctx = self.study, self.ctx
+        attempt = study.attempt()
+        if ctx.address in study.committee(r, attempt) and ("result", r, attempt) not in self.done:
+            result = self._aggregate(r, "semi")
+            self.done.add(("result", r, attempt))
+            if race(ctx, f"round {r}: submitted result {result.model[:12]} as drawn aggregator (draw {attempt})",
+                    lambda: study.submit_result(ctx.account, r, attempt, result.model, result.manifest_digest)):
+                return
+        if self._deadline_passed() and study.finalized(r) is None:
+            race(ctx, f"round {r}: draw {attempt} reached no majority in time; drew a new committee",
+                 lambda: study.redraw(ctx.account, r))
+
+    def _score(self, r: int) -> None:
+        study, ctx = self.study, self.ctx
+        if ("scores", r) not in self.done:
+            commitments = study.commitments(r)
+            with ctx.timings.measure("score"):
+                scores = [self.node.score(c.update) for c in commitments]
+            self.done.add(("scores", r))
+            race(ctx, f"round {r}: scored {len(scores)} updates", lambda: study.submit_scores(ctx.account, r, scores))
+        scored = study.score_count(r)
+        if scored == len(self.roster) or self._deadline_passed():
+            race(ctx, f"round {r}: closed scoring ({scored} of {len(self.roster)} scored)",
+                 lambda: study.close_scores(ctx.account, r))
+
+    def _vote(self, r: int) -> None:
+        study, ctx = self.study, self.ctx
+        if ("vote", r) in self.done:
+            return
+        commitments = study.commitments(r)
+        medians, excluded = exclusion_rule(commitments, study.scores(r), ctx.cfg.protocol.exclusion_margin)
+        result = self._aggregate(r, "full", excluded=excluded, extra={"scores": medians})
+        paid = rewards(commitments, medians, [e["institution"] for e in result.manifest["updates"]])
+        self.done.add(("vote", r))
+        race(ctx, f"round {r}: voted for {result.model[:12]} ({len(excluded)} excluded)",
+             lambda: study.submit_vote(ctx.account, r, result.model, result.manifest_digest, paid))
+
+
+class LooseInstitutionAgent:
+    """An institution in a loosely coupled study: trains each open round and offers its signed
+    update at /rounds/N/update for the coordinator to collect; checks it was counted."""
+
+    def __init__(self, ctx: NodeContext, ledger: StudyLedger, journal: Path) -> None:
+        assert ctx.node is not None
+        self.ctx, self.node, self.ledger = ctx, ctx.node, ledger
+        self.journal = journal
+        self.checked = 0       # last anchored round whose inclusion was checked
+
+    def update_of(self, round: int) -> dict[str, Any] | None:
+        """The signed update this node offers for `round` (served over HTTP), if trained."""
+        return read_entry(self.journal, round)
+
+    def step(self) -> bool:
+        ledger, ctx = self.ledger, self.ctx
+        if ledger.coordinator() == ZERO_ADDRESS:
+            return False       # the coordinator has not started the study yet
+        finished = ledger.round_count()
+        if finished > self.checked:
+            self._check_counted(finished)
+        if finished >= ctx.cfg.study.rounds:
+            return True
+        r = finished + 1
+        if self.update_of(r) is None:
+            parent = ledger.latest_model()
+            task = RoundTask(r, parent, ledger.backend.chain_id, ledger.address, ctx.strategy.client_config())
+            with ctx.timings.measure("train"):
+                update = self.node.train(task)
+            with ctx.timings.measure("evaluate"):
+                metrics = ctx.store.put_json(self.node.evaluate(parent))
+            write_entry(self.journal, r, {**update.to_dict(), "metrics": metrics})
+            log.info("round %d: trained update %s; offered to the coordinator", r, update.commitment.update[:12])
+        return False
+
+    def _check_counted(self, finished: int) -> None:
+        record = self.ledger.get_round(finished)
+        self.checked = finished
+        if self.update_of(finished) is None:
+            return
+        if self.ctx.address in record.participants:
+            log.info("round %d: my update was aggregated (model %s)", finished, record.model[:12])
+            return
+        manifest = self.ctx.store.get_json(record.manifest_digest)
+        reasons = [r["reason"] for r in manifest["rejected"] if r["institution"] == self.ctx.address]
+        log.warning("round %d: my update was not aggregated: %s", finished,
+                    reasons[0] if reasons else "the coordinator did not collect it")
+
+
+class LooseCoordinatorAgent:
+    """The loosely coupled study's coordinator: starts the study, collects the institutions'
+    signed updates over HTTP, aggregates and anchors each round."""
+
+    def __init__(self, ctx: NodeContext, ledger: StudyLedger, consortium: Consortium, config_digest: str,
+                 initial_model: str, institutions: list[str]) -> None:
+        self.ctx, self.ledger = ctx, ledger
+        self.config_digest, self.initial_model = config_digest, initial_model
+        self.institutions = institutions
+        self.coordinator = Coordinator(ctx.account, ctx.store, ctx.strategy,
+                                       lambda addrs: consortium.holders_of(addrs, Role.INSTITUTION),
+                                       ledger, ledger.backend.chain_id, ledger.address)
+        self.round, self.opened = 0, 0
+        self.collected: dict[str, tuple[SignedUpdate, str]] = {}    # institution -> (update, metrics digest)
+        self.malformed: dict[str, str] = {}
+        self.failed: frozenset[str] | None = None   # submissions a failed finalization was tried with
+
+    def step(self) -> bool:
+        ledger, ctx = self.ledger, self.ctx
+        if ledger.coordinator() == ZERO_ADDRESS:
+            ctx.chain(lambda: ledger.start_study(ctx.account, self.config_digest, self.initial_model))
+            log.info("started the study (config %s, initial model %s)", self.config_digest[:12],
+                     self.initial_model[:12])
+        finished = ledger.round_count()
+        if finished >= ctx.cfg.study.rounds:
+            return True
+        r = finished + 1
+        if r != self.round:
+            self.round, self.opened = r, ledger.backend.block_number()
+            self.collected, self.malformed, self.failed = {}, {}, None
+        self._collect(r)
+        waiting = len(self.collected) + len(self.malformed) < len(self.institutions)
+        if waiting and ledger.backend.block_number() <= self.opened + ctx.cfg.protocol.commit_window:
+            return False
+        if self.collected and frozenset(self.collected) != self.failed:
+            self._finalize(r, finished)
+        return False
+
+    def _collect(self, r: int) -> None:
+        for address in self.institutions:
+            if address in self.collected or address in self.malformed:
+                continue
+            doc = _get_json(f"{self.ctx.endpoints[address]}/rounds/{r}/update")
+            if doc is None:
+                continue
+            try:
+                update = SignedUpdate.from_dict(doc)
+                metrics = doc.get("metrics")
+                if update.institution != address or not isinstance(metrics, str):
+                    raise UpdateRejected("it names another institution or no metrics digest")
+            except UpdateRejected as exc:
+                self.malformed[address] = str(exc)
+                log.warning("round %d: %s served a malformed update: %s", r, address, exc)
+                continue
+            self.collected[address] = (update, metrics)
+            log.info("round %d: collected the update of %s (%d of %d)", r, address, len(self.collected),
+                     len(self.institutions))
+
+    def _finalize(self, r: int, finished: int) -> None:
+        ctx, ledger = self.ctx, self.ledger
+        parent = ledger.latest_model()
+        state_before = ctx.store.get_json(ledger.get_round(finished).manifest_digest)["state_after"] \
+            if finished else None
+        task = self.coordinator.open_round(r, parent)
+        with ctx.timings.measure("aggregate"):
+            accepted, rejected = self.coordinator.screen(task, [u for u, _ in self.collected.values()])
+        rejected += [Rejection(a, reason) for a, reason in self.malformed.items()]
+        try:
+            with ctx.timings.measure("aggregate"):
+                outcome = self.coordinator.finalize(task, accepted, rejected, state_before,
+                                                    lambda model: self._metrics(parent, accepted))
+        except UpdateRejected as exc:
+            self.failed = frozenset(self.collected)
+            log.error("round %d: cannot finalize yet: %s", r, exc)
+            return
+        log.info("round %d: anchored model %s (%d updates aggregated, %d rejected)", r, outcome.model[:12],
+                 len(outcome.accepted), len(outcome.rejected))
+
+    def _metrics(self, parent: str, accepted: list[SignedUpdate]) -> dict[str, Any]:
+        """The institutions' own evaluations of the round's parent model, as they reported them
+        with their updates (a coordinator holds no test data of its own)."""
+        reported = {}
+        for update in accepted:
+            evaluation = _evaluation(self.ctx.store, self.collected[update.institution][1])
+            if evaluation is not None:
+                reported[update.institution] = evaluation
+        return {"evaluated_model": parent, **summarize_evaluations(reported)}
+
+
+def _evaluation(store: PeerStore, digest: str) -> dict[str, float] | None:
+    """A peer's evaluation document, if it is one (untrusted: a malformed one is left out)."""
+    try:
+        doc = store.get_json(digest)
+    except FedLedgerError as exc:   # missing everywhere, corrupt, or not a digest: leave it out
+        log.warning("evaluation %s unavailable: %s", digest, exc)
+        return None
+    if not isinstance(doc, dict) or not all(isinstance(doc.get(k), int | float) for k in EVALUATION_KEYS):
+        log.warning("evaluation %s is not an evaluation document; left out", digest)
+        return None
+    return doc
+
+
+def _get_json(url: str) -> Any | None:
+    """GET a JSON document; None if the peer is down, has none (404) or sent no JSON."""
+    try:
+        response = requests.get(url, timeout=UPDATE_FETCH_TIMEOUT_S)
+        return response.json() if response.status_code == 200 else None
+    except (requests.RequestException, ValueError):
+        return None

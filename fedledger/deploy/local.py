@@ -1,0 +1,150 @@
+"""`LocalConsortium`: a whole consortium on this machine, one OS process per member.
+
+What `fedledger demo` runs and what the fault tests drive: keys, a roster, `consortium init`
+against a JSON-RPC chain, and one `fedledger node` process per member, which can be killed and
+started again one by one. The processes share nothing but the chain and HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+from eth_account import Account
+
+from fedledger.config import Config
+from fedledger.deploy.consortium import ConsortiumFile, MemberEntry, init_consortium
+from fedledger.deploy.devchain import free_loopback_port
+from fedledger.deploy.keys import create_keystore
+from fedledger.errors import FedLedgerError
+from fedledger.protocol.setup import load_clients
+
+STATUS_TIMEOUT_S = 2.0
+
+
+class LocalConsortium:
+    """Members, keys and node files under `directory` (new or empty), on the chain at `rpc_url`."""
+
+    def __init__(self, directory: Path, cfg: Config, rpc_url: str, poll_seconds: float = 0.3) -> None:
+        self.dir = directory
+        self.cfg = cfg
+        self.rpc_url = rpc_url
+        self.poll_seconds = poll_seconds
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.password_file = directory / "keys" / "password"
+        self.members: list[MemberEntry] = []
+        self.consortium: ConsortiumFile | None = None
+
+    @property
+    def consortium_dir(self) -> Path:
+        return self.dir / "consortium"
+
+    def create(self) -> ConsortiumFile:
+        """Keys and a roster for every institution (and, loose, a coordinator); deploy the study."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.password_file.parent.mkdir(exist_ok=True)
+        password = secrets.token_hex(16)
+        fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password)
+        coordinator = [("coordinator", "coordinator")] if self.cfg.study.architecture == "loose" else []
+        for name, role in coordinator + [(c.name, "institution") for c in load_clients(self.cfg)]:
+            account = create_keystore(self.dir / "keys" / f"{name}.json", password)
+            self.members.append(MemberEntry(name, account.address, f"http://127.0.0.1:{free_loopback_port()}", role))
+            self._write_node_file(name)
+        self.consortium = init_consortium(self.members, self.cfg, self.rpc_url, Account.create(),
+                                          self.consortium_dir)
+        return self.consortium
+
+    def _write_node_file(self, name: str) -> None:
+        (self.dir / "nodes").mkdir(exist_ok=True)
+        (self.dir / "nodes" / f"{name}.toml").write_text(
+            "[node]\n"
+            f'name = "{name}"\n'
+            'consortium = "../consortium"\n'
+            f'keystore = "../keys/{name}.json"\n'
+            'password_file = "../keys/password"\n'
+            f'state_dir = "../state/{name}"\n'
+            f"poll_seconds = {self.poll_seconds}\n")
+
+    def node_file(self, name: str) -> Path:
+        return self.dir / "nodes" / f"{name}.toml"
+
+    def state_dir(self, name: str) -> Path:
+        return self.dir / "state" / name
+
+    def endpoint(self, name: str) -> str:
+        return next(m.endpoint for m in self.members if m.name == name)
+
+    def start(self, name: str) -> None:
+        """Start `name`'s node process (logging to logs/NAME.log, appended across restarts)."""
+        (self.dir / "logs").mkdir(exist_ok=True)
+        with (self.dir / "logs" / f"{name}.log").open("a") as log:
+            self.processes[name] = subprocess.Popen(
+                [sys.executable, "-m", "fedledger", "node", str(self.node_file(name))],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def start_all(self) -> None:
+        for m in self.members:
+            self.start(m.name)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Send `sig` to `name`'s node and wait for it to exit; returns its exit status."""
+        proc = self.processes[name]
+        if proc.poll() is None:
+            os.killpg(proc.pid, sig)
+        return self._reap(name)
+
+    def _reap(self, name: str) -> int:
+        proc = self.processes.pop(name)
+        try:
+            return proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            return proc.wait()
+
+    def stop_all(self) -> dict[str, int]:
+        """SIGTERM every running node (a clean shutdown); their exit statuses."""
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        return {name: self._reap(name) for name in list(self.processes)}
+
+    def node_status(self, name: str) -> dict[str, Any] | None:
+        """The node's /status document; None while it does not answer."""
+        try:
+            reply = requests.get(self.endpoint(name) + "/status", timeout=STATUS_TIMEOUT_S)
+            return reply.json() if reply.status_code == 200 else None
+        except (requests.RequestException, ValueError):
+            return None
+
+    def statuses(self) -> dict[str, dict[str, Any] | None]:
+        return {m.name: self.node_status(m.name) for m in self.members}
+
+    def wait_until(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+        """Poll `condition` until it holds; FedLedgerError naming `what` (and any node that died)."""
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            dead = [name for name, proc in self.processes.items() if proc.poll() is not None]
+            if dead:
+                raise FedLedgerError(f"while waiting for {what}: node(s) {', '.join(dead)} exited; see "
+                                     f"{self.dir / 'logs'}")
+            if time.monotonic() > deadline:
+                raise FedLedgerError(f"{what} did not happen within {timeout_s:.0f} s; see {self.dir / 'logs'}")
+            time.sleep(0.3)
+
+    def all_done(self) -> bool:
+        """Every running node reports the study complete."""
+        return all((s or {}).get("done") for name, s in self.statuses().items() if name in self.processes)
+
+    def log_text(self, name: str) -> str:
+        path = self.dir / "logs" / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""

@@ -1,0 +1,242 @@
+"""`fedledger node NODE.toml`: one institution's node, in its own process.
+
+It loads its key from an encrypted keystore, its own data, and the consortium file; checks that
+the study on chain is the one the consortium file describes (config digest, initial model
+rebuilt from the config); serves its artifact store over HTTP; then follows the chain, step by
+step, until it is told to stop (SIGTERM or SIGINT). After the last round it evaluates the final
+model on its own test set and keeps serving its store, which peers and auditors may still need.
+
+Node file (paths relative to it):
+
+    [node]
+    name = "cleveland"              # as in the roster
+    consortium = "../consortium"    # the directory `fedledger consortium init` wrote
+    keystore = "cleveland.key.json"
+    password_env = "FEDLEDGER_PASSWORD"   # or password_file = "..."
+    state_dir = "state"             # its artifact store and journal
+    listen = "127.0.0.1:8701"       # default: host and port of its roster endpoint
+    data = "cleveland.csv"          # CSV studies only: this institution's file
+    poll_seconds = 0.5
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from fedledger.aggregation import make_strategy
+from fedledger.chain import (
+    CommitteeStudy,
+    ConsensusStudy,
+    Consortium,
+    StudyLedger,
+    open_chain,
+)
+from fedledger.deploy.agents import (
+    ChainRoundAgent,
+    LooseCoordinatorAgent,
+    LooseInstitutionAgent,
+    NodeContext,
+)
+from fedledger.deploy.consortium import ConsortiumFile, load_consortium
+from fedledger.deploy.keys import load_keystore, read_password
+from fedledger.deploy.server import NodeServer
+from fedledger.errors import ChainUnreachable, ConfigError, FedLedgerError
+from fedledger.protocol import InstitutionNode
+from fedledger.protocol.setup import (
+    initial_params,
+    load_clients,
+    model_spec,
+    train_config,
+)
+from fedledger.store.peers import PeerStore
+
+log = logging.getLogger("fedledger.node")
+
+RETRY_AFTER_ERROR_S = 2.0
+NODE_KEYS = ("name", "consortium", "keystore", "password_env", "password_file", "state_dir", "listen", "data",
+             "poll_seconds")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str
+    consortium: Path
+    keystore: Path
+    state_dir: Path
+    password_env: str | None = None
+    password_file: Path | None = None
+    listen: str | None = None
+    data: Path | None = None
+    poll_seconds: float = 0.5
+
+
+def load_node_config(path: str | Path) -> NodeConfig:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read the node file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    table = raw.get("node")
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path} has no [node] table")
+    unknown = sorted(set(table) - set(NODE_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown [node] key(s) {', '.join(unknown)} (allowed: {', '.join(NODE_KEYS)})")
+    for key in ("name", "consortium", "keystore", "state_dir"):
+        if not isinstance(table.get(key), str) or not table[key]:
+            raise ConfigError(f"{path}: [node].{key} must be a non-empty string")
+    poll = table.get("poll_seconds", 0.5)
+    if not isinstance(poll, int | float) or not 0 < poll <= 60:
+        raise ConfigError(f"{path}: [node].poll_seconds must be a number of seconds in (0, 60]")
+    base = path.parent
+
+    def resolve(key: str) -> Path | None:
+        return base / table[key] if table.get(key) else None
+
+    return NodeConfig(table["name"], resolve("consortium"), resolve("keystore"), resolve("state_dir"),
+                      table.get("password_env"), resolve("password_file"), table.get("listen"), resolve("data"),
+                      float(poll))
+
+
+class NodeRuntime:
+    """One member's node: set up from its node file, run until `stop` is set."""
+
+    def __init__(self, node_cfg: NodeConfig) -> None:
+        self.node_cfg = node_cfg
+        consortium = load_consortium(node_cfg.consortium)
+        account = load_keystore(node_cfg.keystore, read_password(node_cfg.password_env, node_cfg.password_file))
+        me = consortium.member(account.address)
+        if me.name != node_cfg.name:
+            raise ConfigError(f"the key in {node_cfg.keystore} belongs to {me.name}, not {node_cfg.name}")
+        self.me, self.consortium = me, consortium
+        cfg = consortium.study_config()
+        self.cfg = cfg
+        endpoints = {m.address: m.endpoint for m in consortium.members}
+        store = PeerStore(node_cfg.state_dir / "store", [url for a, url in endpoints.items() if a != me.address])
+        spec = model_spec(cfg, consortium.num_features)
+        self._check_study_artifacts(store, spec)
+        node = None
+        if me.role == "institution":
+            data = load_clients(cfg, institution=me.name, csv_file=node_cfg.data)[0]
+            if data.num_features != spec.num_features:
+                raise ConfigError(f"{me.name}'s data has {data.num_features} features; the study's model takes "
+                                  f"{spec.num_features}")
+            node = InstitutionNode(me.name, account, data, spec, train_config(cfg), store, cfg.study.seed)
+        self.ctx = NodeContext(cfg, account, store, make_strategy(cfg.aggregation.strategy, **cfg.aggregation.params),
+                               node, endpoints)
+        self.backend = open_chain(consortium.chain, None)
+        self.agent = self._agent()
+        self.round = 0
+        self.done = False
+        self.final_evaluation: dict[str, Any] | None = None
+        self.errors = 0
+        host, port = _listen_address(node_cfg.listen or me.endpoint)
+        self.server = NodeServer(host, port, store, self._update_of, self.status)
+
+    def _check_study_artifacts(self, store: PeerStore, spec: Any) -> None:
+        """The config and initial model in the consortium file are the ones their digests name:
+        this node rebuilds both and keeps them in its store (so it can serve them)."""
+        c = self.consortium
+        if store.put_json(c.config) != c.config_digest:
+            raise ConfigError("the consortium file's study config does not hash to its config_digest")
+        if store.put_params(initial_params(self.cfg, spec)) != c.initial_model:
+            raise ConfigError("the initial model rebuilt from the study config does not match the consortium "
+                              "file's initial_model (another FedLedger or torch version?)")
+
+    def _agent(self) -> ChainRoundAgent | LooseInstitutionAgent | LooseCoordinatorAgent:
+        c, ctx = self.consortium, self.ctx
+        address = c.contracts["ledger"]
+        if c.architecture == "semi":
+            return ChainRoundAgent(ctx, CommitteeStudy(self.backend, address))
+        if c.architecture == "full":
+            return ChainRoundAgent(ctx, ConsensusStudy(self.backend, address))
+        ledger = StudyLedger(self.backend, address)
+        if self.me.role == "coordinator":
+            return LooseCoordinatorAgent(ctx, ledger, Consortium(self.backend, c.contracts["consortium"]),
+                                         c.config_digest, c.initial_model, [m.address for m in c.institutions])
+        return LooseInstitutionAgent(ctx, ledger, self.node_cfg.state_dir / "journal")
+
+    def _update_of(self, round: int) -> dict[str, Any] | None:
+        return self.agent.update_of(round) if isinstance(self.agent, LooseInstitutionAgent) else None
+
+    def status(self) -> dict[str, Any]:
+        store = self.ctx.store
+        return {"name": self.me.name, "address": self.me.address, "role": self.me.role,
+                "architecture": self.consortium.architecture, "done": self.done,
+                "final_evaluation": self.final_evaluation, "errors": self.errors,
+                "timings": {k: round(v, 3) for k, v in sorted(self.ctx.timings.seconds.items())},
+                "fetched": {"blobs": store.fetched, "bytes": store.fetched_bytes},
+                "served_bytes": self.server.served_bytes}
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve and follow the chain until `stop` is set; errors are logged and retried."""
+        self.server.start()
+        log.info("%s (%s, %s) serving on %s:%d; following %s on chain %d", self.me.name, self.me.role,
+                 self.consortium.architecture, *self.server.address, self.consortium.contracts["ledger"],
+                 self.backend.chain_id)
+        try:
+            while not stop.is_set():
+                wait = self.node_cfg.poll_seconds
+                try:
+                    if not self.done and self.agent.step():
+                        self._finish()
+                except ChainUnreachable as exc:
+                    self.errors += 1
+                    log.warning("%s; retrying", exc)
+                    wait = RETRY_AFTER_ERROR_S
+                except FedLedgerError as exc:
+                    self.errors += 1
+                    log.error("%s; retrying", exc)
+                    wait = RETRY_AFTER_ERROR_S
+                except Exception:
+                    self.errors += 1
+                    log.exception("unexpected error; retrying")
+                    wait = RETRY_AFTER_ERROR_S
+                stop.wait(wait)
+        finally:
+            self.server.stop()
+            self.backend.close()
+            log.info("%s stopped", self.me.name)
+
+    def _finish(self) -> None:
+        """The study is complete: evaluate the final model on this institution's test set."""
+        self.done = True
+        if self.ctx.node is None:
+            log.info("the study is complete")
+            return
+        model = self.agent.study.latest_model() if isinstance(self.agent, ChainRoundAgent) \
+            else self.agent.ledger.latest_model()
+        started = time.perf_counter()
+        self.final_evaluation = {"model": model, **self.ctx.node.evaluate(model)}
+        self.ctx.timings.seconds["evaluate"] += time.perf_counter() - started
+        (self.node_cfg.state_dir / "final.json").write_text(json.dumps(self.final_evaluation, sort_keys=True))
+        log.info("the study is complete: final model %s, accuracy %.4f on my test set", model[:12],
+                 self.final_evaluation["accuracy"])
+
+
+def _listen_address(endpoint_or_hostport: str) -> tuple[str, int]:
+    text = endpoint_or_hostport if "://" in endpoint_or_hostport else f"http://{endpoint_or_hostport}"
+    url = urlparse(text)
+    if not url.hostname or not url.port:
+        raise ConfigError(f"cannot listen on {endpoint_or_hostport!r}: give host:port")
+    return url.hostname, url.port
+
+
+def run_node(node_file: str | Path, stop: threading.Event) -> NodeRuntime:
+    """Set up the node described by `node_file` and run it until `stop` is set."""
+    runtime = NodeRuntime(load_node_config(node_file))
+    runtime.run(stop)
+    return runtime
+
+
+__all__ = ["ConsortiumFile", "NodeConfig", "NodeRuntime", "load_node_config", "run_node"]

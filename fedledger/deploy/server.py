@@ -1,0 +1,98 @@
+"""A node's HTTP endpoint: its artifact store by digest, its signed updates, its status.
+
+Read-only, GET only. Blobs are served from the node's own disk and never fetched on a peer's
+behalf, so one request cannot make a node talk to anyone else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from fedledger.errors import StoreError
+from fedledger.store import ArtifactStore
+from fedledger.store.peers import BLOB_ROUTE
+
+log = logging.getLogger("fedledger.node")
+
+UPDATE_ROUTE = "/rounds/"        # /rounds/N/update: the node's signed update of round N (loose)
+STATUS_ROUTE = "/status"
+
+Reply = tuple[int, str, bytes]   # HTTP status, content type, body
+
+
+def json_reply(obj: Any, status: int = 200) -> Reply:
+    return status, "application/json", json.dumps(obj, sort_keys=True).encode()
+
+
+NOT_FOUND = json_reply({"error": "not found"}, 404)
+
+
+class NodeServer:
+    """Serves `store` plus the node's signed updates (`update_of(round)`, a JSON-able document
+    or None) and `status()` on host:port, from a background thread."""
+
+    def __init__(self, host: str, port: int, store: ArtifactStore,
+                 update_of: Callable[[int], Any | None], status: Callable[[], Any]) -> None:
+        self.store = store
+        self.update_of = update_of
+        self.status = status
+        self.served_bytes = 0
+        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="node-http", daemon=True)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._server.server_address[:2]
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def reply(self, path: str) -> Reply:
+        if path.startswith(BLOB_ROUTE):
+            return self._blob(path[len(BLOB_ROUTE):])
+        if path.startswith(UPDATE_ROUTE) and path.endswith("/update"):
+            number = path[len(UPDATE_ROUTE):-len("/update")]
+            update = self.update_of(int(number)) if number.isdigit() else None
+            return NOT_FOUND if update is None else json_reply(update)
+        if path == STATUS_ROUTE:
+            return json_reply(self.status())
+        return NOT_FOUND
+
+    def _blob(self, digest: str) -> Reply:
+        try:
+            # the base class's get: this node's own disk only, re-hashed on read
+            data = ArtifactStore.get(self.store, digest)
+        except StoreError:
+            return NOT_FOUND
+        self.served_bytes += len(data)
+        return 200, "application/octet-stream", data
+
+
+def _handler_for(server: NodeServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:   # noqa: N802 (the name http.server calls)
+            try:
+                status, content_type, body = server.reply(self.path.split("?", 1)[0])
+            except Exception:   # a bug must not kill the endpoint: log it, answer 500
+                log.exception("error answering GET %s", self.path)
+                status, content_type, body = json_reply({"error": "internal error"}, 500)
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:   # requests are many; keep them at debug
+            log.debug("%s %s", self.address_string(), format % args)
+
+    return Handler

@@ -1,0 +1,89 @@
+"""`fedledger status`: members, the open round and its phase, and who has committed, read from
+the chain (and, for a loose study's off-chain offers, from the members' endpoints)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from fedledger.chain import (
+    CommitteeStudy,
+    ConsensusStudy,
+    Consortium,
+    StudyLedger,
+    open_chain,
+)
+from fedledger.deploy.consortium import load_consortium
+
+PHASES = {"semi": {1: "committing", 2: "aggregating"}, "full": {1: "committing", 2: "scoring", 3: "voting"}}
+PROBE_TIMEOUT_S = (1.0, 2.0)
+
+
+def _reachable(url: str) -> dict[str, Any] | None:
+    try:
+        reply = requests.get(url, timeout=PROBE_TIMEOUT_S)
+        return reply.json() if reply.status_code == 200 else None
+    except (requests.RequestException, ValueError):
+        return None
+
+
+def consortium_status(path: str | Path) -> dict[str, Any]:
+    """Where the study of the consortium file at `path` stands, as a JSON-able document."""
+    c = load_consortium(path)
+    backend = open_chain(c.chain, None)
+    try:
+        members = Consortium(backend, c.contracts["consortium"]).members()
+        address = c.contracts["ledger"]
+        doc: dict[str, Any] = {"architecture": c.architecture, "study": c.config["study"]["name"],
+                               "rounds": c.config["study"]["rounds"], "block": backend.block_number(),
+                               "ledger": address}
+        if c.architecture == "loose":
+            ledger = StudyLedger(backend, address)
+            finished, started = ledger.round_count(), ledger.coordinator() != "0x" + "00" * 20
+            doc.update(finished=finished, phase="collecting updates" if started else "not started",
+                       latest_model=ledger.latest_model() if started else None)
+            committed = [m.address for m in c.institutions
+                         if _reachable(f"{m.endpoint}/rounds/{finished + 1}/update") is not None]
+            reputation: dict[str, int] = {}
+        else:
+            study = CommitteeStudy(backend, address) if c.architecture == "semi" else ConsensusStudy(backend, address)
+            finished = study.round_count()
+            doc.update(finished=finished, phase=PHASES[c.architecture].get(study.phase(), "?"),
+                       phase_deadline=study.phase_deadline(), latest_model=study.latest_model())
+            committed = study.committers(finished + 1)
+            reputation = {m: study.reputation(m) for m in study.roster()}
+            if isinstance(study, CommitteeStudy) and doc["phase"] == "aggregating":
+                doc["committee"] = study.committee(finished + 1, study.attempt())
+        doc["open_round"] = finished + 1 if finished < doc["rounds"] else None
+        endpoints = {m.address: m.endpoint for m in c.members}
+        doc["members"] = []
+        for m in members:
+            node = _reachable(endpoints[m.address] + "/status") if m.address in endpoints else None
+            doc["members"].append({"name": m.name, "address": m.address, "roles": m.roles.name, "active": m.active,
+                                   "reputation": reputation.get(m.address), "committed": m.address in committed,
+                                   "node": "down" if node is None else ("done" if node.get("done") else "up")})
+        return doc
+    finally:
+        backend.close()
+
+
+def format_status(doc: dict[str, Any]) -> str:
+    """The status document as a few lines of text."""
+    if doc["open_round"] is None:
+        where = f"all {doc['rounds']} rounds finalized"
+    else:
+        where = f"round {doc['open_round']} of {doc['rounds']}: {doc['phase']}"
+        if "phase_deadline" in doc:
+            where += f" (deadline block {doc['phase_deadline']}, now {doc['block']})"
+    lines = [f"{doc['study']} ({doc['architecture']}), ledger {doc['ledger']}", where]
+    if doc.get("committee"):
+        lines.append("committee: " + ", ".join(doc["committee"]))
+    lines.append(f"{'member':<16} {'address':<42} {'roles':<12} {'node':<5} {'rep':>5}  committed")
+    for m in doc["members"]:
+        rep = "" if m["reputation"] is None else str(m["reputation"])
+        name = m["name"] + ("" if m["active"] else " (removed)")
+        lines.append(f"{name:<16} {m['address']:<42} {m['roles'] or '':<12} {m['node']:<5} {rep:>5}  "
+                     f"{'yes' if m['committed'] else ''}")
+    return "\n".join(lines)

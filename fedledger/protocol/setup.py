@@ -1,0 +1,167 @@
+"""Setting a study up from its config: the institutions' data, the model, and the chain (the
+consortium, its members and the study's contract).
+
+The simulation and a real deployment (`fedledger consortium init`, `fedledger node`) set a study
+up the same way; they differ only in who holds which key and which data.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from eth_account.signers.local import LocalAccount
+
+from fedledger.chain import (
+    ChainBackend,
+    CommitteeStudy,
+    ConsensusStudy,
+    Consortium,
+    Role,
+    RpcChain,
+    StudyLedger,
+    StudyTerms,
+)
+from fedledger.config import Config
+from fedledger.errors import ConfigError
+from fedledger.learning import (
+    ClientData,
+    TrainConfig,
+    build_model,
+    get_flat_params,
+    hold_out_validation,
+    load_breast_cancer,
+    load_csv_clients,
+    load_fed_heart_disease,
+)
+from fedledger.protocol.node import ModelSpec, derive_seed
+
+FUNDING_WEI = 10 * 10**18   # gas money for every sender; a whole study uses a small fraction
+
+
+@dataclass
+class ChainSetup:
+    backend: ChainBackend
+    consortium: Consortium
+    ledger: StudyLedger | CommitteeStudy | ConsensusStudy   # the study's contract, by architecture
+
+
+def load_clients(cfg: Config, institution: str | None = None, csv_file: str | Path | None = None
+                 ) -> list[ClientData]:
+    """The institutions' data, with validation rows held out when the config asks for them.
+
+    A deployed node loads only its own: `institution` names it, and in a CSV study `csv_file`
+    (the node's own file) stands in for the config's [data].clients entry.
+    """
+    data = cfg.data
+    if data.dataset == "csv":
+        paths = {name: cfg.resolve_path(p) for name, p in data.clients.items()}
+        if institution is not None:
+            if csv_file is None and institution not in paths:
+                raise ConfigError(f"no CSV file for {institution}: give the node its file ([node].data)")
+            paths = {institution: Path(csv_file) if csv_file is not None else paths[institution]}
+        clients = load_csv_clients(paths, data.label, data.features or None, data.test_fraction, cfg.study.seed)
+    else:
+        if data.dataset == "fed_heart_disease":
+            clients = load_fed_heart_disease()
+        else:
+            clients = load_breast_cancer(data.num_clients, data.alpha, cfg.study.seed, data.test_fraction)
+        if institution is not None:
+            names = [c.name for c in clients]
+            if institution not in names:
+                raise ConfigError(f"{data.dataset} has no institution {institution!r} "
+                                  f"(its institutions: {', '.join(names)})")
+            clients = [clients[names.index(institution)]]
+    return [hold_out_validation(c, data.validation_fraction, derive_seed(cfg.study.seed, "validation", c.name))
+            for c in clients]
+
+
+def feature_count(cfg: Config) -> int:
+    """How many features the model takes, known without any institution's private data."""
+    if cfg.data.dataset != "csv":
+        return load_clients(cfg)[0].num_features    # vendored public data
+    if not cfg.data.features:
+        raise ConfigError("a deployed CSV study must list [data].features: the model is built before "
+                          "any institution's data is seen")
+    return len(cfg.data.features)
+
+
+def model_spec(cfg: Config, num_features: int) -> ModelSpec:
+    return ModelSpec(cfg.model.name, num_features, tuple(cfg.model.hidden))
+
+
+def train_config(cfg: Config) -> TrainConfig:
+    t = cfg.training
+    return TrainConfig(optimizer=t.optimizer, lr=t.lr, batch_size=t.batch_size, local_steps=t.local_steps)
+
+
+def initial_params(cfg: Config, spec: ModelSpec) -> np.ndarray:
+    """The study's initial model: a function of the config alone, so every node can rebuild it
+    and check it against the digest on chain."""
+    return get_flat_params(build_model(spec.name, spec.num_features, hidden=spec.hidden, seed=cfg.study.seed))
+
+
+def connect_rpc(url: str, funder_key_env: str = "") -> RpcChain:
+    """A JSON-RPC node; gas money from the private key in environment variable `funder_key_env`
+    (if named), else from a development node's balance-setting method."""
+    funder_key = None
+    if funder_key_env:
+        funder_key = os.environ.get(funder_key_env)
+        if not funder_key:
+            raise ConfigError(f"the funder key should be in the environment variable {funder_key_env}, "
+                              "which is not set")
+    return RpcChain(url, funder_key=funder_key)
+
+
+def enrol_consortium(backend: ChainBackend, admin: LocalAccount, coordinators: Sequence[tuple[str, str]],
+                     institutions: Sequence[tuple[str, str]]) -> Consortium:
+    """Deploy a consortium administered by `admin` and admit the (name, address) members."""
+    consortium = Consortium.deploy(backend, admin)
+    for name, address in coordinators:
+        consortium.add_member(admin, address, name, Role.COORDINATOR)
+    for name, address in institutions:
+        consortium.add_member(admin, address, name, Role.INSTITUTION)
+    return consortium
+
+
+def deploy_study(backend: ChainBackend, sponsor: LocalAccount, consortium: Consortium, cfg: Config,
+                 roster: Sequence[str], config_digest: str, initial_model: str
+                 ) -> StudyLedger | CommitteeStudy | ConsensusStudy:
+    """The study's contract for the configured architecture, deployed by `sponsor`.
+
+    Semi and full studies start at once (the sponsor must hold the coordinator role); a loose
+    study starts when its coordinator calls `StudyLedger.start_study`.
+    """
+    architecture = cfg.study.architecture
+    if architecture == "loose":
+        return StudyLedger.deploy(backend, sponsor, consortium)
+    p = cfg.protocol
+    terms = StudyTerms(config_digest, initial_model, tuple(roster), p.commit_window, p.result_window,
+                       min(p.min_participants, len(roster)))
+    if architecture == "semi":
+        return CommitteeStudy.deploy(backend, sponsor, consortium, terms, min(p.committee_size, len(roster)))
+    return ConsensusStudy.deploy(backend, sponsor, consortium, terms, p.weight_by_reputation)
+
+
+def set_up_chain(backend: ChainBackend, admin: LocalAccount, coordinator: LocalAccount,
+                 institutions: Sequence[tuple[str, LocalAccount]], config_digest: str, initial_model: str,
+                 cfg: Config | None = None) -> ChainSetup:
+    """One process holding every key (the simulation): fund the senders, enrol everyone, deploy
+    the study and start it.
+
+    `coordinator` anchors every round in the loosely-coupled architecture; in the others it only
+    starts the study (its sponsor), and the institutions send their own transactions.
+    """
+    cfg = cfg or Config()
+    senders = [admin, coordinator] + ([a for _, a in institutions] if cfg.study.architecture != "loose" else [])
+    backend.fund([a.address for a in senders], FUNDING_WEI)
+    consortium = enrol_consortium(backend, admin, [("coordinator", coordinator.address)],
+                                  [(name, a.address) for name, a in institutions])
+    study = deploy_study(backend, admin if cfg.study.architecture == "loose" else coordinator, consortium, cfg,
+                         [a.address for _, a in institutions], config_digest, initial_model)
+    if isinstance(study, StudyLedger):
+        study.start_study(coordinator, config_digest, initial_model)
+    return ChainSetup(backend, consortium, study)
