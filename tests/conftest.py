@@ -7,7 +7,8 @@ import pytest
 from fedledger.deploy.devchain import HARDHAT_DIR, HardhatNode
 
 
-def require_hardhat() -> None:
+@pytest.fixture(scope="session")
+def hardhat_installed() -> None:
     """Skip (locally) or fail (in CI) when the Hardhat node is not installed."""
     if not (HARDHAT_DIR / "node_modules" / ".bin" / "hardhat").exists():
         if os.environ.get("CI", "").lower() in ("true", "1"):
@@ -16,8 +17,7 @@ def require_hardhat() -> None:
 
 
 @pytest.fixture(scope="session")
-def hardhat_url(tmp_path_factory):
+def hardhat_url(tmp_path_factory, hardhat_installed):
     """URL of a Hardhat node started for this test session (hardhat@2.29.1 from hardhat/)."""
-    require_hardhat()
     with HardhatNode(tmp_path_factory.mktemp("hardhat") / "node.log") as node:
         yield node.url

@@ -30,8 +30,11 @@ from fedledger.chain.records import TxStats
 from fedledger.errors import ChainError, TransactionReverted
 
 # eth_estimateGas is exact on the nodes we know, but the state can move between estimate and
-# inclusion (another member's transaction lands first), so leave head room.
+# inclusion: another member's transaction lands first and, say, makes this vote the one that
+# finalizes the round, which costs several times more. Unused gas is refunded, so the limit is
+# generous: a margin on the estimate plus a fixed headroom, within the block gas limit.
 GAS_MARGIN = 1.25
+GAS_HEADROOM = 3_000_000
 RECEIPT_TIMEOUT_S = 120
 # Vyper encodes `assert cond, "reason"` as a call to Error(string), like Solidity's require.
 _ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")
@@ -117,6 +120,7 @@ class ChainBackend:
         self.stats = TxStats()
         self._contract_names: dict[str, str] = {}   # address -> contract name, for error messages
         self._nonces: dict[str, int] = {}           # address -> nonce of its next transaction
+        self._block_gas_limit: int | None = None     # read once, for gas limits
 
     # --- contracts -------------------------------------------------------------------------
 
@@ -227,7 +231,10 @@ class ChainBackend:
         signed = account.sign_transaction(tx)
         try:
             tx_hash = self._send_raw(account, signed, label)
-        except TransactionReverted as exc:  # dropped before inclusion: the nonce is still free
+        except TransactionReverted as exc:
+            # dropped before inclusion (embedded), or mined and failed (a node that executes at
+            # once, like Hardhat): ask the node for the next nonce rather than guess
+            self._nonces.pop(account.address, None)
             return PendingTx(self, label, account, tx, None, exc)
         except BaseException as exc:
             self._nonces.pop(account.address, None)   # unsure what the node kept: ask it next time
@@ -253,12 +260,16 @@ class ChainBackend:
         failing transaction only says "status 0"."""
         try:
             if isinstance(action, dict):
-                return int(self.w3.eth.estimate_gas({**action, "from": account.address}) * GAS_MARGIN)
-            return int(action.estimate_gas({"from": account.address}) * GAS_MARGIN)
+                estimate = self.w3.eth.estimate_gas({**action, "from": account.address})
+            else:
+                estimate = action.estimate_gas({"from": account.address})
         except self.revert_errors as exc:
             raise TransactionReverted(f"{label} reverted: {revert_reason(exc)}") from None
         except self.refusal_errors as exc:
             raise self._refused(label, account, exc) from None
+        if self._block_gas_limit is None:
+            self._block_gas_limit = self.w3.eth.get_block("latest")["gasLimit"]
+        return max(estimate, min(int(estimate * GAS_MARGIN) + GAS_HEADROOM, self._block_gas_limit))
 
     def _fee_params(self) -> TxParams:
         base_fee = self.w3.eth.get_block("latest").get("baseFeePerGas")
@@ -269,7 +280,14 @@ class ChainBackend:
     def _send_raw(self, account: LocalAccount, signed: SignedTransaction, label: str) -> HexBytes:
         try:
             return HexBytes(self.w3.eth.send_raw_transaction(signed.raw_transaction))
+        except self.revert_errors as exc:
+            raise TransactionReverted(f"{label} reverted: {revert_reason(exc)}") from None
         except self.refusal_errors as exc:
+            # A node that runs the transaction at once (Hardhat's automine) reports one that the
+            # state changed under since its gas estimate as an error: it reverted, not refused.
+            message = _node_message(exc)
+            if "reverted" in message:
+                raise TransactionReverted(f"{label} reverted: {revert_reason(exc)}") from None
             raise self._refused(label, account, exc) from None
 
     def _receipt(self, pending: PendingTx) -> TxReceipt:

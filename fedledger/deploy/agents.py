@@ -78,6 +78,7 @@ class NodeContext:
     strategy: Strategy
     node: InstitutionNode | None            # None for the loose coordinator, which holds no data
     endpoints: dict[str, str]               # member address -> its node's base URL
+    names: dict[str, str]                   # member address -> its name, for logs
     timings: Timings = field(default_factory=Timings)
 
     @property
@@ -107,7 +108,9 @@ class ChainRoundAgent:
         assert ctx.node is not None
         self.ctx, self.node, self.study = ctx, ctx.node, study
         self.roster = study.roster()
-        self.done: set[tuple] = set()       # (action, round[, attempt]) already sent by this process
+        # (action, round[, attempt]) this process sent, or found done: a transaction the node
+        # refused (not a revert) leaves it out, so the next step tries again
+        self.done: set[tuple] = set()
         self.states: dict[int, str | None] = {}
 
     def step(self) -> bool:
@@ -144,9 +147,19 @@ class ChainRoundAgent:
             self.done.add(("commit", r))
             log.info("round %d: committed update %s (%d samples)", r, c.update[:12], c.num_samples)
             committers = study.committers(r)
-        if len(committers) == len(self.roster) or self._deadline_passed():
+        if len(committers) == len(self.roster) or (committers and self._latecomers_waited_for(r)):
             race(ctx, f"round {r}: closed the commit phase ({len(committers)} of {len(self.roster)} committed)",
                  lambda: study.close_commits(ctx.account, r))
+
+    def _latecomers_waited_for(self, r: int) -> bool:
+        """Past the contract's deadline and a whole commit window after the round's first
+        commitment. The contract's window runs from the round's opening, which for round 1 is
+        the deployment: without the second condition the first node up would close round 1
+        alone while the others are still starting."""
+        if not self._deadline_passed():
+            return False
+        first = self.study.events("UpdateCommitted", r)[0]["block"]
+        return self.study.backend.block_number() > first + self.ctx.cfg.protocol.commit_window
 
     def _task(self, r: int) -> tuple[RoundTask, str | None]:
         """The round's task and the server state its aggregation continues from."""
@@ -167,9 +180,10 @@ class ChainRoundAgent:
         attempt = study.attempt()
         if ctx.address in study.committee(r, attempt) and ("result", r, attempt) not in self.done:
             result = self._aggregate(r, "semi")
+            sent = race(ctx, f"round {r}: submitted result {result.model[:12]} as drawn aggregator (draw {attempt})",
+                        lambda: study.submit_result(ctx.account, r, attempt, result.model, result.manifest_digest))
             self.done.add(("result", r, attempt))
-            if race(ctx, f"round {r}: submitted result {result.model[:12]} as drawn aggregator (draw {attempt})",
-                    lambda: study.submit_result(ctx.account, r, attempt, result.model, result.manifest_digest)):
+            if sent:
                 return
         if self._deadline_passed() and study.finalized(r) is None:
             race(ctx, f"round {r}: draw {attempt} reached no majority in time; drew a new committee",
@@ -181,8 +195,8 @@ class ChainRoundAgent:
             commitments = study.commitments(r)
             with ctx.timings.measure("score"):
                 scores = [self.node.score(c.update) for c in commitments]
-            self.done.add(("scores", r))
             race(ctx, f"round {r}: scored {len(scores)} updates", lambda: study.submit_scores(ctx.account, r, scores))
+            self.done.add(("scores", r))
         scored = study.score_count(r)
         if scored == len(self.roster) or self._deadline_passed():
             race(ctx, f"round {r}: closed scoring ({scored} of {len(self.roster)} scored)",
@@ -196,9 +210,9 @@ class ChainRoundAgent:
         medians, excluded = exclusion_rule(commitments, study.scores(r), ctx.cfg.protocol.exclusion_margin)
         result = self._aggregate(r, "full", excluded=excluded, extra={"scores": medians})
         paid = rewards(commitments, medians, [e["institution"] for e in result.manifest["updates"]])
-        self.done.add(("vote", r))
         race(ctx, f"round {r}: voted for {result.model[:12]} ({len(excluded)} excluded)",
              lambda: study.submit_vote(ctx.account, r, result.model, result.manifest_digest, paid))
+        self.done.add(("vote", r))
 
 
 class LooseInstitutionAgent:
@@ -244,7 +258,12 @@ class LooseInstitutionAgent:
         if self.ctx.address in record.participants:
             log.info("round %d: my update was aggregated (model %s)", finished, record.model[:12])
             return
-        manifest = self.ctx.store.get_json(record.manifest_digest)
+        try:
+            manifest = self.ctx.store.get_json(record.manifest_digest)
+        except FedLedgerError as exc:   # e.g. the coordinator is down: not worth holding up the next round
+            log.warning("round %d: my update was not aggregated; the manifest saying why is unavailable (%s)",
+                        finished, exc)
+            return
         reasons = [r["reason"] for r in manifest["rejected"] if r["institution"] == self.ctx.address]
         log.warning("round %d: my update was not aggregated: %s", finished,
                     reasons[0] if reasons else "the coordinator did not collect it")
@@ -262,7 +281,7 @@ class LooseCoordinatorAgent:
         self.coordinator = Coordinator(ctx.account, ctx.store, ctx.strategy,
                                        lambda addrs: consortium.holders_of(addrs, Role.INSTITUTION),
                                        ledger, ledger.backend.chain_id, ledger.address)
-        self.round, self.opened = 0, 0
+        self.round, self.opened = 0, None   # the open round; the block its first update came in
         self.collected: dict[str, tuple[SignedUpdate, str]] = {}    # institution -> (update, metrics digest)
         self.malformed: dict[str, str] = {}
         self.failed: frozenset[str] | None = None   # submissions a failed finalization was tried with
@@ -278,11 +297,14 @@ class LooseCoordinatorAgent:
             return True
         r = finished + 1
         if r != self.round:
-            self.round, self.opened = r, ledger.backend.block_number()
+            self.round, self.opened = r, None
             self.collected, self.malformed, self.failed = {}, {}, None
         self._collect(r)
+        if self.collected and self.opened is None:   # latecomers get a whole window from the first update
+            self.opened = ledger.backend.block_number()
         waiting = len(self.collected) + len(self.malformed) < len(self.institutions)
-        if waiting and ledger.backend.block_number() <= self.opened + ctx.cfg.protocol.commit_window:
+        if waiting and (self.opened is None
+                        or ledger.backend.block_number() <= self.opened + ctx.cfg.protocol.commit_window):
             return False
         if self.collected and frozenset(self.collected) != self.failed:
             self._finalize(r, finished)
@@ -302,10 +324,10 @@ class LooseCoordinatorAgent:
                     raise UpdateRejected("it names another institution or no metrics digest")
             except UpdateRejected as exc:
                 self.malformed[address] = str(exc)
-                log.warning("round %d: %s served a malformed update: %s", r, address, exc)
+                log.warning("round %d: %s served a malformed update: %s", r, self.ctx.names[address], exc)
                 continue
             self.collected[address] = (update, metrics)
-            log.info("round %d: collected the update of %s (%d of %d)", r, address, len(self.collected),
+            log.info("round %d: collected the update of %s (%d of %d)", r, self.ctx.names[address], len(self.collected),
                      len(self.institutions))
 
     def _finalize(self, r: int, finished: int) -> None:

@@ -139,14 +139,21 @@ def _member(path: Path, index: int, table: Any) -> MemberEntry:
             raise ConfigError(f"{where}: {key} must be a non-empty string")
     if not Web3.is_address(table["address"]):
         raise ConfigError(f"{where}: {table['address']!r} is not an Ethereum address")
-    url = urlparse(table["endpoint"])
-    if url.scheme not in ("http", "https") or not url.hostname or not url.port:
+    if not _is_http_url_with_port(table["endpoint"]):
         raise ConfigError(f"{where}: endpoint {table['endpoint']!r} must be an http(s) URL with a port")
     role = table.get("role", "institution")
     if role not in ROLES:
         raise ConfigError(f"{where}: role {role!r} must be one of {', '.join(ROLES)}")
     return MemberEntry(table["name"], Web3.to_checksum_address(table["address"]),
                        table["endpoint"].rstrip("/"), role)
+
+
+def _is_http_url_with_port(text: str) -> bool:
+    url = urlparse(text)
+    try:
+        return url.scheme in ("http", "https") and bool(url.hostname) and bool(url.port)
+    except ValueError:      # a port that is not a number, or out of range
+        return False
 
 
 def _check_roles(cfg: Config, members: list[MemberEntry]) -> None:
@@ -169,13 +176,13 @@ def init_consortium(roster: list[MemberEntry], cfg: Config, rpc_url: str, admin:
     _check_roles(cfg, roster)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError(f"{out_dir} is not empty; give a new directory for the consortium")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    store = ArtifactStore(out_dir / "store")
     num_features = feature_count(cfg)
-    config_digest = store.put_json(cfg.to_dict())
-    initial = store.put_params(initial_params(cfg, model_spec(cfg, num_features)))
-    backend = connect_rpc(rpc_url, funder_key_env)
+    backend = connect_rpc(rpc_url, funder_key_env)   # before writing anything: no half-made directory
     try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        store = ArtifactStore(out_dir / "store")
+        config_digest = store.put_json(cfg.to_dict())
+        initial = store.put_params(initial_params(cfg, model_spec(cfg, num_features)))
         backend.fund([admin.address] + [m.address for m in roster], FUNDING_WEI)
         institutions = [m for m in roster if m.role == "institution"]
         # semi and full studies are started by a coordinator-role sponsor: the administrator

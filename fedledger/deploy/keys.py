@@ -36,15 +36,14 @@ def read_password(env: str | None = None, file: str | Path | None = None) -> str
 def create_keystore(path: str | Path, password: str) -> LocalAccount:
     """A new key, written encrypted to `path` (readable by its owner only); refuses to overwrite."""
     path = Path(path)
-    account = Account.create()
-    encrypted = Account.encrypt(account.key, password)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise ConfigError(f"{path} already exists; a keystore is never overwritten") from None
+    account = Account.create()
     with os.fdopen(fd, "w") as f:
-        json.dump(encrypted, f)
+        json.dump(Account.encrypt(account.key, password), f)
     return account
 
 

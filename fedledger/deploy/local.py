@@ -28,12 +28,13 @@ from fedledger.errors import FedLedgerError
 from fedledger.protocol.setup import load_clients
 
 STATUS_TIMEOUT_S = 2.0
+POLL_SECONDS = 0.3     # how often each node looks at the chain
 
 
 class LocalConsortium:
     """Members, keys and node files under `directory` (new or empty), on the chain at `rpc_url`."""
 
-    def __init__(self, directory: Path, cfg: Config, rpc_url: str, poll_seconds: float = 0.3) -> None:
+    def __init__(self, directory: Path, cfg: Config, rpc_url: str, poll_seconds: float = POLL_SECONDS) -> None:
         self.dir = directory
         self.cfg = cfg
         self.rpc_url = rpc_url

@@ -95,8 +95,11 @@ def load_node_config(path: str | Path) -> NodeConfig:
     for key in ("name", "consortium", "keystore", "state_dir"):
         if not isinstance(table.get(key), str) or not table[key]:
             raise ConfigError(f"{path}: [node].{key} must be a non-empty string")
+    for key in ("password_env", "password_file", "listen", "data"):
+        if key in table and (not isinstance(table[key], str) or not table[key]):
+            raise ConfigError(f"{path}: [node].{key} must be a non-empty string")
     poll = table.get("poll_seconds", 0.5)
-    if not isinstance(poll, int | float) or not 0 < poll <= 60:
+    if isinstance(poll, bool) or not isinstance(poll, int | float) or not 0 < poll <= 60:
         raise ConfigError(f"{path}: [node].poll_seconds must be a number of seconds in (0, 60]")
     base = path.parent
 
@@ -133,7 +136,7 @@ class NodeRuntime:
                                   f"{spec.num_features}")
             node = InstitutionNode(me.name, account, data, spec, train_config(cfg), store, cfg.study.seed)
         self.ctx = NodeContext(cfg, account, store, make_strategy(cfg.aggregation.strategy, **cfg.aggregation.params),
-                               node, endpoints)
+                               node, endpoints, {m.address: m.name for m in consortium.members})
         self.backend = open_chain(consortium.chain, None)
         self.agent = self._agent()
         self.round = 0
@@ -175,7 +178,8 @@ class NodeRuntime:
                 "architecture": self.consortium.architecture, "done": self.done,
                 "final_evaluation": self.final_evaluation, "errors": self.errors,
                 "timings": {k: round(v, 3) for k, v in sorted(self.ctx.timings.seconds.items())},
-                "fetched": {"blobs": store.fetched, "bytes": store.fetched_bytes},
+                "fetched": {"blobs": store.fetched, "bytes": store.fetched_bytes,
+                            "seconds": round(store.fetch_seconds, 3)},
                 "served_bytes": self.server.served_bytes}
 
     def run(self, stop: threading.Event) -> None:
@@ -188,8 +192,11 @@ class NodeRuntime:
             while not stop.is_set():
                 wait = self.node_cfg.poll_seconds
                 try:
-                    if not self.done and self.agent.step():
-                        self._finish()
+                    if not self.done:
+                        with self.ctx.timings.measure("step"):   # all of a step: work, transfers, chain
+                            finished = self.agent.step()
+                        if finished:
+                            self._finish()
                 except ChainUnreachable as exc:
                     self.errors += 1
                     log.warning("%s; retrying", exc)
@@ -210,8 +217,8 @@ class NodeRuntime:
 
     def _finish(self) -> None:
         """The study is complete: evaluate the final model on this institution's test set."""
-        self.done = True
         if self.ctx.node is None:
+            self.done = True
             log.info("the study is complete")
             return
         model = self.agent.study.latest_model() if isinstance(self.agent, ChainRoundAgent) \
@@ -220,6 +227,7 @@ class NodeRuntime:
         self.final_evaluation = {"model": model, **self.ctx.node.evaluate(model)}
         self.ctx.timings.seconds["evaluate"] += time.perf_counter() - started
         (self.node_cfg.state_dir / "final.json").write_text(json.dumps(self.final_evaluation, sort_keys=True))
+        self.done = True     # last: /status says done only once the final evaluation is there
         log.info("the study is complete: final model %s, accuracy %.4f on my test set", model[:12],
                  self.final_evaluation["accuracy"])
 
@@ -227,9 +235,13 @@ class NodeRuntime:
 def _listen_address(endpoint_or_hostport: str) -> tuple[str, int]:
     text = endpoint_or_hostport if "://" in endpoint_or_hostport else f"http://{endpoint_or_hostport}"
     url = urlparse(text)
-    if not url.hostname or not url.port:
+    try:
+        host, port = url.hostname, url.port
+    except ValueError:      # a port that is not a number, or out of range
+        host, port = None, None
+    if not host or not port:
         raise ConfigError(f"cannot listen on {endpoint_or_hostport!r}: give host:port")
-    return url.hostname, url.port
+    return host, port
 
 
 def run_node(node_file: str | Path, stop: threading.Event) -> NodeRuntime:

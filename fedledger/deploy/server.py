@@ -62,7 +62,7 @@ class NodeServer:
             return self._blob(path[len(BLOB_ROUTE):])
         if path.startswith(UPDATE_ROUTE) and path.endswith("/update"):
             number = path[len(UPDATE_ROUTE):-len("/update")]
-            update = self.update_of(int(number)) if number.isdigit() else None
+            update = self.update_of(int(number)) if number.isascii() and number.isdigit() else None
             return NOT_FOUND if update is None else json_reply(update)
         if path == STATUS_ROUTE:
             return json_reply(self.status())

@@ -9,6 +9,7 @@ is believed because of where it came from: only the digest vouches for the bytes
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class PeerStore(ArtifactStore):
         self.peers = list(peers)
         self.fetched = 0          # blobs fetched from peers (for logs and benchmarks)
         self.fetched_bytes = 0
+        self.fetch_seconds = 0.0  # time spent fetching, successful or not
 
     def get(self, digest: str) -> bytes:
         try:
@@ -54,6 +56,13 @@ class PeerStore(ArtifactStore):
 
         ArtifactMissing, naming what each peer answered, when none does.
         """
+        started = time.perf_counter()
+        try:
+            return self._fetch(digest)
+        finally:
+            self.fetch_seconds += time.perf_counter() - started
+
+    def _fetch(self, digest: str) -> bytes:
         answers = []
         for peer in self.peers:
             data, problem = _download(blob_url(peer, digest))

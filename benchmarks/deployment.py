@@ -1,0 +1,121 @@
+"""Round time of one study as separate OS processes over a Hardhat node against the in-process
+simulation, side by side, at 4 and 10 institutions, per architecture; and where a deployed
+node's time goes (compute, transfers between nodes, chain transactions, chain reads, waiting).
+
+Each configuration runs three ways in one go: `fedledger run` in one process on the embedded EVM,
+`fedledger run` in one process against the same Hardhat node, and `fedledger demo` (one process
+per member). Seconds per round are medians over rounds 2 and later (round 1 of the deployment
+includes starting the processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _report import write_section  # noqa: E402
+
+from fedledger.config import ARCHITECTURES, Config, load_config  # noqa: E402
+from fedledger.deploy.demo import run_demo  # noqa: E402
+from fedledger.deploy.devchain import HardhatNode  # noqa: E402
+from fedledger.deploy.local import POLL_SECONDS  # noqa: E402
+from fedledger.report import format_table  # noqa: E402
+from fedledger.simulation import run_study  # noqa: E402
+from fedledger.simulation.compare import variant  # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+BLOCK_INTERVAL_MS = 500
+COMPUTE = ("train", "evaluate", "aggregate", "score")
+
+
+def study(members: int, rounds: int) -> Config:
+    cfg = load_config(EXAMPLES / "breast_cancer.toml")
+    return dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, rounds=rounds),
+                               data=dataclasses.replace(cfg.data, num_clients=members, validation_fraction=0.2))
+
+
+def simulated_round_seconds(cfg: Config, run_dir: Path) -> tuple[float, str]:
+    result = run_study(cfg, run_dir=run_dir, progress=False)
+    return statistics.median(r["seconds"] for r in result.rounds if r["round"] > 1), result.rounds[-1]["model"]
+
+
+def breakdown(nodes: dict, rounds: int, round_s: float) -> dict[str, float]:
+    """Seconds per round of the average institution node, by activity."""
+    institutions = [s for s in nodes.values() if s and s["role"] == "institution"]
+
+    def mean(get) -> float:
+        return statistics.mean(get(s) for s in institutions) / rounds
+
+    fetch = mean(lambda s: s["fetched"]["seconds"])
+    compute = mean(lambda s: sum(s["timings"].get(k, 0.0) for k in COMPUTE)) - fetch   # fetches happen inside
+    transactions = mean(lambda s: s["timings"].get("chain", 0.0))
+    step = mean(lambda s: s["timings"].get("step", 0.0))
+    return {"compute": compute, "transfer": fetch, "chain tx": transactions,
+            "chain reads": step - compute - fetch - transactions, "waiting": max(round_s - step, 0.0)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--members", type=int, nargs="+", default=[4, 10])
+    args = parser.parse_args()
+    rows, split_rows = [], []
+    with tempfile.TemporaryDirectory() as tmp_name, \
+            HardhatNode(Path(tmp_name) / "chain.log", BLOCK_INTERVAL_MS) as chain:
+        tmp = Path(tmp_name)
+        for members in args.members:
+            for arch in ARCHITECTURES:
+                cfg = variant(study(members, args.rounds), arch)
+                name = f"{arch}-{members}"
+                print(f"== {arch}, {members} institutions, {args.rounds} rounds", flush=True)
+                embedded, model = simulated_round_seconds(cfg, tmp / f"sim-{name}")
+                over_rpc, _ = simulated_round_seconds(
+                    dataclasses.replace(cfg, chain=dataclasses.replace(cfg.chain, rpc_url=chain.url)),
+                    tmp / f"rpc-{name}")
+                demo = run_demo(cfg, tmp / f"demo-{name}", rpc_url=chain.url,
+                                log=lambda line: print("  " + line, flush=True))
+                deployed = statistics.median(demo.round_seconds[1:])
+                final_models = {s["final_evaluation"]["model"] for s in demo.nodes.values()
+                                if s and s.get("final_evaluation")}
+                same = "yes" if final_models == {model} else "no"
+                processes = len(demo.consortium.members)
+                rows.append([arch, members, processes, embedded, over_rpc, deployed, deployed / embedded,
+                             deployed / over_rpc, same, "pass" if demo.audit.ok else "FAIL"])
+                split = breakdown(demo.nodes, args.rounds, deployed)
+                split_rows.append([arch, members, *(split[k] for k in split)])
+                print(f"  in process {embedded:.3f} s/round (embedded), {over_rpc:.3f} (Hardhat); "
+                      f"processes {deployed:.3f}; {split}", flush=True)
+    table = format_table(["architecture", "institutions", "processes", "in process, embedded s/round",
+                          "in process, Hardhat s/round", "processes, Hardhat s/round", "processes / embedded",
+                          "processes / in-process Hardhat", "same final model", "audit"], rows)
+    splits = format_table(["architecture", "institutions", "compute s", "transfer s", "chain tx s",
+                           "chain reads s", "waiting s"], split_rows)
+    print(table)
+    print(splits)
+    body = "\n\n".join([
+        f"Breast Cancer Wisconsin (examples/breast_cancer.toml, validation_fraction 0.2), {args.rounds} rounds. "
+        "In process: `run_study`, every node in one process, on the embedded EVM and against the Hardhat "
+        "node. Processes: `run_demo`, one `fedledger node` process per member (plus the coordinator for "
+        f"loose) polling the chain every {POLL_SECONDS} s, on a "
+        f"Hardhat node that mines a block per transaction and one every {BLOCK_INTERVAL_MS} ms. Seconds per "
+        "round: median over rounds 2 and later.",
+        table,
+        "**Where a deployed institution's time goes**, seconds per round of the average institution node "
+        "(totals over the run divided by the rounds, round 1 included): compute = training, evaluating, "
+        "scoring and aggregating; transfer = fetching models and updates from peers over HTTP; chain tx = "
+        "sending transactions and waiting for their receipts; chain reads = the rest of its steps (reading "
+        "contract state and events, checking what to do); waiting = the median round time less all of that "
+        "(sleeping between polls while others work).",
+        splits,
+    ])
+    write_section("deployment", "Deployed consortium: one process per member over Hardhat", body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""A consortium of real OS processes over a Hardhat node: members, coordinators and committee
+members killed and restarted, blobs lost, the whole consortium stopped and started again.
+
+Every test deploys its own study on one Hardhat node that mines a block every 200 ms (so that
+deadlines counted in blocks pass while members are silent) and checks the result with the audit.
+"""
+
+import dataclasses
+import signal
+from pathlib import Path
+
+import pytest
+
+from fedledger.audit import verify_run
+from fedledger.chain import CommitteeStudy, ConsensusStudy, RpcChain, StudyLedger
+from fedledger.config import load_config
+from fedledger.deploy.demo import run_demo
+from fedledger.deploy.devchain import HardhatNode
+from fedledger.deploy.local import LocalConsortium
+from fedledger.deploy.status import consortium_status
+from fedledger.simulation import run_study
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+WINDOW_BLOCKS = 30          # commit and result windows: 6 s of idle blocks
+STUDY_TIMEOUT_S = 300
+
+
+def study_config(architecture: str, rounds: int = 3, **protocol):
+    cfg = load_config(EXAMPLES / "compare_heart_disease.toml")
+    return dataclasses.replace(
+        cfg, study=dataclasses.replace(cfg.study, architecture=architecture, rounds=rounds),
+        training=dataclasses.replace(cfg.training, local_steps=20),
+        protocol=dataclasses.replace(cfg.protocol, commit_window=WINDOW_BLOCKS, result_window=WINDOW_BLOCKS,
+                                     **protocol))
+
+
+@pytest.fixture(scope="module")
+def dev_chain(tmp_path_factory, hardhat_installed):
+    with HardhatNode(tmp_path_factory.mktemp("devchain") / "chain.log", block_interval_ms=200) as node:
+        yield node
+
+
+@pytest.fixture
+def start_consortium(tmp_path, dev_chain):
+    """Deploys a study and returns its LocalConsortium and a handle on the study's contract."""
+    made = []
+
+    def start(cfg):
+        local = LocalConsortium(tmp_path / "consortium", cfg, dev_chain.url, poll_seconds=0.2)
+        made.append(local)
+        consortium = local.create()
+        backend = RpcChain(dev_chain.url)
+        kind = {"loose": StudyLedger, "semi": CommitteeStudy, "full": ConsensusStudy}[cfg.study.architecture]
+        local.start_all()
+        return local, kind(backend, consortium.contracts["ledger"])
+
+    yield start
+    for local in made:
+        local.stop_all()
+
+
+def address_of(local, name):
+    return next(m.address for m in local.members if m.name == name)
+
+
+def has_committed(local, study, name, round):
+    if isinstance(study, StudyLedger):    # loose: the update offered to the coordinator
+        return (local.state_dir(name) / "journal" / f"{round}.json").exists()
+    return address_of(local, name) in study.committers(round)
+
+
+def aggregated(study, round):
+    """Who took part in a finalized round."""
+    if isinstance(study, StudyLedger):
+        return set(study.get_round(round).participants)
+    return set(study.committers(round))
+
+
+def assert_audit_passes(local):
+    report = verify_run(local.consortium_dir)
+    assert report.ok, report.summary()
+    return report
+
+
+@pytest.mark.parametrize("architecture", ["loose", "full"])
+def test_killed_member_is_left_out_then_catches_up_after_restart(start_consortium, architecture):
+    local, study = start_consortium(study_config(architecture))
+    victim = "switzerland"
+    local.wait_until(lambda: has_committed(local, study, victim, 1), 120, f"{victim}'s round-1 update")
+    local.kill(victim)                                   # SIGKILL: no chance to clean up
+
+    local.wait_until(lambda: study.round_count() >= 2, STUDY_TIMEOUT_S, "round 2 without the killed member")
+    assert address_of(local, victim) not in aggregated(study, 2)
+    assert len(aggregated(study, 2)) == 3
+
+    local.start(victim)                                  # catches up from the chain
+    local.wait_until(local.all_done, STUDY_TIMEOUT_S, "the end of the study")
+    assert study.round_count() == 3
+    assert address_of(local, victim) in aggregated(study, 3)
+    status = local.node_status(victim)
+    assert status["final_evaluation"]["model"] == study.latest_model()
+    assert status["fetched"]["blobs"] >= 1               # round 2's model, from a peer
+    assert_audit_passes(local)
+
+
+def test_loose_coordinator_killed_and_restarted_loses_no_round(start_consortium):
+    local, ledger = start_consortium(study_config("loose"))
+    local.wait_until(lambda: ledger.round_count() >= 1, STUDY_TIMEOUT_S, "round 1")
+    local.kill("coordinator")
+    institutions = [m.name for m in local.members if m.role == "institution"]
+    local.wait_until(lambda: all(has_committed(local, ledger, n, 2) for n in institutions), 60,
+                     "every institution's round-2 update")
+    stalled = consortium_status(local.consortium_dir)
+    assert stalled["finished"] == ledger.round_count() <= 2
+    nodes = {m["name"]: m for m in stalled["members"]}
+    assert nodes["coordinator"]["node"] == "down"
+    if stalled["finished"] == 1:
+        assert all(nodes[n]["committed"] for n in institutions)
+
+    local.start("coordinator")
+    local.wait_until(local.all_done, STUDY_TIMEOUT_S, "the end of the study")
+    anchored = [record.round for record, _ in ledger.anchored_rounds()]
+    assert anchored == [1, 2, 3]                          # none lost, none anchored twice
+    assert_audit_passes(local)
+
+
+def test_semi_committee_short_of_a_majority_redraws_and_resumes_after_restart(start_consortium):
+    # every member sits on every committee, so with two of four killed no result has a majority
+    local, study = start_consortium(study_config("semi", rounds=2, committee_size=4))
+    killed = ["hungarian", "va"]
+    local.wait_until(lambda: all(has_committed(local, study, n, 1) for n in killed), 120, "round-1 commitments")
+    for name in killed:
+        local.kill(name)
+
+    def redrawn() -> bool:       # round 1, or round 2 if round 1 finalized before the kill
+        open_round = study.round_count() + 1
+        return len(study.events("CommitteeDrawn", open_round)) >= 2 and study.finalized(open_round) is None
+    local.wait_until(redrawn, 120, "a redraw of the committee")
+    stalled = study.round_count() + 1
+
+    for name in killed:
+        local.start(name)
+    local.wait_until(local.all_done, STUDY_TIMEOUT_S, "the end of the study")
+    assert study.round_count() == 2
+    assert [len(study.events("RoundFinalized", r)) for r in (1, 2)] == [1, 1]
+    assert len(study.events("CommitteeDrawn", stalled)) >= 2
+    for name in killed:   # silent while drawn: they lost reputation
+        assert study.reputation(address_of(local, name)) < 100
+    assert_audit_passes(local)
+
+
+def test_whole_consortium_stopped_and_started_continues_and_refetches_lost_blobs(start_consortium):
+    local, study = start_consortium(study_config("semi", committee_size=4))
+    local.wait_until(lambda: study.round_count() >= 1, STUDY_TIMEOUT_S, "round 1")
+    exits = local.stop_all()
+    assert exits and all(code == 0 for code in exits.values()), exits   # SIGTERM: a clean shutdown
+    finished = study.round_count()
+    model = study.latest_model()
+
+    # every member aggregated the last round, so each holds its model; two of them lose it
+    lost = local.state_dir("cleveland") / "store" / model[:2] / model[2:]
+    damaged = local.state_dir("hungarian") / "store" / model[:2] / model[2:]
+    lost.unlink()
+    damaged.write_bytes(b"not the model")
+
+    local.start_all()
+    local.wait_until(local.all_done, STUDY_TIMEOUT_S, "the end of the study")
+    assert study.round_count() == 3
+    assert [len(study.events("RoundFinalized", r)) for r in (1, 2, 3)] == [1, 1, 1]
+    if finished < 3:
+        for name in ("cleveland", "hungarian"):
+            assert local.node_status(name)["fetched"]["blobs"] >= 1
+        assert lost.exists() and damaged.read_bytes() != b"not the model"
+    assert_audit_passes(local)
+
+
+def test_demo_matches_the_in_process_simulation(tmp_path, dev_chain):
+    cfg = study_config("semi", rounds=2)
+    lines = []
+    result = run_demo(cfg, tmp_path / "demo", rpc_url=dev_chain.url, log=lines.append)
+    assert result.audit.ok, result.audit.summary()
+    assert len(result.round_seconds) == 2
+    assert sorted(result.final["per_institution"]) == ["cleveland", "hungarian", "switzerland", "va"]
+    assert any("round 2 of 2 finalized" in line for line in lines)
+    assert all(status["done"] for status in result.nodes.values())
+    for log in (tmp_path / "demo" / "logs").glob("*.log"):
+        if log.name != "chain.log":
+            assert " ERROR " not in log.read_text(), log.read_text()
+
+    simulated = run_study(cfg, run_dir=tmp_path / "simulated", progress=False)
+    backend = RpcChain(dev_chain.url)
+    assert CommitteeStudy(backend, result.consortium.contracts["ledger"]).latest_model() == \
+        simulated.rounds[-1]["model"]
+    assert result.final["pooled"]["accuracy"] == pytest.approx(simulated.final["pooled"]["accuracy"])
+
+
+def test_node_shuts_down_cleanly_on_sigterm(start_consortium):
+    local, _ = start_consortium(study_config("full", rounds=1))
+    local.wait_until(local.all_done, STUDY_TIMEOUT_S, "the end of the study")
+    assert local.kill("va", signal.SIGTERM) == 0
+    assert "va stopped" in local.log_text("va")

@@ -1,0 +1,249 @@
+"""PeerStore fetching from peers by digest, and the NodeServer endpoint that serves a store."""
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from fedledger.deploy.devchain import free_loopback_port
+from fedledger.deploy.server import NodeServer
+from fedledger.errors import ArtifactCorrupt, ArtifactMissing
+from fedledger.store import ArtifactStore, sha256_hex
+from fedledger.store.peers import PeerStore
+
+HOST = "127.0.0.1"
+
+
+def _blob(store, digest):
+    return store.root / digest[:2] / digest[2:]
+
+
+@pytest.fixture
+def serve():
+    """serve(store, update_of=..., status=...) -> base URL of a running NodeServer; all stopped afterwards."""
+    servers = []
+
+    def start(store, update_of=lambda round: None, status=dict):
+        server = NodeServer(HOST, free_loopback_port(), store, update_of, status)
+        server.start()
+        servers.append(server)
+        host, port = server.address
+        return f"http://{host}:{port}"
+
+    yield start
+    # stop() waits for serve_forever's poll (up to 0.5 s): stop them all at once
+    stoppers = [threading.Thread(target=server.stop) for server in servers]
+    for thread in stoppers:
+        thread.start()
+    for thread in stoppers:
+        thread.join()
+
+
+@pytest.fixture(scope="module")
+def plain_url(tmp_path_factory):
+    """One NodeServer for the whole module: an empty store, update_of(r) = {"round": r}."""
+    server = NodeServer(HOST, free_loopback_port(), ArtifactStore(tmp_path_factory.mktemp("plain")),
+                        lambda round: {"round": round}, dict)
+    server.start()
+    yield f"http://{HOST}:{server.address[1]}"
+    server.stop()
+
+
+@pytest.fixture
+def liar():
+    """Base URL of a peer that answers every GET with the same fixed (wrong) bytes."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"not what you asked for"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format, *args):
+            pass
+
+    server = ThreadingHTTPServer((HOST, free_loopback_port()), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://{HOST}:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _closed_port_url():
+    return f"http://{HOST}:{free_loopback_port()}"
+
+
+def test_missing_blob_is_fetched_from_a_peer_and_kept_locally(tmp_path, serve):
+    remote = ArtifactStore(tmp_path / "remote")
+    digest = remote.put(b"the global model")
+    url = serve(remote)
+    store = PeerStore(tmp_path / "local", [url])
+    assert not store.has(digest)
+    assert store.get(digest) == b"the global model"
+    assert (store.fetched, store.fetched_bytes) == (1, len(b"the global model"))
+    assert _blob(store, digest).read_bytes() == b"the global model"
+    # a second read is local: the counters do not move
+    assert store.get(digest) == b"the global model"
+    assert store.fetched == 1
+    # and it stays readable with the peers gone
+    assert PeerStore(tmp_path / "local", [_closed_port_url()]).get(digest) == b"the global model"
+    assert ArtifactStore(tmp_path / "local").get(digest) == b"the global model"
+
+
+def test_peer_serving_wrong_bytes_is_rejected_and_the_next_peer_used(tmp_path, serve, liar, caplog):
+    remote = ArtifactStore(tmp_path / "remote")
+    digest = remote.put(b"honest bytes")
+    store = PeerStore(tmp_path / "local", [liar, serve(remote)])
+    with caplog.at_level(logging.WARNING, logger="fedledger.store"):
+        assert store.get(digest) == b"honest bytes"
+    wrong = sha256_hex(b"not what you asked for")
+    warnings = [r.getMessage() for r in caplog.records if r.name == "fedledger.store"]
+    assert len(warnings) == 1
+    assert liar in warnings[0] and wrong in warnings[0] and digest in warnings[0] and "rejected" in warnings[0]
+    assert (store.fetched, store.fetched_bytes) == (1, len(b"honest bytes"))
+    assert _blob(store, digest).read_bytes() == b"honest bytes"
+
+
+def test_only_liars_means_missing_and_nothing_is_stored(tmp_path, liar):
+    digest = sha256_hex(b"wanted")
+    store = PeerStore(tmp_path / "local", [liar])
+    with pytest.raises(ArtifactMissing, match="served wrong bytes"):
+        store.get(digest)
+    assert store.digests() == [] and store.fetched == 0
+
+
+def test_damaged_local_copy_is_repaired_from_a_peer(tmp_path, serve, caplog):
+    remote = ArtifactStore(tmp_path / "remote")
+    digest = remote.put(b"intact artifact")
+    store = PeerStore(tmp_path / "local", [serve(remote)])
+    store.put(b"intact artifact")
+    _blob(store, digest).write_bytes(b"bit rot")
+    with caplog.at_level(logging.WARNING, logger="fedledger.store"):
+        assert store.get(digest) == b"intact artifact"
+    assert any("damaged" in r.getMessage() and digest in r.getMessage() for r in caplog.records)
+    assert _blob(store, digest).read_bytes() == b"intact artifact"
+    assert store.fetched == 1
+
+
+def test_no_peer_has_it_names_every_answer(tmp_path, serve):
+    empty = serve(ArtifactStore(tmp_path / "empty"))
+    closed = _closed_port_url()
+    store = PeerStore(tmp_path / "local", [empty, closed])
+    digest = sha256_hex(b"nobody has this")
+    with pytest.raises(ArtifactMissing) as info:
+        store.get(digest)
+    message = str(info.value)
+    assert digest in message
+    assert f"{empty} answered HTTP 404" in message
+    assert f"{closed} did not answer" in message
+    assert store.fetched == 0 and store.digests() == []
+
+
+def test_peer_store_without_peers_behaves_like_artifact_store(tmp_path):
+    store = PeerStore(tmp_path / "local")
+    digest = sha256_hex(b"absent")
+    with pytest.raises(ArtifactMissing, match=f"artifact {digest} is not in the store"):
+        store.get(digest)
+    present = store.put(b"present")
+    _blob(store, present).write_bytes(b"damaged")
+    with pytest.raises(ArtifactCorrupt):
+        store.get(present)
+
+
+# --- NodeServer ---
+
+
+def test_node_server_serves_blobs_by_digest(tmp_path, serve):
+    store = ArtifactStore(tmp_path / "store")
+    digest = store.put(b"\x00binary\xffblob")
+    url = serve(store)
+    response = requests.get(f"{url}/blobs/{digest}", timeout=5)
+    assert response.status_code == 200
+    assert response.content == b"\x00binary\xffblob"
+    assert response.headers["Content-Type"] == "application/octet-stream"
+    assert requests.get(f"{url}/blobs/{digest}?x=1", timeout=5).content == b"\x00binary\xffblob"
+
+
+@pytest.mark.parametrize("path", ["/blobs/" + sha256_hex(b"unknown"), "/blobs/xyz", "/blobs/",
+                                  "/blobs/..%2F..%2Fetc%2Fpasswd", "/", "/nothing", "/rounds/abc/update",
+                                  "/rounds//update", "/rounds/-1/update", "/rounds/3"])
+def test_node_server_answers_404(plain_url, path):
+    response = requests.get(plain_url + path, timeout=5)
+    assert response.status_code == 404
+    assert response.json() == {"error": "not found"}
+
+
+def test_node_server_refuses_a_blob_damaged_on_its_disk(tmp_path, serve):
+    store = ArtifactStore(tmp_path / "store")
+    digest = store.put(b"good")
+    _blob(store, digest).write_bytes(b"evil")
+    url = serve(store)
+    assert requests.get(f"{url}/blobs/{digest}", timeout=5).status_code == 404
+
+
+def test_node_server_status_and_updates(tmp_path, serve):
+    asked = []
+
+    def update_of(round):
+        asked.append(round)
+        return {"round": round, "signature": "0xabc"} if round == 3 else None
+
+    url = serve(ArtifactStore(tmp_path / "store"), update_of=update_of,
+                status=lambda: {"name": "cleveland", "done": False})
+    status = requests.get(f"{url}/status", timeout=5)
+    assert status.status_code == 200 and status.headers["Content-Type"] == "application/json"
+    assert status.json() == {"name": "cleveland", "done": False}
+    update = requests.get(f"{url}/rounds/3/update", timeout=5)
+    assert update.status_code == 200 and update.json() == {"round": 3, "signature": "0xabc"}
+    assert requests.get(f"{url}/rounds/4/update", timeout=5).status_code == 404
+    assert asked == [3, 4]
+
+
+def test_node_server_answers_500_when_a_callable_fails(tmp_path, serve):
+    def broken():
+        raise RuntimeError("bug")
+
+    url = serve(ArtifactStore(tmp_path / "store"), status=broken)
+    response = requests.get(f"{url}/status", timeout=5)
+    assert response.status_code == 500 and response.json() == {"error": "internal error"}
+    assert requests.get(f"{url}/status", timeout=5).status_code == 500  # still serving
+
+
+def test_node_server_serves_only_its_own_disk(tmp_path, serve):
+    far = ArtifactStore(tmp_path / "far")
+    digest = far.put(b"only the far peer has this")
+    near = PeerStore(tmp_path / "near", [serve(far)])
+    near_url = serve(near)
+    assert requests.get(f"{near_url}/blobs/{digest}", timeout=5).status_code == 404
+    assert not near.has(digest) and near.fetched == 0
+    # once the near node holds it itself (its own get fetches it), it serves it
+    assert near.get(digest) == b"only the far peer has this"
+    assert requests.get(f"{near_url}/blobs/{digest}", timeout=5).content == b"only the far peer has this"
+
+
+def test_node_server_counts_served_bytes(tmp_path):
+    store = ArtifactStore(tmp_path / "store")
+    digest = store.put(b"12345")
+    server = NodeServer(HOST, free_loopback_port(), store, lambda round: None, dict)
+    server.start()
+    try:
+        url = f"http://{HOST}:{server.address[1]}"
+        for _ in range(2):
+            requests.get(f"{url}/blobs/{digest}", timeout=5)
+        requests.get(f"{url}/blobs/{sha256_hex(b'other')}", timeout=5)
+        requests.get(f"{url}/status", timeout=5)
+        assert server.served_bytes == 10
+    finally:
+        server.stop()
+
+
+def test_json_replies_are_sorted_json(tmp_path, serve):
+    url = serve(ArtifactStore(tmp_path / "store"), status=lambda: {"b": 1, "a": [1, 2]})
+    assert requests.get(f"{url}/status", timeout=5).content == json.dumps({"a": [1, 2], "b": 1}).encode()
