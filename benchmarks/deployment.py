@@ -15,6 +15,7 @@ import dataclasses
 import statistics
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,18 +47,22 @@ def simulated_round_seconds(cfg: Config, run_dir: Path) -> tuple[float, str]:
 
 
 def breakdown(nodes: dict, rounds: int, round_s: float) -> dict[str, float]:
-    """Seconds per round of the average institution node, by activity."""
+    """Seconds per round of the average institution node, by activity: the median over rounds 2
+    and later (round 1 includes loading torch and warming up)."""
     institutions = [s for s in nodes.values() if s and s["role"] == "institution"]
-
-    def mean(get) -> float:
-        return statistics.mean(get(s) for s in institutions) / rounds
-
-    fetch = mean(lambda s: s["fetched"]["seconds"])
-    compute = mean(lambda s: sum(s["timings"].get(k, 0.0) for k in COMPUTE)) - fetch   # fetches happen inside
-    transactions = mean(lambda s: s["timings"].get("chain", 0.0))
-    step = mean(lambda s: s["timings"].get("step", 0.0))
-    return {"compute": compute, "transfer": fetch, "chain tx": transactions,
-            "chain reads": step - compute - fetch - transactions, "waiting": max(round_s - step, 0.0)}
+    per_round = []
+    for r in range(2, rounds + 1):
+        t = Counter()
+        for s in institutions:
+            t.update(s["timings_by_round"].get(str(r), {}))
+        t = {k: v / len(institutions) for k, v in t.items()}
+        fetch, tx, step = t.get("fetch", 0.0), t.get("chain", 0.0), t.get("step", 0.0)
+        compute = sum(t.get(k, 0.0) for k in COMPUTE) - fetch    # fetches happen inside training and aggregating
+        per_round.append({"compute": compute, "transfer": fetch, "chain tx": tx,
+                          "chain reads": step - compute - fetch - tx})
+    split = {k: statistics.median(p[k] for p in per_round) for k in per_round[0]}
+    split["waiting"] = max(round_s - sum(split.values()), 0.0)
+    return split
 
 
 def main() -> None:
@@ -107,11 +112,12 @@ def main() -> None:
         "round: median over rounds 2 and later.",
         table,
         "**Where a deployed institution's time goes**, seconds per round of the average institution node "
-        "(totals over the run divided by the rounds, round 1 included): compute = training, evaluating, "
+        "(median over rounds 2 and later): compute = training, evaluating, "
         "scoring and aggregating; transfer = fetching models and updates from peers over HTTP; chain tx = "
         "sending transactions and waiting for their receipts; chain reads = the rest of its steps (reading "
         "contract state and events, checking what to do); waiting = the median round time less all of that "
-        "(sleeping between polls while others work).",
+        "(sleeping between polls while others work). For loose, the coordinator's own work (collecting, "
+        "screening, aggregating, anchoring) is part of the institutions' waiting.",
         splits,
     ])
     write_section("deployment", "Deployed consortium: one process per member over Hardhat", body)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -55,10 +55,17 @@ EVALUATION_KEYS = ("tp", "fp", "tn", "fn", "loss", "n")
 
 
 class Timings:
-    """Seconds spent per activity (train, evaluate, aggregate, score, fetch, chain)."""
+    """Seconds spent per activity (train, evaluate, aggregate, score, fetch, chain, step), in
+    total and per round (the round the agent was working on)."""
 
     def __init__(self) -> None:
         self.seconds: Counter[str] = Counter()
+        self.by_round: defaultdict[int, Counter[str]] = defaultdict(Counter)
+        self.round = 0
+
+    def add(self, activity: str, seconds: float) -> None:
+        self.seconds[activity] += seconds
+        self.by_round[self.round][activity] += seconds
 
     @contextmanager
     def measure(self, activity: str) -> Iterator[None]:
@@ -66,7 +73,7 @@ class Timings:
         try:
             yield
         finally:
-            self.seconds[activity] += time.perf_counter() - start
+            self.add(activity, time.perf_counter() - start)
 
 
 @dataclass
@@ -117,7 +124,7 @@ class ChainRoundAgent:
         finished = self.study.round_count()
         if finished >= self.ctx.cfg.study.rounds:
             return True
-        r = finished + 1
+        r = self.ctx.timings.round = finished + 1
         phase = self.study.phase()
         if phase == Phase.COMMITTING:
             self._commit(r)
@@ -238,7 +245,7 @@ class LooseInstitutionAgent:
             self._check_counted(finished)
         if finished >= ctx.cfg.study.rounds:
             return True
-        r = finished + 1
+        r = ctx.timings.round = finished + 1
         if self.update_of(r) is None:
             parent = ledger.latest_model()
             task = RoundTask(r, parent, ledger.backend.chain_id, ledger.address, ctx.strategy.client_config())
@@ -295,7 +302,7 @@ class LooseCoordinatorAgent:
         finished = ledger.round_count()
         if finished >= ctx.cfg.study.rounds:
             return True
-        r = finished + 1
+        r = ctx.timings.round = finished + 1
         if r != self.round:
             self.round, self.opened = r, None
             self.collected, self.malformed, self.failed = {}, {}, None

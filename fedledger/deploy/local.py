@@ -88,10 +88,12 @@ class LocalConsortium:
     def start(self, name: str) -> None:
         """Start `name`'s node process (logging to logs/NAME.log, appended across restarts)."""
         (self.dir / "logs").mkdir(exist_ok=True)
+        # every member shares this machine's cores: one torch thread each unless told otherwise
+        env = {"OMP_NUM_THREADS": "1", **os.environ}
         with (self.dir / "logs" / f"{name}.log").open("a") as log:
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", "fedledger", "node", str(self.node_file(name))],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
 
     def start_all(self) -> None:
         for m in self.members:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,7 +176,8 @@ class NodeRuntime:
         return {"name": self.me.name, "address": self.me.address, "role": self.me.role,
                 "architecture": self.consortium.architecture, "done": self.done,
                 "final_evaluation": self.final_evaluation, "errors": self.errors,
-                "timings": {k: round(v, 3) for k, v in sorted(self.ctx.timings.seconds.items())},
+                "timings": _rounded(self.ctx.timings.seconds),
+                "timings_by_round": {str(r): _rounded(t) for r, t in sorted(self.ctx.timings.by_round.items())},
                 "fetched": {"blobs": store.fetched, "bytes": store.fetched_bytes,
                             "seconds": round(store.fetch_seconds, 3)},
                 "served_bytes": self.server.served_bytes}
@@ -193,8 +193,12 @@ class NodeRuntime:
                 wait = self.node_cfg.poll_seconds
                 try:
                     if not self.done:
-                        with self.ctx.timings.measure("step"):   # all of a step: work, transfers, chain
-                            finished = self.agent.step()
+                        fetching = self.ctx.store.fetch_seconds
+                        try:
+                            with self.ctx.timings.measure("step"):   # all of a step: work, transfers, chain
+                                finished = self.agent.step()
+                        finally:
+                            self.ctx.timings.add("fetch", self.ctx.store.fetch_seconds - fetching)
                         if finished:
                             self._finish()
                 except ChainUnreachable as exc:
@@ -223,13 +227,16 @@ class NodeRuntime:
             return
         model = self.agent.study.latest_model() if isinstance(self.agent, ChainRoundAgent) \
             else self.agent.ledger.latest_model()
-        started = time.perf_counter()
-        self.final_evaluation = {"model": model, **self.ctx.node.evaluate(model)}
-        self.ctx.timings.seconds["evaluate"] += time.perf_counter() - started
+        with self.ctx.timings.measure("evaluate"):
+            self.final_evaluation = {"model": model, **self.ctx.node.evaluate(model)}
         (self.node_cfg.state_dir / "final.json").write_text(json.dumps(self.final_evaluation, sort_keys=True))
         self.done = True     # last: /status says done only once the final evaluation is there
         log.info("the study is complete: final model %s, accuracy %.4f on my test set", model[:12],
                  self.final_evaluation["accuracy"])
+
+
+def _rounded(seconds: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in sorted(seconds.items())}
 
 
 def _listen_address(endpoint_or_hostport: str) -> tuple[str, int]:
