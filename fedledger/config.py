@@ -126,17 +126,22 @@ class Config:
 def load_config(path: str | Path) -> Config:
     """Read and validate a study configuration file."""
     path = Path(path)
+    return config_from_dict(read_toml(path, "config file"), base_dir=path.parent.resolve())
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """The TOML document at `path`; ConfigError naming `what` (e.g. "config file") if it cannot
+    be read or parsed."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+        raise ConfigError(f"{what} not found: {path}") from None
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    return config_from_dict(raw, base_dir=path.parent.resolve())
 
 
 def config_from_dict(raw: dict[str, Any], base_dir: str | Path = ".") -> Config:

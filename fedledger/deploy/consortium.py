@@ -14,7 +14,6 @@ Nothing in it is secret: keys stay in each institution's keystore.
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from urllib.parse import urlparse
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from fedledger.config import Config, config_from_dict
+from fedledger.config import Config, config_from_dict, read_toml
 from fedledger.errors import ConfigError
 from fedledger.protocol.setup import (
     FUNDING_WEI,
@@ -109,13 +108,7 @@ def load_consortium(path: str | Path) -> ConsortiumFile:
 def load_roster(path: str | Path) -> list[MemberEntry]:
     """A roster: TOML with one [[member]] table per member (name, address, endpoint, role)."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read the roster {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    tables = raw.get("member")
+    tables = read_toml(path, "roster").get("member")
     if not isinstance(tables, list) or not tables:
         raise ConfigError(f"{path} lists no members: add [[member]] tables with name, address and endpoint")
     members = [_member(path, i, t) for i, t in enumerate(tables, 1)]

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from fedledger.chain import (
     StudyLedger,
     open_chain,
 )
+from fedledger.config import read_toml
 from fedledger.deploy.agents import (
     ChainRoundAgent,
     LooseCoordinatorAgent,
@@ -79,13 +79,7 @@ class NodeConfig:
 
 def load_node_config(path: str | Path) -> NodeConfig:
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read the node file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    table = raw.get("node")
+    table = read_toml(path, "node file").get("node")
     if not isinstance(table, dict):
         raise ConfigError(f"{path} has no [node] table")
     unknown = sorted(set(table) - set(NODE_KEYS))

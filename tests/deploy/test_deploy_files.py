@@ -153,7 +153,7 @@ def test_invalid_roster_is_a_config_error(tmp_path, members, message):
 
 
 def test_unreadable_roster_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="cannot read the roster"):
+    with pytest.raises(ConfigError, match="roster not found"):
         load_roster(tmp_path / "absent.toml")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_roster(_roster(tmp_path, extra="[[member]\n"))
@@ -220,7 +220,7 @@ def test_invalid_node_file_is_a_config_error(tmp_path, body, message):
 
 
 def test_missing_node_file_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="cannot read the node file"):
+    with pytest.raises(ConfigError, match="node file not found"):
         load_node_config(tmp_path / "absent.toml")
 
 
