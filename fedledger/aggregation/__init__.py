@@ -7,6 +7,7 @@ from fedledger.aggregation.base import ClientUpdate, Strategy, update_problem
 from fedledger.aggregation.fedavg import FedAvg, FedProx
 from fedledger.aggregation.fedopt import FedAdagrad, FedAdam, FedOpt, FedYogi
 from fedledger.aggregation.registry import STRATEGIES, make_strategy
+from fedledger.aggregation.robust import FedMedian, FedTrimmedMean
 
-__all__ = ["STRATEGIES", "ClientUpdate", "FedAdagrad", "FedAdam", "FedAvg", "FedOpt", "FedProx", "FedYogi",
-           "Strategy", "make_strategy", "update_problem"]
+__all__ = ["STRATEGIES", "ClientUpdate", "FedAdagrad", "FedAdam", "FedAvg", "FedMedian", "FedOpt", "FedProx",
+           "FedTrimmedMean", "FedYogi", "Strategy", "make_strategy", "update_problem"]

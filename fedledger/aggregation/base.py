@@ -128,7 +128,7 @@ class Strategy(ABC):
         g = fx.to_fixed(global_params)
         locals_q = np.stack([fx.to_fixed(u.params) for u in updates])
         weights = np.array([int(u.num_samples) for u in updates], dtype=np.int64)
-        delta = fx.to_float(fx.weighted_mean(locals_q, weights) - g)
+        delta = fx.to_float(self._combine(locals_q, weights) - g)
         step, new_state = self._server_step(delta, state)
         # Bounding the step before rint keeps the float -> int64 cast defined (NaN or huge values
         # would wrap); the bound on the result keeps the next round's input in range.
@@ -140,6 +140,12 @@ class Strategy(ABC):
             raise UpdateRejected(f"{self.name}: the new global model exceeds the fixed-point bound "
                                  f"{fx.MAX_ABS:g}; lower server_lr")
         return fx.to_float32(new), new_state
+
+    def _combine(self, locals_q: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """The clients' parameters (fixed point, clients x params) combined into one vector on the
+        grid: the sample-weighted mean, unless a robust rule says otherwise. Integer operations
+        only, so the result does not depend on the clients' order."""
+        return fx.weighted_mean(locals_q, weights)
 
     def _check_state(self, state: Mapping[str, np.ndarray], size: int) -> None:
         if state:

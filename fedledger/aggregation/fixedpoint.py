@@ -44,8 +44,11 @@ def weighted_mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     Exact integer sum, then floor division with the remainder deciding the rounding; ties go to
     the even quotient, so rounding has no bias toward either sign.
     """
-    total = int(weights.sum())
-    acc = (values * weights[:, None]).sum(axis=0)
+    return divide_rounded((values * weights[:, None]).sum(axis=0), weights.sum())
+
+
+def divide_rounded(acc: np.ndarray, total: np.ndarray | int) -> np.ndarray:
+    """acc / total on int64 (total > 0, a scalar or one per column), rounded half to even."""
     quotient, remainder = np.divmod(acc, total)  # floor division: 0 <= remainder < total
     twice = 2 * remainder
     up = (twice > total) | ((twice == total) & (quotient % 2 == 1))

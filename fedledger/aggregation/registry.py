@@ -9,10 +9,11 @@ from types import MappingProxyType
 from fedledger.aggregation.base import Strategy
 from fedledger.aggregation.fedavg import FedAvg, FedProx
 from fedledger.aggregation.fedopt import FedAdagrad, FedAdam, FedYogi
+from fedledger.aggregation.robust import FedMedian, FedTrimmedMean
 from fedledger.errors import ConfigError
 
 STRATEGIES: Mapping[str, type[Strategy]] = MappingProxyType(
-    {cls.name: cls for cls in (FedAvg, FedProx, FedAdam, FedAdagrad, FedYogi)})
+    {cls.name: cls for cls in (FedAvg, FedProx, FedAdam, FedAdagrad, FedYogi, FedMedian, FedTrimmedMean)})
 
 
 def make_strategy(name: str, **params: object) -> Strategy:

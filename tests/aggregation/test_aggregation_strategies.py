@@ -15,7 +15,8 @@ from fedledger.store import ArtifactStore, encode_arrays, encode_params
 
 SERVER_OPT = {"fedadam": {"server_lr": 0.01}, "fedadagrad": {"server_lr": 0.316228},
               "fedyogi": {"server_lr": 0.01}}
-ALL = {"fedavg": {}, "fedprox": {"mu": 0.01}, **SERVER_OPT}
+ROBUST = {"fedmedian": {}, "fedtrimmedmean": {"beta": 0.2}}
+ALL = {"fedavg": {}, "fedprox": {"mu": 0.01}, **SERVER_OPT, **ROBUST}
 
 
 def _weighted_mean64(updates):
@@ -143,6 +144,8 @@ GOLDEN = {
     "fedadam": "45994f7d1c45c14484d141609cdc06033845185b3afc91695620ad54ead66517",
     "fedadagrad": "3cc32b8723e1d95739d7f2d5cd84ae809e8b94d2fc0d7b46cfbae8ed62d9d1be",
     "fedyogi": "c150c0f08e81cbb52c76f1fc49bdab136b2ad67085798483d3ef2a5bd6531b6f",
+    "fedmedian": "9652f82aae527f69dbc1a23574589b452344d425b7cfe5d28e8f6d3c315f2f68",
+    "fedtrimmedmean": "5483841d2250e793c6f8a335b81a350e24b77c1ceb71968f16a24cd16b06378f",
 }
 
 

@@ -104,7 +104,7 @@ def test_a_step_that_leaves_the_fixed_point_range_is_refused():
 
 def test_unknown_strategy_lists_the_allowed_ones():
     with pytest.raises(ConfigError, match="unknown aggregation strategy 'fedsgd'; allowed: fedadagrad, fedadam, "
-                                          "fedavg, fedprox, fedyogi"):
+                                          "fedavg, fedmedian, fedprox, fedtrimmedmean, fedyogi"):
         make_strategy("fedsgd")
     with pytest.raises(ConfigError, match="unknown aggregation strategy"):
         make_strategy("FedAvg")
