@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
 from eth_account.signers.local import LocalAccount
 
 from fedledger.aggregation import Strategy
@@ -33,6 +32,7 @@ from fedledger.chain import (
 )
 from fedledger.config import Config
 from fedledger.deploy.journal import read_entry, write_entry
+from fedledger.deploy.server import get_json
 from fedledger.errors import FedLedgerError, TransactionReverted, UpdateRejected
 from fedledger.protocol import (
     InstitutionNode,
@@ -321,7 +321,7 @@ class LooseCoordinatorAgent:
         for address in self.institutions:
             if address in self.collected or address in self.malformed:
                 continue
-            doc = _get_json(f"{self.ctx.endpoints[address]}/rounds/{r}/update")
+            doc = get_json(f"{self.ctx.endpoints[address]}/rounds/{r}/update", UPDATE_FETCH_TIMEOUT_S)
             if doc is None:
                 continue
             try:
@@ -379,12 +379,3 @@ def _evaluation(store: PeerStore, digest: str) -> dict[str, float] | None:
         log.warning("evaluation %s is not an evaluation document; left out", digest)
         return None
     return doc
-
-
-def _get_json(url: str) -> Any | None:
-    """GET a JSON document; None if the peer is down, has none (404) or sent no JSON."""
-    try:
-        response = requests.get(url, timeout=UPDATE_FETCH_TIMEOUT_S)
-        return response.json() if response.status_code == 200 else None
-    except (requests.RequestException, ValueError):
-        return None

@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+from fedledger.chain import ChainBackend, CommitteeStudy, ConsensusStudy, StudyLedger
 from fedledger.config import Config, config_from_dict, read_toml
 from fedledger.errors import ConfigError
 from fedledger.protocol.setup import (
@@ -68,6 +69,11 @@ class ConsortiumFile:
             if m.address == Web3.to_checksum_address(address):
                 return m
         raise ConfigError(f"{address} is not a member of this consortium")
+
+    def study(self, backend: ChainBackend) -> StudyLedger | CommitteeStudy | ConsensusStudy:
+        """A handle on the study's contract, of the architecture's kind."""
+        kind = {"loose": StudyLedger, "semi": CommitteeStudy, "full": ConsensusStudy}[self.architecture]
+        return kind(backend, self.contracts["ledger"])
 
     @property
     def institutions(self) -> list[MemberEntry]:

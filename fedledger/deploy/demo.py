@@ -19,10 +19,6 @@ from typing import Any
 from fedledger.audit import verify_run
 from fedledger.audit.report import AuditReport
 from fedledger.chain import (
-    ChainBackend,
-    CommitteeStudy,
-    ConsensusStudy,
-    StudyLedger,
     open_chain,
 )
 from fedledger.config import Config
@@ -59,12 +55,6 @@ def with_institutions(cfg: Config, count: int | None) -> Config:
         raise ConfigError(f"{cfg.data.dataset} has {have} institutions, not {count}; "
                           "use a breast_cancer study for any other number")
     return cfg
-
-
-def finalized_rounds(backend: ChainBackend, consortium: ConsortiumFile) -> int:
-    address = consortium.contracts["ledger"]
-    kind = {"loose": StudyLedger, "semi": CommitteeStudy, "full": ConsensusStudy}[consortium.architecture]
-    return kind(backend, address).round_count()
 
 
 def run_demo(cfg: Config, out_dir: Path, rpc_url: str | None = None, timeout_s: float = 1800,
@@ -115,7 +105,7 @@ def _follow_rounds(local: LocalConsortium, consortium: ConsortiumFile, rounds: i
 
         def progressed() -> bool:
             nonlocal last, mark
-            finished = finalized_rounds(backend, consortium)
+            finished = consortium.study(backend).round_count()
             while last < finished:
                 last += 1
                 now = time.perf_counter()

@@ -17,13 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import requests
 from eth_account import Account
 
 from fedledger.config import Config
 from fedledger.deploy.consortium import ConsortiumFile, MemberEntry, init_consortium
 from fedledger.deploy.devchain import free_loopback_port
 from fedledger.deploy.keys import create_keystore
+from fedledger.deploy.server import get_json
 from fedledger.errors import FedLedgerError
 from fedledger.protocol.setup import load_clients
 
@@ -123,11 +123,7 @@ class LocalConsortium:
 
     def node_status(self, name: str) -> dict[str, Any] | None:
         """The node's /status document; None while it does not answer."""
-        try:
-            reply = requests.get(self.endpoint(name) + "/status", timeout=STATUS_TIMEOUT_S)
-            return reply.json() if reply.status_code == 200 else None
-        except (requests.RequestException, ValueError):
-            return None
+        return get_json(self.endpoint(name) + "/status", STATUS_TIMEOUT_S)
 
     def statuses(self) -> dict[str, dict[str, Any] | None]:
         return {m.name: self.node_status(m.name) for m in self.members}

@@ -31,8 +31,6 @@ from urllib.parse import urlparse
 
 from fedledger.aggregation import make_strategy
 from fedledger.chain import (
-    CommitteeStudy,
-    ConsensusStudy,
     Consortium,
     StudyLedger,
     open_chain,
@@ -151,12 +149,9 @@ class NodeRuntime:
 
     def _agent(self) -> ChainRoundAgent | LooseInstitutionAgent | LooseCoordinatorAgent:
         c, ctx = self.consortium, self.ctx
-        address = c.contracts["ledger"]
-        if c.architecture == "semi":
-            return ChainRoundAgent(ctx, CommitteeStudy(self.backend, address))
-        if c.architecture == "full":
-            return ChainRoundAgent(ctx, ConsensusStudy(self.backend, address))
-        ledger = StudyLedger(self.backend, address)
+        ledger = c.study(self.backend)
+        if not isinstance(ledger, StudyLedger):
+            return ChainRoundAgent(ctx, ledger)
         if self.me.role == "coordinator":
             return LooseCoordinatorAgent(ctx, ledger, Consortium(self.backend, c.contracts["consortium"]),
                                          c.config_digest, c.initial_model, [m.address for m in c.institutions])

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import requests
+
 from fedledger.errors import StoreError
 from fedledger.store import ArtifactStore
 from fedledger.store.peers import BLOB_ROUTE
@@ -30,6 +32,16 @@ def json_reply(obj: Any, status: int = 200) -> Reply:
 
 
 NOT_FOUND = json_reply({"error": "not found"}, 404)
+
+
+def get_json(url: str, timeout: float | tuple[float, float]) -> Any | None:
+    """GET a JSON document from a node's endpoint; None if it is down, has none (404) or sent
+    something that is not JSON."""
+    try:
+        reply = requests.get(url, timeout=timeout)
+        return reply.json() if reply.status_code == 200 else None
+    except (requests.RequestException, ValueError):
+        return None
 
 
 class NodeServer:

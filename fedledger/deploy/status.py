@@ -6,27 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from fedledger.chain import (
     CommitteeStudy,
-    ConsensusStudy,
     Consortium,
     StudyLedger,
     open_chain,
 )
 from fedledger.deploy.consortium import load_consortium
+from fedledger.deploy.server import get_json
 
 PHASES = {"semi": {1: "committing", 2: "aggregating"}, "full": {1: "committing", 2: "scoring", 3: "voting"}}
 PROBE_TIMEOUT_S = (1.0, 2.0)
-
-
-def _reachable(url: str) -> dict[str, Any] | None:
-    try:
-        reply = requests.get(url, timeout=PROBE_TIMEOUT_S)
-        return reply.json() if reply.status_code == 200 else None
-    except (requests.RequestException, ValueError):
-        return None
 
 
 def consortium_status(path: str | Path) -> dict[str, Any]:
@@ -39,16 +29,15 @@ def consortium_status(path: str | Path) -> dict[str, Any]:
         doc: dict[str, Any] = {"architecture": c.architecture, "study": c.config["study"]["name"],
                                "rounds": c.config["study"]["rounds"], "block": backend.block_number(),
                                "ledger": address}
-        if c.architecture == "loose":
-            ledger = StudyLedger(backend, address)
-            finished, started = ledger.round_count(), ledger.coordinator() != "0x" + "00" * 20
+        study = c.study(backend)
+        if isinstance(study, StudyLedger):
+            finished, started = study.round_count(), study.coordinator() != "0x" + "00" * 20
             doc.update(finished=finished, phase="collecting updates" if started else "not started",
-                       latest_model=ledger.latest_model() if started else None)
+                       latest_model=study.latest_model() if started else None)
             committed = [m.address for m in c.institutions
-                         if _reachable(f"{m.endpoint}/rounds/{finished + 1}/update") is not None]
+                         if get_json(f"{m.endpoint}/rounds/{finished + 1}/update", PROBE_TIMEOUT_S) is not None]
             reputation: dict[str, int] = {}
         else:
-            study = CommitteeStudy(backend, address) if c.architecture == "semi" else ConsensusStudy(backend, address)
             finished = study.round_count()
             doc.update(finished=finished, phase=PHASES[c.architecture].get(study.phase(), "?"),
                        phase_deadline=study.phase_deadline(), latest_model=study.latest_model())
@@ -60,7 +49,7 @@ def consortium_status(path: str | Path) -> dict[str, Any]:
         endpoints = {m.address: m.endpoint for m in c.members}
         doc["members"] = []
         for m in members:
-            node = _reachable(endpoints[m.address] + "/status") if m.address in endpoints else None
+            node = get_json(endpoints[m.address] + "/status", PROBE_TIMEOUT_S) if m.address in endpoints else None
             doc["members"].append({"name": m.name, "address": m.address, "roles": m.roles.name, "active": m.active,
                                    "reputation": reputation.get(m.address), "committed": m.address in committed,
                                    "node": "down" if node is None else ("done" if node.get("done") else "up")})

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from fedledger.audit import verify_run
-from fedledger.chain import CommitteeStudy, ConsensusStudy, Phase, RpcChain, StudyLedger
+from fedledger.chain import CommitteeStudy, Phase, RpcChain, StudyLedger
 from fedledger.config import load_config
 from fedledger.deploy.demo import run_demo
 from fedledger.deploy.devchain import HardhatNode
@@ -54,10 +54,8 @@ def start_consortium(tmp_path, dev_chain):
         local = LocalConsortium(tmp_path / "consortium", cfg, dev_chain.url, poll_seconds=0.2)
         made.append(local)
         consortium = local.create()
-        backend = RpcChain(dev_chain.url)
-        kind = {"loose": StudyLedger, "semi": CommitteeStudy, "full": ConsensusStudy}[cfg.study.architecture]
         local.start_all()
-        return local, kind(backend, consortium.contracts["ledger"])
+        return local, consortium.study(RpcChain(dev_chain.url))
 
     yield start
     for local in made:
