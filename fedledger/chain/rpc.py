@@ -38,7 +38,7 @@ class RpcChain(ChainBackend):
             self._funder = Account.from_key(funder_key) if funder_key else None
         except (ValueError, TypeError):   # never echo the key itself
             raise ChainError("funder_key is not a private key (64 hex characters, optionally 0x-prefixed)") from None
-        _probe(url)
+        probe(url)
         super().__init__(Web3(_Provider(url, request_kwargs={"timeout": REQUEST_TIMEOUT_S})))
 
     def fund(self, addresses: Sequence[str], wei: int) -> None:
@@ -107,7 +107,7 @@ class _Provider(HTTPProvider):
                                    f"({method}: {reason})") from None
 
 
-def _probe(url: str) -> None:
+def probe(url: str) -> None:
     """Ask for eth_chainId once, quickly and without retries; ChainUnreachable if no answer."""
     def unreachable(reason: str) -> ChainUnreachable:
         return ChainUnreachable(f"no Ethereum JSON-RPC node answers at {url}: {reason}")

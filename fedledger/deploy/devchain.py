@@ -15,7 +15,8 @@ from pathlib import Path
 
 import requests
 
-from fedledger.errors import ChainError, ConfigError
+from fedledger.chain.rpc import probe
+from fedledger.errors import ChainError, ChainUnreachable, ConfigError
 
 HARDHAT_DIR = Path(__file__).resolve().parents[2] / "hardhat"
 STARTUP_TIMEOUT_S = 60
@@ -38,11 +39,10 @@ def hardhat_binary() -> Path:
 
 def _answers(url: str) -> bool:
     try:
-        reply = requests.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []},
-                              timeout=1)
-        return "result" in reply.json()
-    except (requests.RequestException, ValueError):
+        probe(url)
+    except ChainUnreachable:
         return False
+    return True
 
 
 class HardhatNode:
