@@ -98,6 +98,22 @@ def check_real(strategy: str, name: str, value: object, allowed: str, ok: Callab
     raise ConfigError(f"{strategy}: {name} must be a number in {allowed}, got {value!r}")
 
 
+def check_int(strategy: str, name: str, value: object, allowed: str, ok: Callable[[int], bool]) -> int:
+    """A hyperparameter as an int, or ConfigError naming it and what is allowed.
+
+    Integer-valued floats are accepted (TOML configs give [aggregation].params as floats, so
+    `byzantine = 2` may arrive as 2.0); booleans, strings, NaN and fractions are not.
+    """
+    x: int | None = None
+    if not isinstance(value, bool) and isinstance(value, (int, np.integer)):
+        x = int(value)
+    elif isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
+        x = int(value)
+    if x is not None and ok(x):
+        return x
+    raise ConfigError(f"{strategy}: {name} must be an integer in {allowed}, got {value!r}")
+
+
 class Strategy(ABC):
     """An aggregation rule. Subclasses are frozen dataclasses whose fields are the hyperparameters."""
 
@@ -128,7 +144,7 @@ class Strategy(ABC):
         g = fx.to_fixed(global_params)
         locals_q = np.stack([fx.to_fixed(u.params) for u in updates])
         weights = np.array([int(u.num_samples) for u in updates], dtype=np.int64)
-        delta = fx.to_float(self._combine(locals_q, weights) - g)
+        delta = fx.to_float(self._combine(g, locals_q, weights) - g)
         step, new_state = self._server_step(delta, state)
         # Bounding the step before rint keeps the float -> int64 cast defined (NaN or huge values
         # would wrap); the bound on the result keeps the next round's input in range.
@@ -141,10 +157,13 @@ class Strategy(ABC):
                                  f"{fx.MAX_ABS:g}; lower server_lr")
         return fx.to_float32(new), new_state
 
-    def _combine(self, locals_q: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    def _combine(self, g: np.ndarray, locals_q: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """The clients' parameters (fixed point, clients x params) combined into one vector on the
-        grid: the sample-weighted mean, unless a robust rule says otherwise. Integer operations
-        only, so the result does not depend on the clients' order."""
+        grid: the sample-weighted mean, unless a robust rule says otherwise. `g` is the global
+        model on the grid (for rules that look at each client's change, e.g. norm clipping);
+        `weights` are the sample counts (int64). All |values| <= MAX_FIXED and the weights sum to
+        at most MAX_TOTAL_SAMPLES; the result must stay within MAX_FIXED too. Integer operations
+        only, so the result does not depend on the clients' order. Must not modify its inputs."""
         return fx.weighted_mean(locals_q, weights)
 
     def _check_state(self, state: Mapping[str, np.ndarray], size: int) -> None:

@@ -8,6 +8,8 @@ and order independent), and the one division rounds half to even on integers.
 Overflow bound: parameters satisfy |x| <= MAX_ABS = 2**15, so |q| <= 2**39; the weights (sample
 counts) sum to at most MAX_TOTAL_SAMPLES = 2**23, so every weighted sum stays within 2**62 < 2**63.
 Inputs outside these bounds are rejected by the caller rather than wrapped around silently.
+Squared norms and distances (for Krum, norm clipping and screening) exceed int64, so they are
+summed exactly from 20-bit halves and returned as Python ints (see `squared_norms`).
 float32 -> fixed is exact for |x| >= 2**-1 and rounds smaller magnitudes to the grid; fixed ->
 float32 is exact for |x| < 1 and otherwise rounds to nearest even, both deterministic.
 """
@@ -53,3 +55,103 @@ def divide_rounded(acc: np.ndarray, total: np.ndarray | int) -> np.ndarray:
     twice = 2 * remainder
     up = (twice > total) | ((twice == total) & (quotient % 2 == 1))
     return quotient + up.astype(np.int64)
+
+
+# Exact squared norms and distances. The squares of grid values do not fit in int64 (a difference
+# of two grid vectors reaches 2**40, its square 2**80), and float64 sums would depend on the order
+# of the additions, so each entry is split into a high and a low 20-bit part,
+#     d = h * 2**20 + l,   -2**20 <= h <= 2**20,   0 <= l < 2**20,
+# and d**2 = h*h * 2**40 + h*l * 2**21 + l*l. The three products are below 2**40 in magnitude,
+# so their sums over at most 2**22 columns stay below 2**62 in int64 (exact, order independent);
+# longer rows are summed in column chunks whose partial sums are combined as Python ints.
+MAX_DIFF = 2 * MAX_FIXED            # |a - b| for two vectors on the grid within the bound
+_SPLIT = 20
+_LOW_MASK = (1 << _SPLIT) - 1
+_MAX_CHUNK_COLS = 1 << 22           # keeps each int64 partial sum below 2**62
+_CHUNK_ELEMENTS = 1 << 21           # int64 temporaries of at most 16 MiB each
+
+
+def _chunk_width(rows: int) -> int:
+    return max(1, min(_MAX_CHUNK_COLS, _CHUNK_ELEMENTS // max(rows, 1)))
+
+
+def _row_square_sums(d: np.ndarray) -> list[int]:
+    """Exact sum of squares of each row of int64 `d` (|d| <= 2**40, at most 2**22 columns)."""
+    high = d >> _SPLIT               # floor division: -2**20 <= high <= 2**20
+    low = d & _LOW_MASK              # 0 <= low < 2**20, d == high * 2**20 + low
+    hh = (high * high).sum(axis=1, dtype=np.int64).tolist()
+    hl = (high * low).sum(axis=1, dtype=np.int64).tolist()
+    ll = (low * low).sum(axis=1, dtype=np.int64).tolist()
+    return [(a << 40) + (b << 21) + c for a, b, c in zip(hh, hl, ll)]
+
+
+def _check_int64(q: object, ndim: int, bound: int, what: str) -> np.ndarray:
+    if not isinstance(q, np.ndarray) or q.dtype != np.int64 or q.ndim != ndim:
+        raise ValueError(f"{what} must be a {ndim}-D int64 array")
+    if q.size and (int(q.min()) < -bound or int(q.max()) > bound):
+        raise ValueError(f"{what} has an entry beyond +-{bound}")
+    return q
+
+
+def squared_norms(q: np.ndarray) -> list[int]:
+    """Exact squared L2 norm (in grid units squared) of each row of a 2-D int64 matrix.
+
+    Entries must satisfy |q| <= MAX_DIFF = 2**40 (any difference of two grid vectors within the
+    bound; ValueError otherwise); rows may have any length. The result is a list of Python ints,
+    the same in any row order and on any machine.
+    """
+    q = _check_int64(q, 2, MAX_DIFF, "squared_norms input")
+    out = [0] * q.shape[0]
+    width = _chunk_width(q.shape[0])
+    for start in range(0, q.shape[1], width):
+        out = [a + b for a, b in zip(out, _row_square_sums(q[:, start:start + width]))]
+    return out
+
+
+def squared_norm(v: np.ndarray) -> int:
+    """Exact squared L2 norm of one int64 vector (|v| <= 2**40), a Python int."""
+    v = _check_int64(v, 1, MAX_DIFF, "squared_norm input")
+    return squared_norms(v[None, :])[0]
+
+
+def squared_distances_to(q: np.ndarray, center: np.ndarray) -> list[int]:
+    """Exact squared L2 distance of each row of `q` to the vector `center` (both int64 on the
+    grid, |entries| <= MAX_FIXED = 2**39, so each difference is within 2**40)."""
+    q = _check_int64(q, 2, MAX_FIXED, "squared_distances_to rows")
+    center = _check_int64(center, 1, MAX_FIXED, "squared_distances_to center")
+    if center.shape[0] != q.shape[1]:
+        raise ValueError(f"center has {center.shape[0]} entries, the rows have {q.shape[1]}")
+    out = [0] * q.shape[0]
+    width = _chunk_width(q.shape[0])
+    for start in range(0, q.shape[1], width):
+        stop = start + width
+        part = _row_square_sums(q[:, start:stop] - center[start:stop])
+        out = [a + b for a, b in zip(out, part)]
+    return out
+
+
+def pairwise_squared_distances(q: np.ndarray) -> list[list[int]]:
+    """Exact squared L2 distances between all rows of `q` (int64 on the grid, |q| <= 2**39): a
+    symmetric n x n list of Python ints with zeros on the diagonal.
+
+    Work is O(n**2 x params) integer operations, vectorized over parameters and the other rows;
+    columns are processed in chunks so temporaries stay small whatever the model size.
+    """
+    q = _check_int64(q, 2, MAX_FIXED, "pairwise_squared_distances input")
+    n = q.shape[0]
+    dist = [[0] * n for _ in range(n)]
+    width = _chunk_width(n)
+    for start in range(0, q.shape[1], width):
+        block = q[:, start:start + width]
+        for i in range(n - 1):
+            for j, s in enumerate(_row_square_sums(block[i + 1:] - block[i]), start=i + 1):
+                dist[i][j] += s
+    for i in range(n):
+        for j in range(i + 1, n):
+            dist[j][i] = dist[i][j]
+    return dist
+
+
+def lower_median(values: list[int]) -> int:
+    """The lower median: the ((n - 1) // 2)-th smallest value (n >= 1), one of the values itself."""
+    return sorted(values)[(len(values) - 1) // 2]

@@ -39,7 +39,7 @@ class FedMedian(FedAvg):
 
     name: ClassVar[str] = "fedmedian"
 
-    def _combine(self, locals_q: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    def _combine(self, g: np.ndarray, locals_q: np.ndarray, weights: np.ndarray) -> np.ndarray:
         values, w = _sorted_columns(locals_q, weights)
         reached = 2 * np.cumsum(w, axis=0) >= int(weights.sum())
         return values[np.argmax(reached, axis=0), np.arange(values.shape[1])]
@@ -62,7 +62,7 @@ class FedTrimmedMean(FedAvg):
         object.__setattr__(self, "beta", check_real(self.name, "beta", self.beta, "[0, 0.5)",
                                                     lambda x: 0 <= x < 0.5))
 
-    def _combine(self, locals_q: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    def _combine(self, g: np.ndarray, locals_q: np.ndarray, weights: np.ndarray) -> np.ndarray:
         n = locals_q.shape[0]
         k = int(self.beta * n)
         values, w = _sorted_columns(locals_q, weights)

@@ -1,6 +1,7 @@
 """The fixed-point grid: exact sums, round half to even, and the overflow bound."""
 
 import numpy as np
+import pytest
 
 from fedledger.aggregation import ClientUpdate, FedAvg
 from fedledger.aggregation import fixedpoint as fx
@@ -37,3 +38,50 @@ def test_extreme_values_at_the_bounds_do_not_overflow():
     updates = [ClientUpdate("a", top, half), ClientUpdate("b", -top, half)]
     new, _ = FedAvg().aggregate(np.zeros(size, np.float32), updates, {})
     assert new.tolist() == [0.0] * size
+
+
+def _py_sq(rows):
+    return [sum(int(x) * int(x) for x in row) for row in rows]
+
+
+def test_squared_norms_are_exact_beyond_int64():
+    rng = np.random.default_rng(0)
+    q = rng.integers(-fx.MAX_DIFF, fx.MAX_DIFF + 1, size=(5, 300), dtype=np.int64)
+    q[0] = fx.MAX_DIFF
+    q[1] = -fx.MAX_DIFF
+    q[2, ::2] = -fx.MAX_DIFF
+    assert fx.squared_norms(q) == _py_sq(q.tolist())
+    assert fx.squared_norms(q)[0] == 300 * 2**80
+    assert fx.squared_norm(q[3]) == _py_sq([q[3].tolist()])[0]
+    assert fx.squared_norms(np.zeros((2, 0), np.int64)) == [0, 0]
+
+
+def test_chunked_sums_agree_with_the_whole(monkeypatch):
+    rng = np.random.default_rng(1)
+    q = rng.integers(-fx.MAX_FIXED, fx.MAX_FIXED + 1, size=(6, 101), dtype=np.int64)
+    center = rng.integers(-fx.MAX_FIXED, fx.MAX_FIXED + 1, size=101, dtype=np.int64)
+    rows = q.tolist()
+    expected = ([_py_sq([[a - b for a, b in zip(r, s)] for s in rows]) for r in rows],
+                _py_sq([[a - c for a, c in zip(r, center.tolist())] for r in rows]),
+                _py_sq(rows))
+    for elements, cols in [(2**21, 2**22), (7, 5), (1, 1), (600, 3)]:
+        monkeypatch.setattr(fx, "_CHUNK_ELEMENTS", elements)
+        monkeypatch.setattr(fx, "_MAX_CHUNK_COLS", cols)
+        assert (fx.pairwise_squared_distances(q), fx.squared_distances_to(q, center), fx.squared_norms(q)) == expected
+
+
+def test_squared_norm_helpers_refuse_what_could_overflow():
+    with pytest.raises(ValueError, match="beyond"):
+        fx.squared_norms(np.array([[fx.MAX_DIFF + 1]], np.int64))
+    with pytest.raises(ValueError, match="beyond"):
+        fx.pairwise_squared_distances(np.array([[fx.MAX_FIXED + 1], [0]], np.int64))
+    with pytest.raises(ValueError, match="int64"):
+        fx.squared_norms(np.zeros((2, 2), np.float64))
+    with pytest.raises(ValueError, match="2-D"):
+        fx.squared_norms(np.zeros(3, np.int64))
+
+
+def test_lower_median():
+    assert fx.lower_median([5]) == 5
+    assert fx.lower_median([4, 1, 3, 2]) == 2
+    assert fx.lower_median([2**90, 3, 2**90, 1, 7]) == 7

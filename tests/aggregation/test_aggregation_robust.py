@@ -7,7 +7,13 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from fedledger.aggregation import ClientUpdate, FedAvg, FedMedian, FedTrimmedMean, make_strategy
+from fedledger.aggregation import (
+    ClientUpdate,
+    FedAvg,
+    FedMedian,
+    FedTrimmedMean,
+    make_strategy,
+)
 from fedledger.aggregation import fixedpoint as fx
 from fedledger.errors import ConfigError
 

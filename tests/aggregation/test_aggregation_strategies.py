@@ -15,7 +15,8 @@ from fedledger.store import ArtifactStore, encode_arrays, encode_params
 
 SERVER_OPT = {"fedadam": {"server_lr": 0.01}, "fedadagrad": {"server_lr": 0.316228},
               "fedyogi": {"server_lr": 0.01}}
-ROBUST = {"fedmedian": {}, "fedtrimmedmean": {"beta": 0.2}}
+ROBUST = {"fedmedian": {}, "fedtrimmedmean": {"beta": 0.2}, "krum": {"byzantine": 1},
+          "multikrum": {"byzantine": 1, "keep": 3}, "normclip": {"bound": 0.0}}
 ALL = {"fedavg": {}, "fedprox": {"mu": 0.01}, **SERVER_OPT, **ROBUST}
 
 
@@ -146,6 +147,9 @@ GOLDEN = {
     "fedyogi": "c150c0f08e81cbb52c76f1fc49bdab136b2ad67085798483d3ef2a5bd6531b6f",
     "fedmedian": "9652f82aae527f69dbc1a23574589b452344d425b7cfe5d28e8f6d3c315f2f68",
     "fedtrimmedmean": "5483841d2250e793c6f8a335b81a350e24b77c1ceb71968f16a24cd16b06378f",
+    "krum": "efac3640ea9a7a75e4e112322289c5f8e872ef50811e6e5568c6092cf9d9be13",
+    "multikrum": "8bcc8728ce1a016529c56bf9253d761403e4d1a6f38a862b166ad7770914c3e2",
+    "normclip": "df5006a8207fb5329b22692f98ecdd3e87a1dc12a0744ba4023b7716f996750a",
 }
 
 

@@ -5,7 +5,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from fedledger.aggregation import STRATEGIES, ClientUpdate, FedAdam, FedAvg, make_strategy
+from fedledger.aggregation import (
+    STRATEGIES,
+    ClientUpdate,
+    FedAdam,
+    FedAvg,
+    make_strategy,
+)
 from fedledger.errors import ConfigError, UpdateRejected
 
 
@@ -104,7 +110,8 @@ def test_a_step_that_leaves_the_fixed_point_range_is_refused():
 
 def test_unknown_strategy_lists_the_allowed_ones():
     with pytest.raises(ConfigError, match="unknown aggregation strategy 'fedsgd'; allowed: fedadagrad, fedadam, "
-                                          "fedavg, fedmedian, fedprox, fedtrimmedmean, fedyogi"):
+                                          "fedavg, fedmedian, fedprox, fedtrimmedmean, fedyogi, krum, "
+                                          "multikrum, normclip"):
         make_strategy("fedsgd")
     with pytest.raises(ConfigError, match="unknown aggregation strategy"):
         make_strategy("FedAvg")
