@@ -8,8 +8,16 @@ from fedledger.chain.backend import ChainBackend, PendingTx
 from fedledger.chain.consortium import Consortium
 from fedledger.chain.embedded import EmbeddedChain
 from fedledger.chain.ledger import StudyLedger
-from fedledger.chain.records import Member, Role, RoundRecord, TxStats
+from fedledger.chain.records import Member, Rejection, Role, RoundRecord, TxStats
 from fedledger.chain.reopen import open_chain
+from fedledger.chain.reputation import (
+    INITIAL_REPUTATION,
+    MAX_REPUTATION,
+    REINSTATED,
+    REPUTATION_DELTAS,
+    ReputationPolicy,
+    reputation_after,
+)
 from fedledger.chain.rounds import (
     Commitment,
     CommitteeStudy,
@@ -19,11 +27,14 @@ from fedledger.chain.rounds import (
     StudyTerms,
     committee_seed,
     draw_committee,
+    result_key,
 )
 from fedledger.chain.rpc import RpcChain
 
 __all__ = [
+    "INITIAL_REPUTATION", "MAX_REPUTATION", "REINSTATED", "REPUTATION_DELTAS",
     "ChainBackend", "Commitment", "CommitteeStudy", "ConsensusStudy", "Consortium", "EmbeddedChain", "Member",
-    "PendingTx", "Phase", "Role", "RoundRecord", "RoundStudy", "RpcChain", "StudyLedger", "StudyTerms", "TxStats",
-    "committee_seed", "draw_committee", "open_chain",
+    "PendingTx", "Phase", "Rejection", "ReputationPolicy", "Role", "RoundRecord", "RoundStudy", "RpcChain",
+    "StudyLedger", "StudyTerms", "TxStats", "committee_seed", "draw_committee", "open_chain", "reputation_after",
+    "result_key",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -10,11 +11,22 @@ from web3.types import TxReceipt
 
 from fedledger.chain.backend import ChainBackend
 from fedledger.chain.consortium import Consortium
-from fedledger.chain.records import RoundRecord, address_order, bytes32_to_digest, chain_order, digest_to_bytes32
+from fedledger.chain.records import (
+    Rejection,
+    RoundRecord,
+    address_order,
+    bytes32_to_digest,
+    bytes32_to_optional_digest,
+    chain_order,
+    digest_to_bytes32,
+    optional_digest_to_bytes32,
+)
+from fedledger.chain.reputation import ReputationPolicy
 
 
-class StudyLedger:
-    """One study's ledger at `address`: its configuration and every anchored round."""
+class StudyLedger(ReputationPolicy):
+    """One study's ledger at `address`: its configuration, every anchored round, and the shared
+    reputation policy applied to the institutions the anchors name."""
 
     def __init__(self, backend: ChainBackend, address: str) -> None:
         self.backend = backend
@@ -22,9 +34,14 @@ class StudyLedger:
         self.address: str = self.contract.address
 
     @classmethod
-    def deploy(cls, backend: ChainBackend, deployer: LocalAccount, consortium: Consortium) -> StudyLedger:
-        """A new study whose members and coordinators are those of `consortium`."""
-        return cls(backend, backend.deploy(deployer, "StudyLedger", consortium.address))
+    def deploy(cls, backend: ChainBackend, deployer: LocalAccount, consortium: Consortium,
+               suspension_threshold: int = 0) -> StudyLedger:
+        """A new study whose members and coordinators are those of `consortium`; an institution
+        whose reputation falls strictly below a non-zero `suspension_threshold` is suspended."""
+        return cls(backend, backend.deploy(deployer, "StudyLedger", consortium.address, suspension_threshold))
+
+    def _send(self, account: LocalAccount, fn: Any) -> TxReceipt:
+        return self.backend.transact(account, fn)
 
     def start_study(self, coordinator: LocalAccount, config_digest: str, initial_model: str) -> TxReceipt:
         """Fix the study's configuration and initial model; `coordinator` becomes its coordinator."""
@@ -32,21 +49,36 @@ class StudyLedger:
             digest_to_bytes32(config_digest), digest_to_bytes32(initial_model)))
 
     def anchor_round(self, coordinator: LocalAccount, record: RoundRecord) -> TxReceipt:
-        """Anchor `record`; its participants are sent in the address order the contract requires."""
+        """Anchor `record`; its participants are sent in the address order the contract requires,
+        its rejections in their own order. Every participant earns "update accepted", every
+        rejected institution loses "update rejected"; a suspended participant is refused."""
         participants = sorted((Web3.to_checksum_address(p) for p in record.participants), key=address_order)
+        rejected = [Rejection(*r) for r in record.rejected]
         return self.backend.transact(coordinator, self.contract.functions.anchor_round(
             record.round, digest_to_bytes32(record.parent_model), digest_to_bytes32(record.model),
             digest_to_bytes32(record.updates_root), participants, digest_to_bytes32(record.metrics_digest),
-            digest_to_bytes32(record.manifest_digest)))
+            digest_to_bytes32(record.manifest_digest), [Web3.to_checksum_address(r.member) for r in rejected],
+            [optional_digest_to_bytes32(r.update) for r in rejected], [int(r.reason) for r in rejected]))
 
     def round_count(self) -> int:
         return self.backend.call(self.contract.functions.round_count())
 
     def get_round(self, n: int) -> RoundRecord:
-        """The stored record of round `n` (1-based); TransactionReverted if there is none."""
+        """The stored record of round `n` (1-based), its rejections read back from the
+        UpdateRejected events (one log query); TransactionReverted if there is none."""
         stored = self.backend.call(self.contract.functions.get_round(n))
         return _record(n, dict(zip(("parent_model", "model", "updates_root", "participants",
-                                    "metrics_digest", "manifest_digest"), stored, strict=True)))
+                                    "metrics_digest", "manifest_digest"), stored, strict=True)),
+                       self.rejections(n))
+
+    def reputation(self, member: str) -> int:
+        """`member`'s reputation in effect: INITIAL_REPUTATION for an institution no anchor has
+        named yet, 0 for anyone else never named (the contract's `reputation_of`)."""
+        return self._view("reputation_of", Web3.to_checksum_address(member))
+
+    def stored_reputation(self, member: str) -> int:
+        """The contract's `reputation` map as is: 0 until an anchor names `member`."""
+        return self._view("reputation", Web3.to_checksum_address(member))
 
     def config_digest(self) -> str:
         return bytes32_to_digest(self.backend.call(self.contract.functions.config_digest()))
@@ -62,13 +94,19 @@ class StudyLedger:
         return self.backend.call(self.contract.functions.coordinator())
 
     def anchored_rounds(self) -> list[tuple[RoundRecord, int]]:
-        """(record, block number) of every RoundAnchored event, in chain order."""
+        """(record, block number) of every RoundAnchored event, in chain order, with the
+        rejections of its UpdateRejected events (two log queries in all)."""
         logs = self.contract.events.RoundAnchored.get_logs(from_block=0, to_block="latest")
         ordered = sorted(logs, key=chain_order)
-        return [(_record(log["args"]["round_number"], log["args"]), log["blockNumber"]) for log in ordered]
+        rejected: dict[int, list[Rejection]] = {}
+        for rejection in self.events("UpdateRejected"):
+            rejected.setdefault(rejection["round_number"], []).append(
+                Rejection(rejection["member"], bytes32_to_optional_digest(rejection["update"]), rejection["reason"]))
+        return [(_record(log["args"]["round_number"], log["args"], rejected.get(log["args"]["round_number"], [])),
+                 log["blockNumber"]) for log in ordered]
 
 
-def _record(n: int, fields: Any) -> RoundRecord:
+def _record(n: int, fields: Any, rejected: Sequence[Rejection] = ()) -> RoundRecord:
     return RoundRecord(
         round=n,
         parent_model=bytes32_to_digest(fields["parent_model"]),
@@ -77,4 +115,5 @@ def _record(n: int, fields: Any) -> RoundRecord:
         participants=tuple(Web3.to_checksum_address(p) for p in fields["participants"]),
         metrics_digest=bytes32_to_digest(fields["metrics_digest"]),
         manifest_digest=bytes32_to_digest(fields["manifest_digest"]),
+        rejected=tuple(rejected),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
@@ -21,9 +21,24 @@ class Role(enum.IntFlag):
     AUDITOR = 4
 
 
+class Rejection(NamedTuple):
+    """An update left out of a round, as the contracts record it (UpdateRejected, CommitRejected).
+
+    `reason` is a code of fedledger.validation.reasons (1..14); `update` is None where no digest
+    was named (the chain's empty bytes32).
+    """
+    member: str
+    update: str | None
+    reason: int
+
+
 @dataclass(frozen=True)
 class RoundRecord:
-    """One anchored round, as stored by StudyLedger.anchor_round."""
+    """One anchored round, as stored by StudyLedger.anchor_round.
+
+    `rejected`: the updates the coordinator left out, (member, update digest or None, reason
+    code 1..14) each, in the order anchored; the contract keeps them in UpdateRejected events.
+    """
     round: int
     parent_model: str
     model: str
@@ -31,6 +46,7 @@ class RoundRecord:
     participants: tuple[str, ...]
     metrics_digest: str
     manifest_digest: str
+    rejected: tuple[tuple[str, str | None, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,20 @@ def digest_to_bytes32(digest: str) -> bytes:
 
 def bytes32_to_digest(value: bytes) -> str:
     return bytes(value).hex()
+
+
+NO_DIGEST = "00" * 32   # the chain's empty bytes32
+
+
+def optional_digest_to_bytes32(digest: str | None) -> bytes:
+    """None -> the empty bytes32; anything else as digest_to_bytes32."""
+    return bytes(32) if digest is None else digest_to_bytes32(digest)
+
+
+def bytes32_to_optional_digest(value: bytes) -> str | None:
+    """The empty bytes32 -> None; anything else as bytes32_to_digest."""
+    digest = bytes32_to_digest(value)
+    return None if digest == NO_DIGEST else digest
 
 
 def address_order(address: str) -> int:

@@ -1,7 +1,8 @@
 """Typed access to the chain-coordinated study contracts: CommitteeStudy.vy and ConsensusStudy.vy.
 
-Both share the round lifecycle of contracts/rounds.vy (roster, reputation, update commitments,
-finalization), wrapped once in `RoundStudy`; each subclass adds its own phase.
+Both share the round lifecycle of contracts/rounds.vy (roster, update commitments, finalization)
+and the reputation policy of contracts/reputation_policy.vy, wrapped once in `RoundStudy`; each
+subclass adds its own phase.
 """
 
 from __future__ import annotations
@@ -11,23 +12,29 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from eth_abi import abi
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.types import TxReceipt
 
 from fedledger.chain.backend import ChainBackend, PendingTx
 from fedledger.chain.consortium import Consortium
-from fedledger.chain.records import bytes32_to_digest, chain_order, digest_to_bytes32
+from fedledger.chain.records import (
+    NO_DIGEST,
+    Rejection,
+    bytes32_to_digest,
+    bytes32_to_optional_digest,
+    digest_to_bytes32,
+)
+from fedledger.chain.reputation import (  # noqa: F401  (re-exported: the auditor imports them from here)
+    INITIAL_REPUTATION,
+    MAX_REPUTATION,
+    REINSTATED,
+    REPUTATION_DELTAS,
+    ReputationPolicy,
+    reputation_after,
+)
 from fedledger.errors import ChainError
-
-NO_DIGEST = "00" * 32
-
-# Mirrors of the contracts' reputation rules (rounds.vy, CommitteeStudy.vy, ConsensusStudy.vy),
-# which the auditor replays: every ReputationChanged event moves reputation by the delta of its
-# reason, kept within 0..MAX_REPUTATION.
-INITIAL_REPUTATION = 100
-MAX_REPUTATION = 1000
-REPUTATION_DELTAS = {"agreed": 1, "disagreed": -50, "absent": -20, "update accepted": 1, "update excluded": -20}
 
 
 class Phase:
@@ -54,9 +61,10 @@ class StudyTerms:
     commit_window: int      # blocks the commit phase stays open for latecomers
     result_window: int      # blocks for the committee, the scores or the votes
     min_participants: int
+    suspension_threshold: int = 0   # reputation strictly below which a member is suspended; 0: never
 
 
-class RoundStudy:
+class RoundStudy(ReputationPolicy):
     """Base wrapper: what both chain-coordinated contracts share."""
 
     contract_name = ""
@@ -73,7 +81,7 @@ class RoundStudy:
         address = backend.deploy(sponsor, cls.contract_name, consortium.address,
                                  digest_to_bytes32(terms.config_digest), digest_to_bytes32(terms.initial_model),
                                  [Web3.to_checksum_address(m) for m in terms.roster], terms.commit_window,
-                                 terms.result_window, terms.min_participants, *extra)
+                                 terms.result_window, terms.min_participants, terms.suspension_threshold, *extra)
         return cls(backend, address)
 
     def _send(self, account: LocalAccount, fn: Any) -> TxReceipt | PendingTx:
@@ -102,14 +110,16 @@ class RoundStudy:
         if failures:
             raise failures[0]
 
-    def _view(self, name: str, *args: Any) -> Any:
-        return self.backend.call(getattr(self.contract.functions, name)(*args))
-
     # --- transactions ----------------------------------------------------------------------
 
     def commit_update(self, member: LocalAccount, round: int, parent_model: str, update: str,
                       num_samples: int, metrics_digest: str) -> TxReceipt | PendingTx:
-        """`member` commits its own update for the open round."""
+        """`member` commits its own update for the open round.
+
+        A commitment refused for a reason of the member's own (not on the roster, suspended,
+        wrong round or parent, a second one, no samples, empty digest) does not revert: the
+        transaction succeeds with a CommitRejected record instead (see `commit_rejections`).
+        """
         return self._send(member, self.contract.functions.commit_update(
             round, digest_to_bytes32(parent_model), digest_to_bytes32(update), num_samples,
             digest_to_bytes32(metrics_digest)))
@@ -144,9 +154,6 @@ class RoundStudy:
     def roster(self) -> list[str]:
         return list(self._view("roster"))
 
-    def reputation(self, member: str) -> int:
-        return self._view("reputation", Web3.to_checksum_address(member))
-
     def committers(self, round: int) -> list[str]:
         """Who committed in `round`, in commit order."""
         return list(self._view("committers", round))
@@ -164,33 +171,19 @@ class RoundStudy:
             return None
         return model, bytes32_to_digest(self._view("finalized_manifest", round))
 
-    def all_events(self) -> list[dict[str, Any]]:
-        """Every event of this contract in chain order: its arguments plus "event", "block" and
-        "position" (chain_order; one log query, for replaying the history)."""
-        by_topic = {}
-        for item in self.contract.abi:
-            if item["type"] == "event":
-                event = getattr(self.contract.events, item["name"])
-                by_topic[bytes.fromhex(event.topic[2:])] = event
-        logs = self.backend.w3.eth.get_logs({"address": self.address, "fromBlock": 0, "toBlock": "latest"})
-        result = []
-        for log in sorted(logs, key=chain_order):
-            event = by_topic.get(bytes(log["topics"][0])) if log["topics"] else None
-            if event is not None:
-                decoded = event.process_log(log)
-                result.append({**dict(decoded["args"]), "event": decoded["event"], "block": log["blockNumber"],
-                               "position": chain_order(log)})
-        return result
+    def final_key(self, round: int) -> bytes:
+        """The key (`result_key`) of the result that finalized `round`; zeros before then."""
+        return bytes(self._view("final_key", round))
 
-    def events(self, name: str, round: int | None = None, from_block: int = 0) -> list[dict[str, Any]]:
-        """Every `name` event of this contract (of one round, if given; from block `from_block`
-        on) in chain order: its arguments plus "block". Bounding the blocks matters: log
-        queries scan every block in the range."""
-        filters = {"round_number": round} if round is not None else None
-        logs = getattr(self.contract.events, name).get_logs(from_block=from_block, to_block="latest",
-                                                            argument_filters=filters)
-        ordered = sorted(logs, key=chain_order)
-        return [{**dict(log["args"]), "block": log["blockNumber"]} for log in ordered]
+    def finalized_reasons(self, round: int) -> list[int]:
+        """The reason code of each committed update of a finalized round, in commit order
+        (0: aggregated); [] while the round is not finalized."""
+        return list(self._view("finalized_reasons", round))
+
+    def commit_rejections(self, round: int, from_block: int = 0) -> list[Rejection]:
+        """The commitments refused in `round` (CommitRejected events), in chain order."""
+        return [Rejection(e["member"], bytes32_to_optional_digest(e["update"]), e["reason"])
+                for e in self.events("CommitRejected", round, from_block)]
 
 
 class CommitteeStudy(RoundStudy):
@@ -207,10 +200,12 @@ class CommitteeStudy(RoundStudy):
     def redraw(self, member: LocalAccount, round: int) -> TxReceipt | PendingTx:
         return self._send(member, self.contract.functions.redraw(round))
 
-    def submit_result(self, member: LocalAccount, round: int, attempt: int, model: str,
-                      manifest_digest: str) -> TxReceipt | PendingTx:
+    def submit_result(self, member: LocalAccount, round: int, attempt: int, model: str, manifest_digest: str,
+                      reasons: Sequence[int]) -> TxReceipt | PendingTx:
+        """`member`'s result as a committee member: the model, the manifest and one reason code
+        per committed update, in commit order (0: aggregated)."""
         return self._send(member, self.contract.functions.submit_result(
-            round, attempt, digest_to_bytes32(model), digest_to_bytes32(manifest_digest)))
+            round, attempt, digest_to_bytes32(model), digest_to_bytes32(manifest_digest), [int(r) for r in reasons]))
 
     def committee_size(self) -> int:
         return self._view("committee_size")
@@ -245,9 +240,12 @@ class ConsensusStudy(RoundStudy):
         return self._send(member, self.contract.functions.close_scores(round))
 
     def submit_vote(self, validator: LocalAccount, round: int, model: str, manifest_digest: str,
-                    rewards: Sequence[int]) -> TxReceipt | PendingTx:
+                    rewards: Sequence[int], reasons: Sequence[int]) -> TxReceipt | PendingTx:
+        """`validator`'s result: the model, the manifest, each committer's reward and reason code
+        (0: aggregated; a rejected update cannot be rewarded), in commit order."""
         return self._send(validator, self.contract.functions.submit_vote(
-            round, digest_to_bytes32(model), digest_to_bytes32(manifest_digest), list(rewards)))
+            round, digest_to_bytes32(model), digest_to_bytes32(manifest_digest), list(rewards),
+            [int(r) for r in reasons]))
 
     def scores(self, round: int, from_block: int = 0) -> dict[str, list[int]]:
         """validator -> its scores of the round's updates (commit order), as recorded on chain;
@@ -265,6 +263,17 @@ class ConsensusStudy(RoundStudy):
         return self._view("reward_balance", Web3.to_checksum_address(member))
 
 
+def result_key(model: str, manifest_digest: str, reasons: Sequence[int],
+               rewards: Sequence[int] | None = None) -> bytes:
+    """The key a result is counted and judged by (`final_key`): keccak(model, manifest,
+    keccak(abi(reasons))) for a CommitteeStudy result; for a ConsensusStudy vote (with
+    `rewards`), keccak(model, manifest, keccak(abi(rewards)), keccak(abi(reasons)))."""
+    parts = digest_to_bytes32(model) + digest_to_bytes32(manifest_digest)
+    if rewards is not None:
+        parts += Web3.keccak(abi.encode(["uint256[]"], [list(rewards)]))
+    return Web3.keccak(parts + Web3.keccak(abi.encode(["uint8[]"], [list(reasons)])))
+
+
 def committee_seed(entropy: bytes, round: int, attempt: int) -> bytes:
     """The seed CommitteeStudy derives for a draw: keccak(entropy, round, attempt).
 
@@ -276,7 +285,8 @@ def committee_seed(entropy: bytes, round: int, attempt: int) -> bytes:
 
 def draw_committee(seed: bytes, members: Sequence[str], weights: Sequence[int], size: int) -> list[str]:
     """CommitteeStudy's draw, recomputed: `size` picks without replacement, each with
-    probability proportional to weight (reputation; 0 for members without the institution role).
+    probability proportional to weight (reputation; 0 for members without the institution role
+    and for suspended members).
 
     Pick i takes keccak(seed, i) modulo the remaining total weight and walks the roster order.
     """

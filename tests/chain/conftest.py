@@ -33,17 +33,20 @@ class Study:
     consortium: Consortium
     ledger: StudyLedger
 
-    def record(self, round: int, parent: str, participants=None) -> RoundRecord:
-        """A well-formed record for `round` whose model digest is derived from the round number."""
+    def record(self, round: int, parent: str, participants=None, rejected=()) -> RoundRecord:
+        """A well-formed record for `round` whose model digest is derived from the round number;
+        `rejected`: (member, update digest or None, reason code) each."""
         people = [i.address for i in self.institutions] if participants is None else participants
         return RoundRecord(round=round, parent_model=parent, model=digest(f"model {round}"),
                            updates_root=digest(f"root {round}"), participants=tuple(people),
-                           metrics_digest=digest(f"metrics {round}"), manifest_digest=digest(f"manifest {round}"))
+                           metrics_digest=digest(f"metrics {round}"), manifest_digest=digest(f"manifest {round}"),
+                           rejected=tuple(rejected))
 
 
-def set_up_study(backend: ChainBackend, *, start: bool = True, institutions: int = 4, ledger: bool = True) -> Study:
+def set_up_study(backend: ChainBackend, *, start: bool = True, institutions: int = 4, ledger: bool = True,
+                 suspension_threshold: int = 0) -> Study:
     """Fund fresh accounts, deploy a consortium (1 coordinator, N institutions) and, unless
-    `ledger` is false, a study ledger."""
+    `ledger` is false, a study ledger (suspending below `suspension_threshold`, if not 0)."""
     admin, coordinator, outsider = Account.create(), Account.create(), Account.create()
     members = [Account.create() for _ in range(institutions)]
     backend.fund([a.address for a in (admin, coordinator, outsider, *members)], FUNDS)
@@ -53,7 +56,7 @@ def set_up_study(backend: ChainBackend, *, start: bool = True, institutions: int
         consortium.add_member(admin, member.address, f"hospital {index}", Role.INSTITUTION)
     if not ledger:
         return Study(backend, admin, coordinator, members, outsider, consortium, None)
-    study_ledger = StudyLedger.deploy(backend, admin, consortium)
+    study_ledger = StudyLedger.deploy(backend, admin, consortium, suspension_threshold)
     if start:
         study_ledger.start_study(coordinator, digest("config"), digest("model 0"))
     return Study(backend, admin, coordinator, members, outsider, consortium, study_ledger)

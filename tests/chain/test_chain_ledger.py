@@ -1,14 +1,25 @@
-"""StudyLedger.vy: anchoring rounds, chain continuity, and every way an anchor is refused."""
+"""StudyLedger.vy: anchoring rounds, chain continuity, rejection records and the reputation
+policy, and every way an anchor is refused."""
 
 from dataclasses import replace
 
 import pytest
 from eth_account import Account
 
-from fedledger.chain import Consortium, EmbeddedChain, Role, StudyLedger
+from fedledger.chain import (
+    INITIAL_REPUTATION,
+    Consortium,
+    EmbeddedChain,
+    Rejection,
+    Role,
+    StudyLedger,
+)
 from fedledger.errors import ChainError, TransactionReverted
 
-from .conftest import digest, set_up_study
+from .conftest import FUNDS, digest, set_up_study
+
+# Reason codes (fedledger/validation/reasons.py)
+NOT_MEMBER, SUSPENDED, DUPLICATE, BAD_SIGNATURE, MISSING, OUTLIER = 1, 2, 4, 5, 6, 13
 
 
 def test_anchored_rounds_read_back_in_order(study):
@@ -18,9 +29,13 @@ def test_anchored_rounds_read_back_in_order(study):
     assert ledger.round_count() == 0
 
     parent, records, blocks = digest("model 0"), [], []
+    rejected = {2: ((study.outsider.address, digest("forged"), BAD_SIGNATURE),
+                    (study.institutions[0].address, None, MISSING),
+                    (study.institutions[0].address, digest("again"), DUPLICATE))}
     for n in (1, 2, 3):
         # The caller need not sort participants: the wrapper sends them in address order.
-        record = study.record(n, parent, participants=[i.address.lower() for i in reversed(study.institutions)])
+        record = study.record(n, parent, participants=[i.address.lower() for i in reversed(study.institutions)],
+                              rejected=rejected.get(n, ()))
         blocks.append(ledger.anchor_round(coordinator, record)["blockNumber"])
         records.append(record)
         parent = record.model
@@ -31,6 +46,8 @@ def test_anchored_rounds_read_back_in_order(study):
     assert [ledger.get_round(n) for n in (1, 2, 3)] == expected
     assert ledger.anchored_rounds() == list(zip(expected, blocks, strict=True))
     assert ledger.latest_model() == records[-1].model
+    assert ledger.rejections(2) == list(rejected[2]) and ledger.rejections(1) == ledger.rejections(3) == []
+    assert all(isinstance(r, Rejection) for r in ledger.get_round(2).rejected)
 
 
 def test_anchor_with_four_participants_costs_one_transaction(study):
@@ -39,8 +56,9 @@ def test_anchor_with_four_participants_costs_one_transaction(study):
     receipt = study.ledger.anchor_round(study.coordinator, study.record(1, digest("model 0")))
     assert stats.transactions == before[0] + 1
     assert stats.gas_used - before[1] == receipt["gasUsed"]
-    assert 21_000 < receipt["gasUsed"] < 400_000
-    assert stats.calldata_bytes - before[2] == 4 + 32 * (7 + 1 + 4)   # selector, 7 head words, length, 4 addresses
+    assert 21_000 < receipt["gasUsed"] < 550_000   # measured 455k: the first anchor meets every participant
+    # selector, 10 head words, 4 participants with their length, 3 empty rejection arrays (their lengths)
+    assert stats.calldata_bytes - before[2] == 4 + 32 * (10 + 1 + 4 + 3)
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +99,11 @@ REFUSED = {   # case: (sender and record, reason)
     "duplicate participant": (lambda s, a: (s.coordinator, _round2(s, participants=_with(
         s, s.institutions[1].address, s.institutions[0].address))),
                               r"participants not strictly increasing \(duplicate\?\)"),
-    "no participants": (lambda s, a: (s.coordinator, _round2(s, participants=())), "no participants"),
     "empty model digest": (lambda s, a: (s.coordinator, _round2(s, model="00" * 32)), "empty model digest"),
+    "rejection with reason 0": (lambda s, a: (s.coordinator, _round2(s, rejected=((a.address, None, 0),))),
+                                r"reason code must be 1\.\.14"),
+    "rejection with reason 15": (lambda s, a: (s.coordinator, _round2(s, rejected=(
+        (a.address, digest("x"), OUTLIER), (s.outsider.address, digest("y"), 15)))), r"reason code must be 1\.\.14"),
 }
 
 
@@ -105,7 +126,7 @@ def test_contract_itself_requires_increasing_addresses(one_round):
     r = _round2(study)
     fn = study.ledger.contract.functions.anchor_round(
         2, bytes.fromhex(r.parent_model), bytes.fromhex(r.model), bytes.fromhex(r.updates_root), unsorted,
-        bytes.fromhex(r.metrics_digest), bytes.fromhex(r.manifest_digest))
+        bytes.fromhex(r.metrics_digest), bytes.fromhex(r.manifest_digest), [], [], [])
     with pytest.raises(TransactionReverted, match="participants not strictly increasing"):
         study.backend.transact(study.coordinator, fn)
 
@@ -155,3 +176,167 @@ def test_an_unfunded_sender_is_told_to_fund_its_account(embedded):
     broke = Account.create()
     with pytest.raises(ChainError, match=rf"^Consortium\.constructor: {broke.address} holds too little ether"):
         Consortium.deploy(embedded, broke)
+
+
+# --- rejection records and the reputation policy -----------------------------------------------
+
+
+def _changes(ledger, round=None):
+    return [(e["member"], e["before"], e["after"], e["reason"]) for e in ledger.events("ReputationChanged", round)]
+
+
+def test_anchors_record_rejections_and_move_reputation(study):
+    ledger, (i0, i1, i2, i3), outsider = study.ledger, study.institutions, study.outsider
+    assert ledger.suspension_threshold() == 0
+    # Before any anchor names them, institutions stand at the initial reputation; others at 0.
+    assert [ledger.reputation(i.address) for i in (i0, i3)] == [INITIAL_REPUTATION] * 2
+    assert ledger.stored_reputation(i0.address) == 0 and ledger.reputation(outsider.address) == 0
+
+    rejected = ((i3.address, digest("far away"), OUTLIER), (outsider.address, None, NOT_MEMBER),
+                (i0.address, digest("second"), DUPLICATE))
+    participants = [i0.address, i1.address, i2.address]
+    receipt = ledger.anchor_round(study.coordinator, study.record(1, digest("model 0"), participants, rejected))
+
+    in_order = sorted(participants, key=lambda a: int(a, 16))
+    assert _changes(ledger, 1) == [(p, 100, 101, "update accepted") for p in in_order] + [
+        (i3.address, 100, 80, "update rejected"),               # an institution is penalized for its content
+    ]   # a duplicate is recorded without a penalty (anyone can claim an address); an outsider has nothing to lose
+    events = ledger.events("UpdateRejected")
+    assert [(e["round_number"], e["member"], e["update"].hex(), e["reason"], e["block"]) for e in events] == [
+        (1, i3.address, digest("far away"), OUTLIER, receipt["blockNumber"]),
+        (1, outsider.address, "00" * 32, NOT_MEMBER, receipt["blockNumber"]),
+        (1, i0.address, digest("second"), DUPLICATE, receipt["blockNumber"])]
+    assert ledger.rejections(1) == list(rejected) == list(ledger.get_round(1).rejected)
+    assert {i.address: ledger.reputation(i.address) for i in (i0, i1, i2, i3)} == \
+        {i0.address: 101, i1.address: 101, i2.address: 101, i3.address: 80}
+    assert ledger.stored_reputation(i3.address) == 80
+    assert ledger.reputation(outsider.address) == 0 and ledger.stored_reputation(outsider.address) == 0
+    assert ledger.events("MemberSuspended") == []
+
+
+def test_a_round_with_every_update_rejected_is_anchored_without_participants(study):
+    s = study
+    bad = s.institutions[0]
+    s.ledger.anchor_round(s.coordinator, s.record(1, digest("model 0"), [], [(bad.address, digest("nan"), 10)]))
+    assert s.ledger.round_count() == 1 and s.ledger.get_round(1).participants == ()
+    assert s.ledger.rejections(1) == [(bad.address, digest("nan"), 10)]
+    assert s.ledger.reputation(bad.address) == 80
+
+
+def test_threshold_zero_never_suspends_on_the_ledger(study):
+    s, parent = study, digest("model 0")
+    loser = s.institutions[0]
+    for n in range(1, 7):
+        s.ledger.anchor_round(s.coordinator, s.record(n, parent, [i.address for i in s.institutions[1:]],
+                                                      [(loser.address, digest(f"bad {n}"), OUTLIER)]))
+        parent = digest(f"model {n}")
+    assert s.ledger.reputation(loser.address) == 0 and not s.ledger.suspended(loser.address)
+    assert s.ledger.events("MemberSuspended") == []
+    s.ledger.anchor_round(s.coordinator, s.record(7, parent))      # it may still take part
+    assert s.ledger.reputation(loser.address) == 1
+
+
+def test_suspension_and_reinstatement_on_the_ledger(embedded):
+    s = set_up_study(embedded, suspension_threshold=50)
+    ledger, coordinator = s.ledger, s.coordinator
+    victim, others = s.institutions[3], [i.address for i in s.institutions[:3]]
+    assert ledger.suspension_threshold() == 50
+    parent, n = digest("model 0"), 0
+
+    def anchor(participants, rejected=()):
+        nonlocal parent, n
+        n += 1
+        receipt = ledger.anchor_round(coordinator, s.record(n, parent, participants, rejected))
+        parent = digest(f"model {n}")
+        return receipt
+
+    anchor(others, [(victim.address, digest("bad 1"), OUTLIER)])             # 100 -> 80
+    anchor(others + [victim.address])                                        # 80 -> 81
+    anchor(others, [(victim.address, digest("bad 3"), OUTLIER)])             # 81 -> 61: not below 50
+    assert not ledger.suspended(victim.address)
+    receipt = anchor(others, [(victim.address, digest("bad 4"), OUTLIER)])   # 61 -> 41: suspended
+    assert [(m, b, a, r) for m, b, a, r in _changes(ledger) if m == victim.address] == [
+        (victim.address, 100, 80, "update rejected"), (victim.address, 80, 81, "update accepted"),
+        (victim.address, 81, 61, "update rejected"), (victim.address, 61, 41, "update rejected")]
+    (suspension,) = ledger.events("MemberSuspended")
+    assert (suspension["member"], suspension["round_number"], suspension["reputation"], suspension["block"]) == \
+        (victim.address, 4, 41, receipt["blockNumber"])
+    assert ledger.suspended(victim.address) and ledger.reputation(victim.address) == 41
+    assert ledger._view("suspended_count") == 1
+
+    # A suspended institution cannot be a participant; its updates are rejected as SUSPENDED.
+    with pytest.raises(TransactionReverted, match=r"^StudyLedger\.anchor_round reverted: participant is suspended$"):
+        ledger.anchor_round(coordinator, s.record(5, parent, others + [victim.address]))
+    anchor(others, [(victim.address, digest("while suspended"), SUSPENDED)])  # recorded, no further penalty
+    assert ledger.rejections(5) == [(victim.address, digest("while suspended"), SUSPENDED)]
+    assert len(ledger.events("MemberSuspended")) == 1                       # suspended once
+
+    # Only the consortium's admin re-admits it, with the initial reputation.
+    for sender in (coordinator, victim, s.institutions[0], s.outsider):
+        with pytest.raises(TransactionReverted, match=r"^StudyLedger\.reinstate reverted: only the consortium admin$"):
+            ledger.reinstate(sender, victim.address)
+    with pytest.raises(TransactionReverted, match="member is not suspended"):
+        ledger.reinstate(s.admin, s.institutions[0].address)
+    receipt = ledger.reinstate(s.admin, victim.address)
+    assert not ledger.suspended(victim.address) and ledger.reputation(victim.address) == INITIAL_REPUTATION
+    assert ledger.rejections(5) and ledger.reputation(victim.address) == INITIAL_REPUTATION
+    assert _changes(ledger, 6) == [(victim.address, 41, 100, "reinstated")]   # dated to the open round
+    (reinstated,) = ledger.events("MemberReinstated")
+    assert (reinstated["member"], reinstated["admin"], reinstated["block"]) == \
+        (victim.address, s.admin.address, receipt["blockNumber"])
+    assert ledger._view("suspended_count") == 0
+    with pytest.raises(TransactionReverted, match="member is not suspended"):
+        ledger.reinstate(s.admin, victim.address)
+    anchor(others + [victim.address])
+    assert ledger.reputation(victim.address) == 101
+
+
+def test_a_threshold_above_the_initial_reputation_is_refused(embedded):
+    s = set_up_study(embedded, ledger=False)
+    with pytest.raises(TransactionReverted, match=r"^StudyLedger\.constructor reverted: suspension threshold above "
+                                                  r"the initial reputation$"):
+        StudyLedger.deploy(embedded, s.admin, s.consortium, INITIAL_REPUTATION + 1)
+    assert StudyLedger.deploy(embedded, s.admin, s.consortium, INITIAL_REPUTATION).suspension_threshold() == 100
+
+
+def test_contract_itself_requires_one_update_and_reason_per_rejection(one_round):
+    study, _ = one_round
+    r = _round2(study)
+    head = (bytes.fromhex(r.parent_model), bytes.fromhex(r.model), bytes.fromhex(r.updates_root),
+            sorted((i.address for i in study.institutions), key=lambda a: int(a, 16)),
+            bytes.fromhex(r.metrics_digest), bytes.fromhex(r.manifest_digest))
+    member, update = study.outsider.address, bytes(32)
+    for rejected, updates, reasons in (([member], [update], []), ([member], [], [OUTLIER]),
+                                       ([], [update], [OUTLIER]), ([member, member], [update], [OUTLIER] * 2)):
+        fn = study.ledger.contract.functions.anchor_round(2, *head, rejected, updates, reasons)
+        with pytest.raises(TransactionReverted, match="one update and one reason per rejected member"):
+            study.backend.transact(study.coordinator, fn)
+    assert study.ledger.round_count() == 1
+
+
+def test_gas_of_anchor_round_with_rejections(embedded, capsys):
+    """gasUsed of anchor_round by participants and rejections (half of them institutions, half
+    outsiders). Each shape is anchored twice: "new" meets some institutions for the first time
+    (their reputation is initialized), "again" only known ones."""
+    s = set_up_study(embedded, institutions=20)
+    outsiders = [Account.create().address for _ in range(10)]
+    embedded.fund(outsiders, FUNDS)
+    table, parent, n = [], digest("model 0"), 0
+    for participants, rejections in ((4, 0), (4, 4), (10, 0), (10, 10)):
+        people = [i.address for i in s.institutions[:participants]]
+        rejected = [(m, digest(f"rejected {j}"), OUTLIER) for j, m in enumerate(
+            [i.address for i in s.institutions[participants:participants + rejections // 2]]
+            + outsiders[:rejections - rejections // 2])]
+        for when in ("new", "again"):
+            n += 1
+            receipt = s.ledger.anchor_round(s.coordinator, s.record(n, parent, people, rejected))
+            parent = digest(f"model {n}")
+            table.append((participants, rejections, when, receipt["gasUsed"]))
+            assert len(s.ledger.rejections(n)) == rejections
+    with capsys.disabled():
+        print("\nStudyLedger.anchor_round gas (participants, rejections, anchor)")
+        for participants, rejections, when, gas in table:
+            print(f"  {participants:>3} participants {rejections:>3} rejected  {when:5} {gas:>9,}")
+    bounds = {(4, 0): 550_000, (4, 4): 700_000, (10, 0): 1_000_000, (10, 10): 1_400_000}
+    for participants, rejections, _, gas in table:
+        assert 21_000 < gas < bounds[(participants, rejections)], (participants, rejections, gas)

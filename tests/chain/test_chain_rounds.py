@@ -25,8 +25,9 @@ from fedledger.chain import (
     StudyTerms,
     committee_seed,
     draw_committee,
+    result_key,
 )
-from fedledger.chain.rounds import INITIAL_REPUTATION
+from fedledger.chain.rounds import INITIAL_REPUTATION, reputation_after
 from fedledger.errors import TransactionReverted
 
 from .conftest import Study, digest, set_up_study
@@ -34,6 +35,9 @@ from .conftest import Study, digest, set_up_study
 COMMIT_WINDOW = 10
 RESULT_WINDOW = 10
 KINDS = ("committee", "consensus")
+# Reason codes (fedledger/validation/reasons.py; test_reason_codes_match_the_validation_module checks them).
+ACCEPTED, NOT_MEMBER, SUSPENDED, WRONG_ROUND, DUPLICATE, INVALID_FORMAT, OUT_OF_RANGE = 0, 1, 2, 3, 4, 8, 11
+NORM_ABOVE_BOUND, OUTLIER, LOW_SCORE, MISSING = 12, 13, 14, 6
 
 
 # --- harness -----------------------------------------------------------------------------------
@@ -46,10 +50,11 @@ def set_up_consortium(backend, institutions: int) -> Study:
 
 
 def make_terms(s: Study, roster=None, *, commit_window=COMMIT_WINDOW, result_window=RESULT_WINDOW,
-               min_participants=2) -> StudyTerms:
+               min_participants=2, suspension_threshold=0) -> StudyTerms:
     roster = [m.address for m in s.institutions] if roster is None else roster
     return StudyTerms(config_digest=digest("config"), initial_model=digest("model 0"), roster=tuple(roster),
-                      commit_window=commit_window, result_window=result_window, min_participants=min_participants)
+                      commit_window=commit_window, result_window=result_window, min_participants=min_participants,
+                      suspension_threshold=suspension_threshold)
 
 
 def deploy(s: Study, kind: str, terms: StudyTerms, *, sponsor=None, consortium=None, committee_size=3,
@@ -59,6 +64,12 @@ def deploy(s: Study, kind: str, terms: StudyTerms, *, sponsor=None, consortium=N
     if kind == "committee":
         return CommitteeStudy.deploy(s.backend, sponsor, consortium, terms, committee_size)
     return ConsensusStudy.deploy(s.backend, sponsor, consortium, terms, weighted)
+
+
+def submit(run: "Run", member: LocalAccount, round: int, attempt: int, model: str, manifest: str, reasons=None):
+    """A committee result; reasons: every committed update aggregated (0) unless given."""
+    reasons = [ACCEPTED] * len(run.study.committers(round)) if reasons is None else reasons
+    return run.study.submit_result(member, round, attempt, model, manifest, reasons)
 
 
 def refused(label: str, reason: str):
@@ -142,6 +153,18 @@ def either(request, embedded) -> Run:
     return start(embedded, request.param, institutions=4)
 
 
+def replay(run: Run, moves, since: dict[str, int] | None = None) -> list[tuple[str, int, int, str]]:
+    """The ReputationChanged events (member, before, after, reason) that `moves` ((member, reason)
+    each) must log, starting from `since` (the current reputations unless given)."""
+    reputations = dict(run.reputations() if since is None else since)
+    expected = []
+    for member, reason in moves:
+        before = reputations[member.address]
+        reputations[member.address] = reputation_after(before, reason)
+        expected.append((member.address, before, reputations[member.address], reason))
+    return expected
+
+
 def close_and_draw(run: Run) -> tuple[dict, dict]:
     """Close the commit phase of the open round; the CommitteeDrawn event and the receipt."""
     round = run.study.open_round()
@@ -151,9 +174,11 @@ def close_and_draw(run: Run) -> tuple[dict, dict]:
 
 
 def expected_draw(run: Run, seed: bytes) -> list[str]:
-    """The committee the draw must give now: reputation-weighted, 0 for inactive institutions."""
+    """The committee the draw must give now: reputation-weighted, 0 for inactive institutions and
+    suspended members."""
     roster = run.study.roster()
-    weights = [run.study.reputation(m) if run.s.consortium.has_role(m, Role.INSTITUTION) else 0 for m in roster]
+    weights = [run.study.reputation(m) if run.s.consortium.has_role(m, Role.INSTITUTION) and not run.study.suspended(m)
+               else 0 for m in roster]
     return draw_committee(seed, roster, weights, run.study.committee_size())
 
 
@@ -185,7 +210,7 @@ def to_scoring_and_voting(run: Run, committers=None) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_deploying_starts_the_study_and_opens_round_one(embedded, kind):
     s = set_up_consortium(embedded, 4)
-    terms = make_terms(s, min_participants=3, commit_window=7, result_window=9)
+    terms = make_terms(s, min_participants=3, commit_window=7, result_window=9, suspension_threshold=40)
     study = deploy(s, kind, terms, committee_size=2, weighted=True)
     deployed_at = embedded.block_number()
     roster = [m.address for m in s.institutions]
@@ -200,6 +225,8 @@ def test_deploying_starts_the_study_and_opens_round_one(embedded, kind):
     assert all(study._view("on_roster", m) for m in roster) and not study._view("on_roster", s.outsider.address)
     assert [study.reputation(m) for m in roster] == [INITIAL_REPUTATION] * 4
     assert study.reputation(s.outsider.address) == 0
+    assert study.suspension_threshold() == 40 and study._view("suspended_count") == 0
+    assert not any(study.suspended(m) for m in roster)
     assert (study.round_count(), study.open_round(), study.phase()) == (0, 1, Phase.COMMITTING)
     assert study.phase_deadline() == deployed_at + 7
     assert study.committers(1) == [] and study.finalized(1) is None
@@ -262,6 +289,8 @@ DEPLOY_REFUSED = {   # case: (kind or None for both, (s, auditor) -> deploy kwar
                                       "min_participants out of range"),
     "commit window 0": (None, lambda s, a: {"terms": {"commit_window": 0}}, "windows must be at least one block"),
     "result window 0": (None, lambda s, a: {"terms": {"result_window": 0}}, "windows must be at least one block"),
+    "suspension threshold 101": (None, lambda s, a: {"terms": {"suspension_threshold": 101}},
+                                 "suspension threshold above the initial reputation"),
     "committee of 0": ("committee", lambda s, a: {"committee_size": 0}, "committee_size must be 1..16"),
     "committee of 17": ("committee", lambda s, a: {"committee_size": 17}, "committee_size must be 1..16"),
     "committee larger than roster": ("committee", lambda s, a: {"committee_size": 5},
@@ -286,11 +315,14 @@ def test_refused_deployment_surfaces_the_reason(deployer, case, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_boundary_terms_are_accepted(deployer, kind):
-    """Two members, min_participants = roster, one-block windows, a committee of the whole roster."""
+    """Two members, min_participants = roster, one-block windows, a committee of the whole roster,
+    the highest suspension threshold."""
     s, _ = deployer
-    terms = make_terms(s, _roster(s, n=2), commit_window=1, result_window=1, min_participants=2)
+    terms = make_terms(s, _roster(s, n=2), commit_window=1, result_window=1, min_participants=2,
+                       suspension_threshold=INITIAL_REPUTATION)
     study = deploy(s, kind, terms, committee_size=2)
     assert study.roster() == _roster(s, n=2) and study.phase() == Phase.COMMITTING
+    assert study.suspension_threshold() == INITIAL_REPUTATION
 
 
 def test_a_committee_of_sixteen_is_accepted(embedded):
@@ -335,35 +367,47 @@ def committing(request):
     chain.close()
 
 
-COMMIT_REFUSED = {   # case: (run -> (sender, commit kwargs), reason)
-    "outsider": (lambda r: (r.s.outsider, {}), "not on the study's roster"),
-    "coordinator": (lambda r: (r.s.coordinator, {}), "not on the study's roster"),
-    "institution not on the roster": (lambda r: (r.s.institutions[4], {}), "not on the study's roster"),
-    "member removed from the consortium": (lambda r: (r.members[3], {}), "not an active institution"),
-    "member no longer an institution": (lambda r: (r.members[2], {}), "not an active institution"),
-    "round 0": (lambda r: (r.members[1], {"round": 0}), "not the open round"),
-    "round 2": (lambda r: (r.members[1], {"round": 2}), "not the open round"),
-    "parent is not the latest model": (lambda r: (r.members[1], {"parent": digest("model 1")}),
-                                       "parent is not the latest model"),
-    "empty update digest": (lambda r: (r.members[1], {"update": "00" * 32}), "empty update digest"),
-    "zero samples": (lambda r: (r.members[1], {"samples": 0}), "no training samples"),
-    "second commit": (lambda r: (r.members[0], {}), "already committed this round"),
-    "second commit, other update": (lambda r: (r.members[0], {"update": digest("other")}),
-                                    "already committed this round"),
+COMMIT_REJECTED = {   # case: (run -> (sender, commit kwargs), reason code)
+    "outsider": (lambda r: (r.s.outsider, {}), NOT_MEMBER),
+    "coordinator": (lambda r: (r.s.coordinator, {}), NOT_MEMBER),
+    "institution not on the roster": (lambda r: (r.s.institutions[4], {}), NOT_MEMBER),
+    "member removed from the consortium": (lambda r: (r.members[3], {}), NOT_MEMBER),
+    "member no longer an institution": (lambda r: (r.members[2], {}), NOT_MEMBER),
+    "outsider, wrong round": (lambda r: (r.s.outsider, {"round": 2}), NOT_MEMBER),   # checked in that order
+    "round 0": (lambda r: (r.members[1], {"round": 0}), WRONG_ROUND),
+    "round 2": (lambda r: (r.members[1], {"round": 2}), WRONG_ROUND),
+    "parent is not the latest model": (lambda r: (r.members[1], {"parent": digest("model 1")}), WRONG_ROUND),
+    "empty update digest": (lambda r: (r.members[1], {"update": "00" * 32}), INVALID_FORMAT),
+    "zero samples": (lambda r: (r.members[1], {"samples": 0}), OUT_OF_RANGE),
+    "zero samples, empty digest": (lambda r: (r.members[1], {"samples": 0, "update": "00" * 32}), OUT_OF_RANGE),
+    "second commit": (lambda r: (r.members[0], {}), DUPLICATE),
+    "second commit, other update": (lambda r: (r.members[0], {"update": digest("other")}), DUPLICATE),
+    "second commit, no samples": (lambda r: (r.members[0], {"samples": 0}), DUPLICATE),
+    "second commit, old parent": (lambda r: (r.members[0], {"parent": digest("model 1")}), WRONG_ROUND),
 }
 
 
-@pytest.mark.parametrize("case", COMMIT_REFUSED)
-def test_refused_commit_surfaces_the_reason(committing, case):
+@pytest.mark.parametrize("case", COMMIT_REJECTED)
+def test_refused_commit_is_recorded_with_its_reason(committing, case):
+    """A refusal that is the sender's own is no revert: the transaction lands with a CommitRejected
+    record, stores nothing and costs no reputation."""
     run = committing
-    make, reason = COMMIT_REFUSED[case]
+    make, code = COMMIT_REJECTED[case]
     sender, kwargs = make(run)
-    head = run.backend.block_number()
-    with refused(f"{run.name}.commit_update", reason):
-        run.commit(sender, **kwargs)
-    assert run.backend.block_number() == head
-    assert run.study.committers(1) == [run.members[0].address]
+    round = kwargs.get("round", 1)
+    update = kwargs.get("update", run.update(sender, round))
+    reputations = run.reputations()
+    receipt = run.commit(sender, **kwargs)
+    assert receipt["status"] == 1
+    (event,) = run.study.events("CommitRejected", round, receipt["blockNumber"])
+    assert (event["member"], event["update"].hex(), event["reason"]) == (sender.address, update, code)
+    assert run.study.commit_rejections(round, receipt["blockNumber"]) == \
+        [(sender.address, None if update == "00" * 32 else update, code)]
+    assert run.study.events("UpdateCommitted", from_block=receipt["blockNumber"]) == []
+    assert run.study.committers(1) == [run.members[0].address] and run.study.committers(2) == []
     assert run.study.commitments(1)[0].update == run.update(run.members[0], 1)
+    assert run.reputations() == reputations
+    assert run.study.events("ReputationChanged", from_block=receipt["blockNumber"]) == []
 
 
 def test_an_empty_metrics_digest_is_allowed(either):
@@ -404,8 +448,10 @@ def test_commit_phase_stays_open_until_the_deadline(either):
     assert run.study.phase() == 2
     assert run.study.committers(1) == [m.address for m in run.members[:2]]
 
-    with refused(f"{run.name}.commit_update", "round is not committing"):
-        run.commit(run.members[2])
+    late = run.commit(run.members[2])                      # too late: recorded, not committed
+    assert run.study.commit_rejections(1, late["blockNumber"]) == [(run.members[2].address,
+                                                                   run.update(run.members[2], 1), WRONG_ROUND)]
+    assert run.study.committers(1) == [m.address for m in run.members[:2]]
     with refused(f"{run.name}.close_commits", "round is not committing"):
         run.study.close_commits(run.members[0], 1)
 
@@ -464,9 +510,9 @@ def test_committee_is_the_documented_reputation_draw(committee):
 
         # The first committee member dissents, so reputations drift apart from round to round.
         first, *others = map(run.account, drawn["committee"])
-        run.study.submit_result(first, round, 1, *result(round, " dissent"))
+        submit(run, first, round, 1, *result(round, " dissent"))
         for member in others:
-            run.study.submit_result(member, round, 1, *result(round))
+            submit(run, member, round, 1, *result(round))
         assert run.study.round_count() == round
 
 
@@ -482,7 +528,7 @@ def test_a_removed_member_gets_no_weight_in_the_draw(embedded):
         assert sorted(drawn["committee"]) == sorted(m.address for m in run.members if m is not removed)
         assert list(drawn["committee"]) == expected_draw(run, drawn["seed"])
         for address in drawn["committee"][:3]:              # 3 of 4 is a majority
-            run.study.submit_result(run.account(address), round, 1, *result(round))
+            submit(run, run.account(address), round, 1, *result(round))
         assert run.study.round_count() == round
     assert run.study.reputation(removed.address) == INITIAL_REPUTATION   # kept, just not drawn
 
@@ -494,9 +540,9 @@ def test_a_committee_of_the_whole_roster_shrinks_when_a_member_leaves(embedded):
     run.pass_deadline()
     drawn, _ = close_and_draw(run)
     assert sorted(drawn["committee"]) == sorted(m.address for m in run.members[1:])
-    run.study.submit_result(run.account(drawn["committee"][0]), 1, 1, *result(1))
+    submit(run, run.account(drawn["committee"][0]), 1, 1, *result(1))
     assert run.study.round_count() == 0
-    run.study.submit_result(run.account(drawn["committee"][1]), 1, 1, *result(1))   # 2 of 3
+    submit(run, run.account(drawn["committee"][1]), 1, 1, *result(1))   # 2 of 3
     assert run.study.round_count() == 1
 
 
@@ -533,41 +579,53 @@ def test_a_committee_majority_finalizes_the_round(committee):
     a, b, c = drawn_round(run)
     outside = next(m for m in run.members if m not in (a, b, c))
     model, manifest = result(1)
+    rejected = run.members[3]
+    reasons = [ACCEPTED, ACCEPTED, ACCEPTED, NORM_ABOVE_BOUND, ACCEPTED]   # in commit (= roster) order
 
-    run.study.submit_result(a, 1, 1, model, manifest)
-    run.study.submit_result(b, 1, 1, *result(1, " other"))
+    submit(run, a, 1, 1, model, manifest, reasons)
+    submit(run, b, 1, 1, *result(1, " other"), reasons)
     assert (run.study.round_count(), run.study.phase()) == (0, Phase.AGGREGATING)
     assert run.changes(1) == []
     with refused("CommitteeStudy.submit_result", "already submitted"):
-        run.study.submit_result(a, 1, 1, model, manifest)
+        submit(run, a, 1, 1, model, manifest, [ACCEPTED] * 5)
+    assert run.study.finalized_reasons(1) == []
 
-    receipt = run.study.submit_result(c, 1, 1, model, manifest)
+    start = run.reputations()
+    receipt = submit(run, c, 1, 1, model, manifest, reasons)
     block = receipt["blockNumber"]
     assert run.study.finalized(1) == (model, manifest)
+    assert run.study.finalized_reasons(1) == reasons
     assert (run.study.round_count(), run.study.latest_model(), run.study.final_attempt(1)) == (1, model, 1)
-    assert run.study._view("final_key", 1) == Web3.keccak(bytes.fromhex(model) + bytes.fromhex(manifest))
+    assert run.study._view("final_key", 1) == Web3.keccak(
+        bytes.fromhex(model) + bytes.fromhex(manifest) + Web3.keccak(abi.encode(["uint8[]"], [reasons])))
+    assert run.study._view("final_key", 1) == result_key(model, manifest, reasons)
     (final,) = run.study.events("RoundFinalized")
     assert (final["round_number"], final["parent_model"].hex(), final["model"].hex(),
             final["manifest_digest"].hex(), final["block"]) == (1, digest("model 0"), model, manifest, block)
     submitted = run.study.events("ResultSubmitted", 1)
-    assert [(e["member"], e["attempt"], e["model"].hex()) for e in submitted] == \
-        [(a.address, 1, model), (b.address, 1, result(1, " other")[0]), (c.address, 1, model)]
-    # Judged in committee order when the majority is reached.
-    assert run.changes(1) == [(a.address, 100, 101, "agreed"), (b.address, 100, 50, "disagreed"),
-                              (c.address, 100, 101, "agreed")]
-    assert run.study.reputation(outside.address) == 100
+    assert [(e["member"], e["attempt"], e["model"].hex(), list(e["reasons"])) for e in submitted] == \
+        [(a.address, 1, model, reasons), (b.address, 1, result(1, " other")[0], reasons),
+         (c.address, 1, model, reasons)]
+    # Votes judged in committee order when the majority is reached, then updates in commit order.
+    assert run.changes(1) == replay(run, [(a, "agreed"), (b, "disagreed"), (c, "agreed")] + [
+        (m, "update rejected" if m is rejected else "update accepted") for m in run.members], start)
+    assert run.study.rejections(1) == [(rejected.address, run.update(rejected, 1), NORM_ABOVE_BOUND)]
+    (event,) = run.study.events("UpdateRejected")
+    assert (event["round_number"], event["block"]) == (1, block)
+    assert run.study.reputation(outside.address) == (80 if outside is rejected else 101)   # its update only
 
     # Round 2 is open on the new model.
     assert (run.study.phase(), run.study.phase_deadline()) == (Phase.COMMITTING, block + COMMIT_WINDOW)
     opened = run.study.events("RoundOpened", 2)
     assert [(e["parent_model"].hex(), e["deadline"], e["block"]) for e in opened] == \
         [(model, block + COMMIT_WINDOW, block)]
-    with refused("CommitteeStudy.commit_update", "parent is not the latest model"):
-        run.commit(a, parent=digest("model 0"))
+    stale = run.commit(a, parent=digest("model 0"))
+    assert run.study.commit_rejections(2, stale["blockNumber"]) == [(a.address, run.update(a, 2), WRONG_ROUND)]
     with refused("CommitteeStudy.submit_result", "not on this committee"):
-        run.study.submit_result(a, 2, 1, model, manifest)    # round 2 has no committee yet
+        submit(run, a, 2, 1, model, manifest)    # round 2 has no committee yet
     run.commit(a)
     assert run.study.committers(2) == [a.address]
+    assert run.study.finalized_reasons(2) == []
 
 
 @pytest.mark.parametrize("size, needed", [(1, 1), (2, 2), (4, 3)])
@@ -576,29 +634,34 @@ def test_majority_means_more_than_half_of_the_committee(embedded, size, needed):
     members = drawn_round(run)
     for i, member in enumerate(members[:needed]):
         assert run.study.round_count() == 0, f"finalized after {i} of {size}"
-        run.study.submit_result(member, 1, 1, *result(1))
+        submit(run, member, 1, 1, *result(1))
     assert run.study.round_count() == 1
 
 
-@pytest.mark.parametrize("late", ["agrees", "dissents"])
+@pytest.mark.parametrize("late", ["agrees", "dissents", "other reasons"])
 def test_a_late_committee_result_is_judged_against_the_final_one(committee, late):
     run = committee
     a, b, c = drawn_round(run)
-    run.study.submit_result(a, 1, 1, *result(1))
-    run.study.submit_result(b, 1, 1, *result(1))
+    submit(run, a, 1, 1, *result(1))
+    submit(run, b, 1, 1, *result(1))
     assert run.study.round_count() == 1
     finalized_at = run.backend.block_number()
     run.commit(a)                                            # round 2 goes on meanwhile
 
-    run.study.submit_result(c, 1, 1, *(result(1) if late == "agrees" else result(1, " late")))
-    expected = (c.address, 100, 101, "agreed") if late == "agrees" else (c.address, 100, 50, "disagreed")
-    assert run.changes(1, finalized_at + 1) == [expected]
+    before = run.study.reputation(c.address)                 # 101: its update was aggregated
+    if late == "other reasons":                              # same model and manifest, another judgement
+        submit(run, c, 1, 1, *result(1), [ACCEPTED, OUTLIER, ACCEPTED, ACCEPTED, ACCEPTED])
+    else:
+        submit(run, c, 1, 1, *(result(1) if late == "agrees" else result(1, " late")))
+    reason = "agreed" if late == "agrees" else "disagreed"
+    assert run.changes(1, finalized_at + 1) == [(c.address, before, reputation_after(before, reason), reason)]
+    assert run.study.rejections(1) == []                     # a late result judges no update
     assert run.study.finalized(1) == result(1) and run.study.round_count() == 1
     with refused("CommitteeStudy.submit_result", "already submitted"):
-        run.study.submit_result(c, 1, 1, *result(1))
+        submit(run, c, 1, 1, *result(1))
     outside = next(m for m in run.members if m not in (a, b, c))
     with refused("CommitteeStudy.submit_result", "not on this committee"):
-        run.study.submit_result(outside, 1, 1, *result(1))
+        submit(run, outside, 1, 1, *result(1))
 
 
 @pytest.fixture(scope="module")
@@ -611,7 +674,7 @@ def aggregating():
     chain.close()
 
 
-RESULT_REFUSED = {   # case: (run, committee -> (sender, round, attempt, model, manifest), reason)
+RESULT_REFUSED = {   # case: (run, committee -> (sender, round, attempt, model, manifest[, reasons]), reason)
     "roster member off the committee": (
         lambda r, c: (next(m for m in r.members if m not in c), 1, 1, *result(1)), "not on this committee"),
     "outsider": (lambda r, c: (r.s.outsider, 1, 1, *result(1)), "not on this committee"),
@@ -621,6 +684,11 @@ RESULT_REFUSED = {   # case: (run, committee -> (sender, round, attempt, model, 
     "round 0": (lambda r, c: (c[0], 0, 0, *result(1)), "no round 0"),
     "empty model": (lambda r, c: (c[0], 1, 1, "00" * 32, result(1)[1]), "empty digest"),
     "empty manifest": (lambda r, c: (c[0], 1, 1, result(1)[0], "00" * 32), "empty digest"),
+    "too few reasons": (lambda r, c: (c[0], 1, 1, *result(1), [ACCEPTED] * 4), "one reason per committed update"),
+    "too many reasons": (lambda r, c: (c[0], 1, 1, *result(1), [ACCEPTED] * 6), "one reason per committed update"),
+    "no reasons": (lambda r, c: (c[0], 1, 1, *result(1), []), "one reason per committed update"),
+    "reason code 15": (lambda r, c: (c[0], 1, 1, *result(1), [ACCEPTED, 15, ACCEPTED, ACCEPTED, ACCEPTED]),
+                       "reason code above 14"),
 }
 
 
@@ -629,7 +697,7 @@ def test_refused_result_surfaces_the_reason(aggregating, case):
     run, members = aggregating
     make, reason = RESULT_REFUSED[case]
     with refused("CommitteeStudy.submit_result", reason):
-        run.study.submit_result(*make(run, members))
+        submit(run, *make(run, members))
     assert run.study.events("ResultSubmitted") == []
 
 
@@ -638,7 +706,7 @@ def test_no_result_before_the_committee_is_drawn(committee):
     run.commit_all()
     for member in run.members:
         with refused("CommitteeStudy.submit_result", "not on this committee"):
-            run.study.submit_result(member, 1, 1, *result(1))
+            submit(run, member, 1, 1, *result(1))
 
 
 # --- CommitteeStudy: redrawing a silent committee -------------------------------------------
@@ -648,7 +716,7 @@ def test_a_silent_committee_is_redrawn_after_the_deadline(committee):
     run = committee
     a, b, c = drawn_round(run)
     seed1 = run.study._view("seed_of", 1, 1)
-    run.study.submit_result(a, 1, 1, *result(1))             # b and c stay silent
+    submit(run, a, 1, 1, *result(1))             # b and c stay silent
     deadline = run.study.phase_deadline()
 
     with refused("CommitteeStudy.redraw", "result window still open"):
@@ -679,24 +747,23 @@ def test_a_silent_committee_is_redrawn_after_the_deadline(committee):
 
     # The replaced committee can no longer answer.
     with refused("CommitteeStudy.submit_result", "that committee was replaced"):
-        run.study.submit_result(b, 1, 1, *result(1))
+        submit(run, b, 1, 1, *result(1))
     with refused("CommitteeStudy.submit_result", "already submitted"):
-        run.study.submit_result(a, 1, 1, *result(1))
+        submit(run, a, 1, 1, *result(1))
     with refused("CommitteeStudy.redraw", "result window still open"):
         run.study.redraw(run.s.outsider, 1)
 
-    # The new committee finalizes; only its votes are judged.
+    # The new committee finalizes; only its votes are judged (and every committed update, accepted).
     new = [run.account(x) for x in redrawn["committee"]]
     before = run.reputations()
     for member in new[:2]:
-        run.study.submit_result(member, 1, 2, *result(1))
+        submit(run, member, 1, 2, *result(1))
     assert (run.study.round_count(), run.study.final_attempt(1)) == (1, 2)
     after = run.reputations()
-    assert {m: after[m] - before[m] for m in after if after[m] != before[m]} == \
-        {m.address: 1 for m in new[:2]}
+    assert {m: after[m] - before[m] for m in after} == {m.address: 2 if m in new[:2] else 1 for m in run.members}
     with refused("CommitteeStudy.submit_result", "that committee was replaced"):
-        run.study.submit_result(c, 1, 1, *result(1))          # late, for the replaced committee
-    run.study.submit_result(new[2], 1, 2, *result(1, " late"))   # late, for the final one: judged
+        submit(run, c, 1, 1, *result(1))          # late, for the replaced committee
+    submit(run, new[2], 1, 2, *result(1, " late"))   # late, for the final one: judged
     assert run.changes(1)[-1] == (new[2].address, after[new[2].address], after[new[2].address] - 50, "disagreed")
     with refused("CommitteeStudy.redraw", "round is not aggregating"):
         run.study.redraw(run.s.outsider, 2)
@@ -705,8 +772,8 @@ def test_a_silent_committee_is_redrawn_after_the_deadline(committee):
 def test_a_split_committee_is_redrawn_without_penalties(embedded):
     run = start(embedded, "committee", institutions=4, committee_size=2)
     a, b = drawn_round(run)
-    run.study.submit_result(a, 1, 1, *result(1))
-    run.study.submit_result(b, 1, 1, *result(1, " other"))    # 1 of 2 each: no majority
+    submit(run, a, 1, 1, *result(1))
+    submit(run, b, 1, 1, *result(1, " other"))    # 1 of 2 each: no majority
     assert run.study.round_count() == 0
     run.pass_deadline()
     run.study.redraw(a, 1)
@@ -722,8 +789,8 @@ def test_redraw_is_refused_while_committing(committee):
 def test_attempt_is_zero_while_the_next_round_commits(committee):
     run = committee
     a, b, _ = drawn_round(run)
-    run.study.submit_result(a, 1, 1, *result(1))
-    run.study.submit_result(b, 1, 1, *result(1))
+    submit(run, a, 1, 1, *result(1))
+    submit(run, b, 1, 1, *result(1))
     assert (run.study.round_count(), run.study.phase()) == (1, Phase.COMMITTING)
     assert run.study.attempt() == 0
 
@@ -733,7 +800,7 @@ def test_a_member_removed_after_the_draw_cannot_submit(committee):
     a, *_ = drawn_round(run)
     run.s.consortium.remove_member(run.s.admin, a.address)
     with refused("CommitteeStudy.submit_result", "not an active institution"):
-        run.study.submit_result(a, 1, 1, *result(1))
+        submit(run, a, 1, 1, *result(1))
 
 
 # --- ConsensusStudy: scores ------------------------------------------------------------------
@@ -875,10 +942,12 @@ def test_a_removed_member_still_counts_in_the_score_quorum(embedded):
 # --- ConsensusStudy: votes, finalization, rewards --------------------------------------------
 
 
-def vote(run: Run, member: LocalAccount, round: int = 1, tag: str = "", rewards=None):
-    """`member` votes for result(round, tag); rewards: 10 for every committer unless given."""
+def vote(run: Run, member: LocalAccount, round: int = 1, tag: str = "", rewards=None, reasons=None):
+    """`member` votes for result(round, tag); rewards: 10 for every committer unless given;
+    reasons: unless given, an unrewarded update is rejected as LOW_SCORE, the others aggregated."""
     rewards = [10] * len(run.study.committers(round)) if rewards is None else rewards
-    return run.study.submit_vote(member, round, *result(round, tag), rewards)
+    reasons = [ACCEPTED if r > 0 else LOW_SCORE for r in rewards] if reasons is None else reasons
+    return run.study.submit_vote(member, round, *result(round, tag), rewards, reasons)
 
 
 @pytest.mark.parametrize("n, needed, weighted", [(3, 2, False), (4, 3, False), (5, 4, False), (3, 2, True)],
@@ -916,17 +985,24 @@ def test_finalizing_credits_rewards_and_judges_everyone(consensus):
     run = consensus
     a, b, c, d = run.members
     to_scoring_and_voting(run, committers=[c, a, b])        # d does not contribute
-    rewards = [70, 0, 30]                                   # a's update is excluded
-    vote(run, d, tag=" other", rewards=rewards)             # d dissents before the outcome
-    vote(run, a, rewards=rewards)
-    vote(run, b, rewards=rewards)
+    rewards = [70, 0, 30]
+    reasons = [ACCEPTED, OUTLIER, ACCEPTED]                  # a's update is rejected
+    vote(run, d, tag=" other", rewards=rewards, reasons=reasons)   # d dissents before the outcome
+    vote(run, a, rewards=rewards, reasons=reasons)
+    vote(run, b, rewards=rewards, reasons=reasons)
     assert run.study.round_count() == 0
-    receipt = vote(run, c, rewards=rewards)
+    receipt = vote(run, c, rewards=rewards, reasons=reasons)
     block = receipt["blockNumber"]
 
     assert run.study.finalized(1) == result(1) and run.study.round_count() == 1
+    assert run.study.finalized_reasons(1) == reasons
     assert run.study._view("final_key", 1) == Web3.keccak(
-        bytes.fromhex(result(1)[0]) + bytes.fromhex(result(1)[1]) + Web3.keccak(abi.encode(["uint256[]"], [rewards])))
+        bytes.fromhex(result(1)[0]) + bytes.fromhex(result(1)[1]) + Web3.keccak(abi.encode(["uint256[]"], [rewards]))
+        + Web3.keccak(abi.encode(["uint8[]"], [reasons])))
+    assert run.study._view("final_key", 1) == result_key(*result(1), reasons, rewards)
+    votes = run.study.events("VoteSubmitted", 1)
+    assert [(e["validator"], list(e["rewards"]), list(e["reasons"])) for e in votes] == \
+        [(m.address, rewards, reasons) for m in (d, a, b, c)]
     credited = run.study.events("RewardCredited", 1)
     assert [(e["member"], e["amount"], e["block"]) for e in credited] == [(c.address, 70, block),
                                                                           (b.address, 30, block)]
@@ -936,22 +1012,26 @@ def test_finalizing_credits_rewards_and_judges_everyone(consensus):
         (a.address, 100, 101, "agreed"), (b.address, 100, 101, "agreed"), (c.address, 100, 101, "agreed"),
         (d.address, 100, 50, "disagreed"),
         # the contributors, in commit order
-        (c.address, 101, 102, "update accepted"), (a.address, 101, 81, "update excluded"),
+        (c.address, 101, 102, "update accepted"), (a.address, 101, 81, "update rejected"),
         (b.address, 101, 102, "update accepted"),
     ]
+    assert run.study.rejections(1) == [(a.address, run.update(a, 1), OUTLIER)]
     assert run.reputations() == {a.address: 81, b.address: 102, c.address: 102, d.address: 50}
     (final,) = run.study.events("RoundFinalized")
     assert (final["round_number"], final["parent_model"].hex(), final["model"].hex()) == \
         (1, digest("model 0"), result(1)[0])
     kinds = [e["event"] for e in run.study.all_events() if e["block"] == block]
     assert kinds[-2:] == ["RoundFinalized", "RoundOpened"]
+    assert kinds.index("RewardCredited") < kinds.index("UpdateRejected") < kinds.index("RoundFinalized")
 
-    # Rewards add up over rounds.
+    # Rewards add up over rounds; an update may be accepted without a reward.
     to_scoring_and_voting(run, committers=[b, c])
     for member in (a, b, c):
-        vote(run, member, round=2, rewards=[5, 0])
+        vote(run, member, round=2, rewards=[5, 0], reasons=[ACCEPTED, ACCEPTED])
     assert [run.study.reward_balance(m.address) for m in (a, b, c, d)] == [0, 35, 70, 0]
     assert run.study.committers(2) == [b.address, c.address]
+    assert run.study.rejections(2) == [] and run.study.finalized_reasons(2) == [ACCEPTED, ACCEPTED]
+    assert [r for m, _, _, r in run.changes(2) if m == c.address] == ["agreed", "update accepted"]
 
 
 @pytest.fixture
@@ -980,17 +1060,25 @@ def test_votes_are_accepted_only_while_voting(consensus):
     with refused("ConsensusStudy.submit_vote", "round is not voting"):       # scoring
         vote(run, run.members[0])
     with refused("ConsensusStudy.submit_vote", "not the open round"):
-        run.study.submit_vote(run.members[0], 2, *result(2), [])
+        run.study.submit_vote(run.members[0], 2, *result(2), [], [])
     assert run.study.events("VoteSubmitted") == []
 
 
-VOTE_REFUSED = {   # case: (run -> (sender, round, model, manifest, rewards), reason)
+VOTE_REFUSED = {   # case: (run -> (sender, round, model, manifest, rewards[, reasons]), reason)
     "outsider": (lambda r: (r.s.outsider, 1, *result(1), [1] * 4), "not on the study's roster"),
     "coordinator": (lambda r: (r.s.coordinator, 1, *result(1), [1] * 4), "not on the study's roster"),
     "empty model": (lambda r: (r.members[0], 1, "00" * 32, result(1)[1], [1] * 4), "empty digest"),
     "empty manifest": (lambda r: (r.members[0], 1, result(1)[0], "00" * 32, [1] * 4), "empty digest"),
     "too few rewards": (lambda r: (r.members[0], 1, *result(1), [1] * 3), "one reward per committed update"),
     "too many rewards": (lambda r: (r.members[0], 1, *result(1), [1] * 5), "one reward per committed update"),
+    "too few reasons": (lambda r: (r.members[0], 1, *result(1), [1] * 4, [0] * 3), "one reason per committed update"),
+    "too many reasons": (lambda r: (r.members[0], 1, *result(1), [1] * 4, [0] * 5),
+                         "one reason per committed update"),
+    "reason code 15": (lambda r: (r.members[0], 1, *result(1), [1, 1, 1, 0], [0, 0, 0, 15]), "reason code above 14"),
+    "reason code 255": (lambda r: (r.members[0], 1, *result(1), [1, 1, 1, 0], [255, 0, 0, 0]),
+                        "reason code above 14"),
+    "rejected update rewarded": (lambda r: (r.members[0], 1, *result(1), [1, 1, 1, 1], [0, 0, OUTLIER, 0]),
+                                 "rejected update cannot be rewarded"),
     "round 2": (lambda r: (r.members[0], 2, *result(1), [1] * 4), "not the open round"),
 }
 
@@ -999,9 +1087,20 @@ VOTE_REFUSED = {   # case: (run -> (sender, round, model, manifest, rewards), re
 def test_refused_vote_surfaces_the_reason(voting_shared, case):
     run = voting_shared
     make, reason = VOTE_REFUSED[case]
+    sender, round, model, manifest, rewards, *reasons = make(run)
+    reasons = reasons[0] if reasons else [ACCEPTED] * len(rewards)
     with refused("ConsensusStudy.submit_vote", reason):
-        run.study.submit_vote(*make(run))
+        run.study.submit_vote(sender, round, model, manifest, rewards, reasons)
     assert run.study.events("VoteSubmitted") == []
+
+
+def test_the_highest_reason_code_and_an_unrewarded_acceptance_are_valid(voting):
+    run = voting
+    for member in run.members[:3]:
+        vote(run, member, rewards=[0, 1, 0, 0], reasons=[ACCEPTED, ACCEPTED, LOW_SCORE, NOT_MEMBER])
+    assert run.study.finalized_reasons(1) == [ACCEPTED, ACCEPTED, LOW_SCORE, NOT_MEMBER]
+    assert [(m, code) for m, _, code in run.study.rejections(1)] == [(run.members[2].address, LOW_SCORE),
+                                                                    (run.members[3].address, NOT_MEMBER)]
 
 
 def test_a_removed_member_cannot_vote(voting):
@@ -1034,7 +1133,7 @@ def test_a_late_vote_is_judged_against_the_outcome(voting, late):
 def test_a_vote_for_round_zero_is_refused(consensus):
     run = consensus
     with refused("ConsensusStudy.submit_vote", "no round 0"):
-        run.study.submit_vote(run.members[0], 0, *result(0), [])
+        run.study.submit_vote(run.members[0], 0, *result(0), [], [])
 
 
 # --- ConsensusStudy: weighting by reputation -------------------------------------------------
@@ -1042,7 +1141,7 @@ def test_a_vote_for_round_zero_is_refused(consensus):
 
 def weighted_round_three(embedded) -> Run:
     """A reputation-weighted study with reputations a 104, b 104, c 62, d 10 (total 280: two thirds
-    is 186.7) and round 3 open for votes. c and d had their updates excluded in rounds 1 and 2,
+    is 186.7) and round 3 open for votes. c and d had their updates rejected in rounds 1 and 2,
     and d voted late against round 1's outcome."""
     run = start(embedded, "consensus", institutions=4, weighted=True)
     a, b, c, d = run.members
@@ -1078,8 +1177,8 @@ def test_by_reputation_the_threshold_is_two_thirds_of_the_reputation(embedded):
     assert run.study.round_count() == 2 and run.study.events("RoundFinalized", 3) == []
     vote(run, b, round=3, rewards=[1, 1, 1, 0])
     assert run.study.round_count() == 3
-    # d (10 + 1 agreed) loses 20 for its excluded update: reputation stops at 0.
-    assert (d.address, 11, 0, "update excluded") in run.changes(3, round3)
+    # d (10 + 1 agreed) loses 20 for its rejected update: reputation stops at 0.
+    assert (d.address, 11, 0, "update rejected") in run.changes(3, round3)
     assert run.reputations() == {a.address: 106, b.address: 106, c.address: 64, d.address: 0}
 
     # Round 4, total 276 (two thirds: 184): a alone (106) is not enough, a + b = 212 is: two of four,
@@ -1106,7 +1205,7 @@ def test_by_count_two_of_four_never_finalize(consensus):
 
 GAS_BOUNDS = {   # loose upper bounds per call, for up to 10 members (measured: about 60% of these)
     "commit_update": 220_000, "close_commits": 600_000, "submit_result": 150_000,
-    "submit_result (finalizing)": 400_000, "redraw": 600_000,
+    "submit_result (finalizing)": 600_000, "redraw": 600_000,   # finalizing judges every committed update
     "submit_scores": 160_000, "close_scores": 80_000, "submit_vote": 220_000,
     "submit_vote (finalizing)": 1_000_000,
 }
@@ -1121,12 +1220,12 @@ def committee_gas(embedded, n: int) -> dict[str, list[int]]:
     for name, call in calls:
         gas.setdefault(name, []).append(call()["gasUsed"])
     first = run.account(run.study.committee(1, 1)[0])
-    gas["submit_result"] = [run.study.submit_result(first, 1, 1, *result(1))["gasUsed"]]
+    gas["submit_result"] = [submit(run, first, 1, 1, *result(1))["gasUsed"]]
     run.pass_deadline()
     gas["redraw"] = [run.study.redraw(run.members[0], 1)["gasUsed"]]
     a, b, _ = map(run.account, run.study.committee(1, 2))
-    gas["submit_result"].append(run.study.submit_result(a, 1, 2, *result(1))["gasUsed"])
-    gas["submit_result (finalizing)"] = [run.study.submit_result(b, 1, 2, *result(1))["gasUsed"]]
+    gas["submit_result"].append(submit(run, a, 1, 2, *result(1))["gasUsed"])
+    gas["submit_result (finalizing)"] = [submit(run, b, 1, 2, *result(1))["gasUsed"]]
     assert run.study.round_count() == 1
     return gas
 

@@ -4,16 +4,20 @@
 @title FedLedger study, semi-coupled: the contract runs the round, a committee aggregates
 @notice Members commit their own updates. When the commit phase closes, a committee of
         `committee_size` members is drawn by reputation from the previous block's hash; each
-        committee member aggregates off chain and submits a result digest. A majority of the
-        committee finalizes the round. A committee member whose digest differs from the
-        finalized one loses reputation; if the committee stays short of a majority past the
-        deadline, anyone may redraw it and the silent members lose reputation.
+        committee member aggregates off chain and submits a result: the model and manifest
+        digests and a reason code per committed update (0: aggregated). A majority of the
+        committee finalizes the round; each committer's update is then judged by its code.
+        A committee member whose result differs from the finalized one loses reputation; if
+        the committee stays short of a majority past the deadline, anyone may redraw it and
+        the silent members lose reputation. Suspended members are never drawn.
 """
 
+import reputation_policy as policy
 import rounds
 
-initializes: rounds
-exports: rounds.__interface__
+initializes: policy
+initializes: rounds[policy := policy]
+exports: (rounds.__interface__, policy.__interface__)
 
 MAX_COMMITTEE: constant(uint256) = 16
 AGGREGATING: constant(uint256) = 2
@@ -34,6 +38,7 @@ event ResultSubmitted:
     member: indexed(address)
     model: bytes32
     manifest_digest: bytes32
+    reasons: DynArray[uint8, rounds.MAX_MEMBERS]
 
 
 committee_size: public(uint256)
@@ -49,13 +54,14 @@ final_key: public(HashMap[uint256, bytes32])
 @deploy
 def __init__(consortium: address, config_digest: bytes32, initial_model: bytes32,
              roster: DynArray[address, rounds.MAX_MEMBERS], commit_window: uint256, result_window: uint256,
-             min_participants: uint256, committee_size: uint256):
+             min_participants: uint256, suspension_threshold: uint256, committee_size: uint256):
     """
     @notice Deploying starts the study (the deployer must hold the coordinator role) and opens round 1.
     """
     assert committee_size >= 1 and committee_size <= MAX_COMMITTEE, "committee_size must be 1..16"
     assert committee_size <= len(roster), "committee larger than the roster"
-    rounds._start(consortium, config_digest, initial_model, roster, commit_window, result_window, min_participants)
+    rounds._start(consortium, config_digest, initial_model, roster, commit_window, result_window, min_participants,
+                  suspension_threshold)
     self.committee_size = committee_size
 
 
@@ -80,7 +86,7 @@ def redraw(round_number: uint256):
     assert block.number > rounds.phase_deadline, "result window still open"
     for member: address in self._committees[round_number][self.attempt]:
         if self._vote_of[round_number][self.attempt][member] == empty(bytes32):
-            rounds._change_reputation(member, round_number, ABSENT, "absent")
+            policy._change(member, round_number, ABSENT, "absent")
     self._draw(round_number, keccak256(concat(self._seeds[round_number][self.attempt], blockhash(block.number - 1))))
 
 
@@ -88,8 +94,8 @@ def redraw(round_number: uint256):
 def _draw(round_number: uint256, entropy: bytes32):
     """
     @notice Draw without replacement, each pick with probability proportional to reputation
-            among active members not yet picked. `committee_of` and the seed in the event let
-            anyone recompute it.
+            among members not yet picked that are active institutions and not suspended (the
+            others weigh 0). `committee_of` and the seed in the event let anyone recompute it.
     """
     self.attempt += 1
     seed: bytes32 = keccak256(concat(entropy, convert(round_number, bytes32), convert(self.attempt, bytes32)))
@@ -97,8 +103,8 @@ def _draw(round_number: uint256, entropy: bytes32):
     total: uint256 = 0
     for member: address in rounds.members:
         weight: uint256 = 0
-        if staticcall rounds.consortium.has_role(member, rounds.INSTITUTION):
-            weight = rounds.reputation[member]
+        if rounds._eligible(member):
+            weight = policy._reputation(member)
         weights.append(weight)
         total += weight
     committee: DynArray[address, MAX_COMMITTEE] = []
@@ -124,18 +130,21 @@ def _draw(round_number: uint256, entropy: bytes32):
 
 
 @external
-def submit_result(round_number: uint256, attempt: uint256, model: bytes32, manifest_digest: bytes32):
+def submit_result(round_number: uint256, attempt: uint256, model: bytes32, manifest_digest: bytes32,
+                  reasons: DynArray[uint8, rounds.MAX_MEMBERS]):
     """
-    @notice A committee member's result for `round_number`. Accepted while the round is open
-            and, from members of the finalizing committee who had not answered yet, after it
-            finalized (they are then judged against the finalized result).
+    @notice A committee member's result for `round_number`: the model, the manifest and one
+            reason code per committed update in `committers` order (0: aggregated). Accepted
+            while the round is open and, from members of the finalizing committee who had not
+            answered yet, after it finalized (they are then judged against the finalized result).
     """
     assert model != empty(bytes32) and manifest_digest != empty(bytes32), "empty digest"
     assert round_number >= 1, "no round 0"
     assert msg.sender in self._committees[round_number][attempt], "not on this committee"
     rounds._check_active_member(msg.sender)
     assert self._vote_of[round_number][attempt][msg.sender] == empty(bytes32), "already submitted"
-    key: bytes32 = keccak256(concat(model, manifest_digest))
+    rounds._check_reasons(round_number, reasons)
+    key: bytes32 = keccak256(concat(model, manifest_digest, keccak256(abi_encode(reasons))))
     if round_number <= rounds.round_count:
         assert attempt == self.final_attempt[round_number], "that committee was replaced"
     else:
@@ -143,7 +152,7 @@ def submit_result(round_number: uint256, attempt: uint256, model: bytes32, manif
         assert attempt == self.attempt, "that committee was replaced"
     self._vote_of[round_number][attempt][msg.sender] = key
     log ResultSubmitted(round_number=round_number, attempt=attempt, member=msg.sender, model=model,
-                        manifest_digest=manifest_digest)
+                        manifest_digest=manifest_digest, reasons=reasons)
     if round_number <= rounds.round_count:
         rounds._judge(msg.sender, round_number, key == self.final_key[round_number])
         return
@@ -157,7 +166,7 @@ def submit_result(round_number: uint256, attempt: uint256, model: bytes32, manif
             if vote != empty(bytes32):
                 rounds._judge(member, round_number, vote == key)
         self.attempt = 0   # the next round has drawn no committee yet
-        rounds._finalize(model, manifest_digest)
+        rounds._finalize(model, manifest_digest, reasons)
 
 
 @external

@@ -5,23 +5,24 @@
 @notice Members commit their own updates. Every roster member then scores every committed
         update on its own held-out data and puts the scores on chain; once the scores are
         closed, each member applies the same documented exclusion rule to them, aggregates
-        the accepted updates and votes for (model, manifest, rewards). The round finalizes
-        when two thirds of the roster (by count, or by reputation if so configured) vote for
-        the same result; the rewards in it are credited, contributors whose update was
-        excluded lose reputation and voters who disagreed with the outcome lose reputation.
+        the accepted updates and votes for (model, manifest, rewards, reasons): a reason code
+        per committed update, 0 for an aggregated one. The round finalizes when two thirds of
+        the roster members that are not suspended (by count, or by reputation if so
+        configured) vote for the same result; the rewards in it are credited, contributors
+        whose update was rejected lose reputation and voters who disagreed with the outcome
+        lose reputation.
 """
 
+import reputation_policy as policy
 import rounds
 
-initializes: rounds
-exports: rounds.__interface__
+initializes: policy
+initializes: rounds[policy := policy]
+exports: (rounds.__interface__, policy.__interface__)
 
 SCORING: constant(uint256) = 2
 VOTING: constant(uint256) = 3
 MAX_SCORE: constant(uint256) = 1000000  # scores are parts per million (accuracy 0.8 -> 800000)
-
-ACCEPTED: constant(int256) = 1
-EXCLUDED: constant(int256) = -20
 
 
 event ScoresSubmitted:
@@ -45,6 +46,7 @@ event VoteSubmitted:
     model: bytes32
     manifest_digest: bytes32
     rewards: DynArray[uint256, rounds.MAX_MEMBERS]
+    reasons: DynArray[uint8, rounds.MAX_MEMBERS]
 
 event RewardCredited:
     member: indexed(address)
@@ -64,11 +66,12 @@ reward_balance: public(HashMap[address, uint256])
 @deploy
 def __init__(consortium: address, config_digest: bytes32, initial_model: bytes32,
              roster: DynArray[address, rounds.MAX_MEMBERS], commit_window: uint256, result_window: uint256,
-             min_participants: uint256, weight_by_reputation: bool):
+             min_participants: uint256, suspension_threshold: uint256, weight_by_reputation: bool):
     """
     @notice Deploying starts the study (the deployer must hold the coordinator role) and opens round 1.
     """
-    rounds._start(consortium, config_digest, initial_model, roster, commit_window, result_window, min_participants)
+    rounds._start(consortium, config_digest, initial_model, roster, commit_window, result_window, min_participants,
+                  suspension_threshold)
     self.weight_by_reputation = weight_by_reputation
 
 
@@ -102,13 +105,15 @@ def submit_scores(round_number: uint256, scores: DynArray[uint256, rounds.MAX_ME
 def close_scores(round_number: uint256):
     """
     @notice Freeze the scores (all members scored, or past the deadline with two thirds of
-            them); voting starts. Past the deadline with fewer, the window is extended.
+            them; suspended members do not count); voting starts. Past the deadline with fewer,
+            the window is extended.
     """
     rounds._check_current(round_number, SCORING, "scoring")
     scored: uint256 = self.score_count[round_number]
-    if scored < len(rounds.members):
+    counted: uint256 = rounds._counted_members()
+    if scored < counted:
         assert block.number > rounds.phase_deadline, "score window still open"
-        if 3 * scored < 2 * len(rounds.members):
+        if 3 * scored < 2 * counted:
             rounds.phase_deadline = block.number + rounds.result_window
             log ScoreWindowExtended(round_number=round_number, validators=scored, deadline=rounds.phase_deadline)
             return
@@ -119,17 +124,19 @@ def close_scores(round_number: uint256):
 
 @internal
 @view
-def _result_key(model: bytes32, manifest_digest: bytes32, rewards: DynArray[uint256, rounds.MAX_MEMBERS]) -> bytes32:
-    return keccak256(concat(model, manifest_digest, keccak256(abi_encode(rewards))))
+def _result_key(model: bytes32, manifest_digest: bytes32, rewards: DynArray[uint256, rounds.MAX_MEMBERS],
+                reasons: DynArray[uint8, rounds.MAX_MEMBERS]) -> bytes32:
+    return keccak256(concat(model, manifest_digest, keccak256(abi_encode(rewards)), keccak256(abi_encode(reasons))))
 
 
 @external
 def submit_vote(round_number: uint256, model: bytes32, manifest_digest: bytes32,
-                rewards: DynArray[uint256, rounds.MAX_MEMBERS]):
+                rewards: DynArray[uint256, rounds.MAX_MEMBERS], reasons: DynArray[uint8, rounds.MAX_MEMBERS]):
     """
-    @notice The caller's result: the model, the manifest and each committer's reward (0 for
-            an excluded update), in `committers` order. Votes arriving after the round
-            finalized are judged against the outcome.
+    @notice The caller's result: the model, the manifest, each committer's reward and each
+            committer's reason code (0: aggregated), in `committers` order; a rejected update
+            earns no reward. Votes arriving after the round finalized are judged against the
+            outcome.
     """
     assert model != empty(bytes32) and manifest_digest != empty(bytes32), "empty digest"
     assert round_number >= 1, "no round 0"
@@ -139,20 +146,26 @@ def submit_vote(round_number: uint256, model: bytes32, manifest_digest: bytes32,
         rounds._check_current(round_number, VOTING, "voting")
     committers: DynArray[address, rounds.MAX_MEMBERS] = rounds._committers[round_number]
     assert len(rewards) == len(committers), "one reward per committed update"
-    key: bytes32 = self._result_key(model, manifest_digest, rewards)
+    rounds._check_reasons(round_number, reasons)
+    for i: uint256 in range(rounds.MAX_MEMBERS):
+        if i == len(committers):
+            break
+        assert rewards[i] == 0 or reasons[i] == policy.ACCEPTED, "rejected update cannot be rewarded"
+    key: bytes32 = self._result_key(model, manifest_digest, rewards, reasons)
     self._vote_of[round_number][msg.sender] = key
     log VoteSubmitted(round_number=round_number, validator=msg.sender, model=model,
-                      manifest_digest=manifest_digest, rewards=rewards)
+                      manifest_digest=manifest_digest, rewards=rewards, reasons=reasons)
     if round_number <= rounds.round_count:
         rounds._judge(msg.sender, round_number, key == self.final_key[round_number])
         return
     weight: uint256 = 1
-    total: uint256 = len(rounds.members)
+    total: uint256 = rounds._counted_members()
     if self.weight_by_reputation:
-        weight = rounds.reputation[msg.sender]
+        weight = policy._reputation(msg.sender)
         total = 0
         for member: address in rounds.members:
-            total += rounds.reputation[member]
+            if not policy._suspended(member):
+                total += policy._reputation(member)
     self._votes_for[round_number][key] += weight
     if 3 * self._votes_for[round_number][key] < 2 * total:
         return
@@ -167,7 +180,4 @@ def submit_vote(round_number: uint256, model: bytes32, manifest_digest: bytes32,
         if rewards[i] > 0:
             self.reward_balance[committers[i]] += rewards[i]
             log RewardCredited(member=committers[i], round_number=round_number, amount=rewards[i])
-            rounds._change_reputation(committers[i], round_number, ACCEPTED, "update accepted")
-        else:
-            rounds._change_reputation(committers[i], round_number, EXCLUDED, "update excluded")
-    rounds._finalize(model, manifest_digest)
+    rounds._finalize(model, manifest_digest, reasons)

@@ -6,7 +6,19 @@
         the Merkle root of the accepted updates, the participants and the digests of the
         round's metrics and manifest. Rounds form a chain: each one names the previous
         round's model as its parent, so none can be skipped, replayed or forked.
+        The anchor also records the updates the coordinator rejected, with a reason code
+        each, and applies the shared reputation policy (reputation_policy.vy): every participant
+        earns "update accepted", every rejected institution loses "update rejected", and a
+        suspended institution cannot be a participant until the consortium's admin
+        reinstates it. An institution's reputation starts at INITIAL_REPUTATION the first
+        time an anchor names it: `reputation(x)` reads 0 until then, `reputation_of(x)` the
+        reputation in effect (INITIAL_REPUTATION for an institution not met yet).
 """
+
+import reputation_policy as policy
+
+initializes: policy
+exports: policy.__interface__
 
 interface Consortium:
     def has_role(member: address, role: uint256) -> bool: view
@@ -50,9 +62,10 @@ _rounds: HashMap[uint256, Round]
 
 
 @deploy
-def __init__(consortium: address):
+def __init__(consortium: address, suspension_threshold: uint256):
     assert consortium.is_contract, "consortium is not a contract"
     self.consortium = Consortium(consortium)
+    policy._init(suspension_threshold)
 
 
 @external
@@ -80,10 +93,17 @@ def anchor_round(
     participants: DynArray[address, MAX_PARTICIPANTS],
     metrics_digest: bytes32,
     manifest_digest: bytes32,
+    rejected: DynArray[address, MAX_PARTICIPANTS],
+    rejected_updates: DynArray[bytes32, MAX_PARTICIPANTS],
+    reasons: DynArray[uint8, MAX_PARTICIPANTS],
 ):
     """
-    @notice Record round `round_number`. Participants must be active institutions, listed in
-            strictly increasing address order (which also rules out duplicates cheaply).
+    @notice Record round `round_number`. Participants must be active institutions that are
+            not suspended, listed in strictly increasing address order (which also rules out
+            duplicates cheaply). `rejected`, `rejected_updates` and `reasons` list the updates
+            left out, in any order: who sent each, its digest (empty if there was none to
+            name) and why (a code 1..14); anyone may appear there, members or not, several
+            times.
     """
     assert self.coordinator != empty(address), "study not started"
     assert msg.sender == self.coordinator, "only the study coordinator"
@@ -92,12 +112,25 @@ def anchor_round(
     assert round_number == self.round_count + 1, "wrong round number"
     assert parent_model == self.latest_model, "parent is not the latest model"
     assert model != empty(bytes32), "empty model digest"
-    assert len(participants) > 0, "no participants"
+    assert len(rejected) == len(reasons) and len(rejected_updates) == len(reasons), \
+        "one update and one reason per rejected member"
     previous: uint256 = 0
     for participant: address in participants:
         assert convert(participant, uint256) > previous, "participants not strictly increasing (duplicate?)"
         previous = convert(participant, uint256)
         assert staticcall self.consortium.has_role(participant, INSTITUTION), "participant is not an institution"
+        policy._enrol(participant)
+        assert not policy._suspended(participant), "participant is suspended"
+        policy._judge_update(participant, round_number, empty(bytes32), policy.ACCEPTED, True)
+    for i: uint256 in range(MAX_PARTICIPANTS):
+        if i == len(rejected):
+            break
+        assert reasons[i] != policy.ACCEPTED and reasons[i] <= policy.MAX_REASON, "reason code must be 1..14"
+        member: address = rejected[i]
+        institution: bool = staticcall self.consortium.has_role(member, INSTITUTION)
+        if institution:
+            policy._enrol(member)
+        policy._judge_update(member, round_number, rejected_updates[i], reasons[i], institution)
     self._rounds[round_number] = Round(
         parent_model=parent_model,
         model=model,
@@ -117,6 +150,29 @@ def anchor_round(
         metrics_digest=metrics_digest,
         manifest_digest=manifest_digest,
     )
+
+
+@external
+def reinstate(member: address):
+    """
+    @notice Lift `member`'s suspension and reset its reputation to the initial one: only the
+            consortium's admin may.
+    """
+    policy._reinstate(member, self.consortium.address, self.round_count + 1)
+
+
+@external
+@view
+def reputation_of(member: address) -> uint256:
+    """
+    @notice `member`'s reputation in effect: the stored one once an anchor named it, else
+            INITIAL_REPUTATION for an active institution and 0 for anyone else.
+    """
+    if policy._known(member):
+        return policy._reputation(member)
+    if staticcall self.consortium.has_role(member, INSTITUTION):
+        return policy.INITIAL_REPUTATION
+    return 0
 
 
 @external

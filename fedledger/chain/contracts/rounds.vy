@@ -1,11 +1,18 @@
 # pragma version 0.4.3
 """
 @title Round lifecycle shared by the chain-coordinated architectures
-@notice The roster, reputation, per-round update commitments and finalization that
-        CommitteeStudy (semi-coupled) and ConsensusStudy (fully coupled) have in common.
-        No one coordinates: round 1 opens when the study starts and each finalized round
-        opens the next. Deadlines are block numbers, so every member sees the same ones.
+@notice The roster, per-round update commitments and finalization that CommitteeStudy
+        (semi-coupled) and ConsensusStudy (fully coupled) have in common; reputation and
+        suspension are the shared policy of reputation_policy.vy. No one coordinates: round 1 opens
+        when the study starts and each finalized round opens the next. Deadlines are block
+        numbers, so every member sees the same ones.
+        A commitment refused for a reason of the sender's own is not a revert but a
+        CommitRejected record (with a reason code of reputation_policy.vy), so refusals stay on chain.
 """
+
+import reputation_policy as policy
+
+uses: policy
 
 interface Consortium:
     def has_role(member: address, role: uint256) -> bool: view
@@ -13,8 +20,6 @@ interface Consortium:
 INSTITUTION: constant(uint256) = 1
 COORDINATOR: constant(uint256) = 2
 MAX_MEMBERS: constant(uint256) = 128
-INITIAL_REPUTATION: constant(uint256) = 100
-MAX_REPUTATION: constant(uint256) = 1000
 # A result vote that matches the finalized one, or not.
 AGREED: constant(int256) = 1
 DISAGREED: constant(int256) = -50
@@ -57,12 +62,11 @@ event RoundFinalized:
     model: bytes32
     manifest_digest: bytes32
 
-event ReputationChanged:
-    member: indexed(address)
+event CommitRejected:
     round_number: indexed(uint256)
-    before: uint256
-    after: uint256
-    reason: String[24]
+    member: indexed(address)
+    update: bytes32
+    reason: uint8
 
 
 consortium: public(Consortium)
@@ -78,17 +82,19 @@ result_window: public(uint256)
 min_participants: public(uint256)
 members: public(DynArray[address, MAX_MEMBERS])
 on_roster: public(HashMap[address, bool])
-reputation: public(HashMap[address, uint256])
 _committers: HashMap[uint256, DynArray[address, MAX_MEMBERS]]
 _commitments: HashMap[uint256, HashMap[address, Commitment]]
 finalized_model: public(HashMap[uint256, bytes32])
 finalized_manifest: public(HashMap[uint256, bytes32])
+# The finalized reason codes, one byte per committer in `committers` order, 32 to a word: a
+# round where every update was aggregated writes nothing.
+_finalized_reasons: HashMap[uint256, uint256[4]]
 
 
 @internal
 def _start(consortium: address, config_digest: bytes32, initial_model: bytes32,
            roster: DynArray[address, MAX_MEMBERS], commit_window: uint256, result_window: uint256,
-           min_participants: uint256):
+           min_participants: uint256, suspension_threshold: uint256):
     assert consortium.is_contract, "consortium is not a contract"
     self.consortium = Consortium(consortium)
     assert staticcall self.consortium.has_role(msg.sender, COORDINATOR), "caller is not a coordinator"
@@ -97,11 +103,12 @@ def _start(consortium: address, config_digest: bytes32, initial_model: bytes32,
     assert len(roster) >= 2, "a study needs at least two members"
     assert min_participants >= 1 and min_participants <= len(roster), "min_participants out of range"
     assert commit_window > 0 and result_window > 0, "windows must be at least one block"
+    policy._init(suspension_threshold)
     for member: address in roster:
         assert not self.on_roster[member], "member listed twice"
         assert staticcall self.consortium.has_role(member, INSTITUTION), "member is not an institution"
         self.on_roster[member] = True
-        self.reputation[member] = INITIAL_REPUTATION
+        policy._enrol(member)
     self.sponsor = msg.sender
     self.config_digest = config_digest
     self.initial_model = initial_model
@@ -126,6 +133,25 @@ def _open_next():
 def _check_active_member(member: address):
     assert self.on_roster[member], "not on the study's roster"
     assert staticcall self.consortium.has_role(member, INSTITUTION), "not an active institution"
+    assert not policy._suspended(member), "member is suspended"
+
+
+@internal
+@view
+def _eligible(member: address) -> bool:
+    """
+    @notice Whether roster member `member` may take part now: an active institution, not suspended.
+    """
+    return staticcall self.consortium.has_role(member, INSTITUTION) and not policy._suspended(member)
+
+
+@internal
+@view
+def _counted_members() -> uint256:
+    """
+    @notice Roster members that count in quorums: all but the suspended (removed members count).
+    """
+    return len(self.members) - policy.suspended_count
 
 
 @internal
@@ -139,14 +165,27 @@ def _check_current(round_number: uint256, phase: uint256, what: String[16]):
 def commit_update(round_number: uint256, parent_model: bytes32, update: bytes32, num_samples: uint256,
                   metrics_digest: bytes32):
     """
-    @notice Commit the caller's update for the open round, trained from `parent_model`.
+    @notice Commit the caller's update for the open round, trained from `parent_model`. A
+            commitment refused for a reason of the sender's own does not revert: it is logged
+            as CommitRejected with its reason code, stored nowhere and costs no reputation
+            (an honest member can lose a race against a closing phase).
     """
-    self._check_current(round_number, COMMITTING, "committing")
-    self._check_active_member(msg.sender)
-    assert parent_model == self.latest_model, "parent is not the latest model"
-    assert update != empty(bytes32), "empty update digest"
-    assert num_samples > 0, "no training samples"
-    assert self._commitments[round_number][msg.sender].update == empty(bytes32), "already committed this round"
+    reason: uint8 = policy.ACCEPTED
+    if not self.on_roster[msg.sender] or not staticcall self.consortium.has_role(msg.sender, INSTITUTION):
+        reason = policy.NOT_MEMBER
+    elif policy._suspended(msg.sender):
+        reason = policy.SUSPENDED
+    elif round_number != self.round_count + 1 or self.phase != COMMITTING or parent_model != self.latest_model:
+        reason = policy.WRONG_ROUND
+    elif self._commitments[round_number][msg.sender].update != empty(bytes32):
+        reason = policy.DUPLICATE
+    elif num_samples == 0:
+        reason = policy.OUT_OF_RANGE
+    elif update == empty(bytes32):
+        reason = policy.INVALID_FORMAT
+    if reason != policy.ACCEPTED:
+        log CommitRejected(round_number=round_number, member=msg.sender, update=update, reason=reason)
+        return
     self._commitments[round_number][msg.sender] = Commitment(update=update, num_samples=num_samples)
     self._committers[round_number].append(msg.sender)
     log UpdateCommitted(round_number=round_number, member=msg.sender, update=update, num_samples=num_samples,
@@ -156,27 +195,68 @@ def commit_update(round_number: uint256, parent_model: bytes32, update: bytes32,
 @internal
 def _close_commits(round_number: uint256) -> bool:
     """
-    @notice True when the commit phase closes: everyone committed, or the deadline passed with
-            enough commitments. Past the deadline with too few, the window is extended instead.
+    @notice True when the commit phase closes with at least min_participants commitments: at
+            once when every roster member that is an active institution and not suspended
+            committed, else once the deadline passed. Past the deadline with too few, the
+            window is extended instead.
     """
     self._check_current(round_number, COMMITTING, "committing")
     committed: uint256 = len(self._committers[round_number])
-    if committed == len(self.members):
-        return True
-    assert block.number > self.phase_deadline, "commit window still open"
     if committed >= self.min_participants:
-        return True
+        if block.number > self.phase_deadline or self._everyone_committed(round_number):
+            return True
+    assert block.number > self.phase_deadline, "commit window still open"
     self.phase_deadline = block.number + self.commit_window
     log CommitWindowExtended(round_number=round_number, committed=committed, deadline=self.phase_deadline)
     return False
 
 
 @internal
-def _finalize(model: bytes32, manifest_digest: bytes32):
+@view
+def _everyone_committed(round_number: uint256) -> bool:
+    """
+    @notice Whether every roster member that may take part now has committed in `round_number`.
+    """
+    for member: address in self.members:
+        if self._commitments[round_number][member].update == empty(bytes32) and self._eligible(member):
+            return False
+    return True
+
+
+@internal
+@view
+def _check_reasons(round_number: uint256, reasons: DynArray[uint8, MAX_MEMBERS]):
+    """
+    @notice A result names one reason code per committed update, in `committers` order.
+    """
+    assert len(reasons) == len(self._committers[round_number]), "one reason per committed update"
+    for code: uint8 in reasons:
+        assert code <= policy.MAX_REASON, "reason code above 14"
+
+
+@internal
+def _finalize(model: bytes32, manifest_digest: bytes32, reasons: DynArray[uint8, MAX_MEMBERS]):
+    """
+    @notice Finalize the open round on (model, manifest, reasons): each committer's update is
+            judged by its reason code, the round recorded and the next one opened.
+    """
     assert model != empty(bytes32), "empty model digest"
     round_number: uint256 = self.round_count + 1
     self.finalized_model[round_number] = model
     self.finalized_manifest[round_number] = manifest_digest
+    packed: uint256[4] = empty(uint256[4])
+    committers: DynArray[address, MAX_MEMBERS] = self._committers[round_number]
+    for i: uint256 in range(MAX_MEMBERS):
+        if i == len(committers):
+            break
+        code: uint8 = reasons[i]
+        if code != policy.ACCEPTED:
+            packed[i // 32] |= convert(code, uint256) << (8 * (i % 32))
+        policy._judge_update(committers[i], round_number, self._commitments[round_number][committers[i]].update,
+                             code, True)
+    for w: uint256 in range(4):
+        if packed[w] != 0:
+            self._finalized_reasons[round_number][w] = packed[w]
     log RoundFinalized(round_number=round_number, parent_model=self.latest_model, model=model,
                        manifest_digest=manifest_digest)
     self.round_count = round_number
@@ -185,26 +265,23 @@ def _finalize(model: bytes32, manifest_digest: bytes32):
 
 
 @internal
-def _change_reputation(member: address, round_number: uint256, delta: int256, reason: String[24]):
-    """
-    @notice Move reputation by `delta`, kept within 0..MAX_REPUTATION.
-    """
-    before: uint256 = self.reputation[member]
-    after: int256 = max(0, min(convert(MAX_REPUTATION, int256), convert(before, int256) + delta))
-    self.reputation[member] = convert(after, uint256)
-    log ReputationChanged(member=member, round_number=round_number, before=before, after=convert(after, uint256),
-                          reason=reason)
-
-
-@internal
 def _judge(member: address, round_number: uint256, agreed: bool):
     """
     @notice Reward or penalize a result vote by whether it matches the finalized result.
     """
     if agreed:
-        self._change_reputation(member, round_number, AGREED, "agreed")
+        policy._change(member, round_number, AGREED, "agreed")
     else:
-        self._change_reputation(member, round_number, DISAGREED, "disagreed")
+        policy._change(member, round_number, DISAGREED, "disagreed")
+
+
+@external
+def reinstate(member: address):
+    """
+    @notice Lift `member`'s suspension and reset its reputation to the initial one: only the
+            consortium's admin may.
+    """
+    policy._reinstate(member, self.consortium.address, self.round_count + 1)
 
 
 @external
@@ -231,6 +308,24 @@ def commitments_of(round_number: uint256) -> DynArray[Commitment, MAX_MEMBERS]:
     result: DynArray[Commitment, MAX_MEMBERS] = []
     for member: address in self._committers[round_number]:
         result.append(self._commitments[round_number][member])
+    return result
+
+
+@external
+@view
+def finalized_reasons(round_number: uint256) -> DynArray[uint8, MAX_MEMBERS]:
+    """
+    @notice The reason code of each committed update of a finalized round, in `committers`
+            order (0: aggregated); empty while the round is not finalized.
+    """
+    result: DynArray[uint8, MAX_MEMBERS] = []
+    if self.finalized_model[round_number] == empty(bytes32):
+        return result
+    packed: uint256[4] = self._finalized_reasons[round_number]
+    for i: uint256 in range(MAX_MEMBERS):
+        if i == len(self._committers[round_number]):
+            break
+        result.append(convert((packed[i // 32] >> (8 * (i % 32))) & 255, uint8))
     return result
 
 
