@@ -38,7 +38,15 @@ class ArtifactMissing(StoreError):
 
 
 class ArtifactCorrupt(StoreError):
-    """An artifact's content no longer hashes to its digest, or cannot be decoded."""
+    """An artifact's content no longer hashes to its digest, or cannot be decoded.
+
+    `kind` says which: "digest" (the bytes hash to something else), "format" (not the canonical
+    encoding), "layout" (wrong tensor names, shapes or dtypes) or "values" (NaN or infinite).
+    """
+
+    def __init__(self, message: str, kind: str = "digest") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class UpdateRejected(FedLedgerError):

@@ -4,7 +4,9 @@ The contract's event history is replayed in order: the roster, every commitment,
 result, score and vote, every reputation change and reward. For each finalized round the auditor
 checks that the finalized result had its quorum, recomputes the committee draws (semi) or the
 exclusion rule and rewards (full), recomputes the aggregation, and derives which reputation
-changes the round should have caused; the replayed reputations must match the contract's.
+changes the round should have caused; the replayed reputations and suspensions must match the
+contract's. Every update's outcome is checked: the finalized reason codes are the manifest's and
+the chain's rejection records, and screening the updates again gives the same verdicts.
 """
 
 from __future__ import annotations
@@ -15,10 +17,18 @@ from typing import Any
 
 from web3 import Web3
 
-from fedledger.aggregation import ClientUpdate, Strategy, update_problem
+from fedledger.aggregation import Strategy
 from fedledger.audit.base import Auditor
+from fedledger.audit.policy import (
+    ReputationReplay,
+    penalty_reason,
+    rules_from_config,
+    verify_rejections,
+    verify_screening,
+)
 from fedledger.audit.report import AuditReport
 from fedledger.chain import (
+    INITIAL_REPUTATION,
     ChainBackend,
     Commitment,
     CommitteeStudy,
@@ -26,11 +36,13 @@ from fedledger.chain import (
     Role,
     committee_seed,
     draw_committee,
+    result_key,
 )
-from fedledger.chain.rounds import INITIAL_REPUTATION, MAX_REPUTATION, REPUTATION_DELTAS
-from fedledger.errors import FedLedgerError
+from fedledger.chain import Rejection as ChainRejection
 from fedledger.protocol import MANIFEST_FORMAT, exclusion_rule, rewards, updates_root
+from fedledger.protocol.rounds import reason_codes
 from fedledger.store import ArtifactStore
+from fedledger.validation import Candidate, Rejection
 
 
 def _digest(value: bytes) -> str:
@@ -48,17 +60,24 @@ class RoundStudyAuditor(Auditor):
         # member -> positions (chain_order) of its reputation changes and the values after them
         self.positions: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
         self.values: dict[str, list[int]] = defaultdict(list)
+        # member -> positions of its suspensions and re-admissions, and whether each suspended it
+        self.standing_positions: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+        self.standing: dict[str, list[bool]] = defaultdict(list)
         for event in self.events:
             if "round_number" in event:
                 self.by_round[event["round_number"]][event["event"]].append(event)
             if event["event"] == "ReputationChanged":
                 self.positions[event["member"]].append(event["position"])
                 self.values[event["member"]].append(event["after"])
+            if event["event"] in ("MemberSuspended", "MemberReinstated"):
+                self.standing_positions[event["member"]].append(event["position"])
+                self.standing[event["member"]].append(event["event"] == "MemberSuspended")
 
     def verify(self) -> None:
         r = self.report
         config, strategy = self._study_config(self.study.config_digest(), self.study.initial_model())
         self.margin = (config or {}).get("protocol", {}).get("exclusion_margin")
+        self.rules = rules_from_config(config)
         started = [e for e in self.events if e["event"] == "StudyStarted"]
         if not r.record("study", "started once", len(started) == 1, f"{len(started)} StudyStarted events"):
             return
@@ -67,7 +86,6 @@ class RoundStudyAuditor(Auditor):
         r.rounds = len(finalized)
         r.record("study", "finalized rounds match contract storage", len(finalized) == self.study.round_count(),
                  f"{len(finalized)} RoundFinalized events but round_count() is {self.study.round_count()}")
-        self.reputation = {m: INITIAL_REPUTATION for m in self.roster}
         self.expected_changes: Counter = Counter()
         parent, state = self.study.initial_model(), None
         for event in finalized:
@@ -87,18 +105,20 @@ class RoundStudyAuditor(Auditor):
         r.record(subject, "parent is the previous round's model", _digest(final["parent_model"]) == parent,
                  f"parent {_digest(final['parent_model'])} but the previous model is {parent}")
         commitments = self._commitments(subject, events["UpdateCommitted"])
+        reasons = self.study.finalized_reasons(n)
         if self.architecture == "semi":
-            self._verify_committee(subject, n, events, model, manifest_digest)
+            self._verify_committee(subject, n, events, model, manifest_digest, reasons)
             judged = None
         else:
-            judged = self._verify_scores_and_votes(subject, n, events, commitments, model, manifest_digest)
+            judged = self._verify_scores_and_votes(subject, n, events, commitments, model, manifest_digest, reasons)
         self._artifact(subject, "global model", model, self.store.get_params)
         manifest = self._artifact(subject, "manifest", manifest_digest, self.store.get_json)
         if manifest is None:
             return None
         try:
             entries = list(manifest["updates"])
-            rejected = {x["institution"]: x["reason"] for x in manifest["rejected"]}
+            rejections = [Rejection.from_record(x) for x in manifest["rejected"]]
+            rejected = {x.institution: x.reason for x in rejections}
             fields_match = (manifest["format"] == MANIFEST_FORMAT and manifest["round"] == n
                             and manifest["architecture"] == self.architecture
                             and manifest["parent_model"] == parent and manifest["model"] == model)
@@ -121,28 +141,35 @@ class RoundStudyAuditor(Auditor):
                  "an aggregated update's digest or sample count differs from its on-chain commitment")
         intact = all([self._artifact(f"{subject} update of {e['institution']}", "update", e["update"],
                                      self.store.get_params) is not None for e in entries])
-        excluded = judged[1] if judged else {}
-        for member, reason in rejected.items():
-            if member not in excluded:
-                r.record(f"{subject} update of {member}", "rejection justified",
-                         self._unusable(committed.get(member), parent),
-                         f"rejected ({reason}) but its update loads and fits the model")
+        r.record(subject, "rejected updates are the committed ones",
+                 all(x.institution in committed and (x.update, x.num_samples) == (
+                     committed[x.institution].update, committed[x.institution].num_samples) for x in rejections),
+                 "a rejection names a digest or sample count other than its on-chain commitment")
+        self._verify_outcomes(subject, n, commitments, manifest, reasons)
+        verify_screening(r, subject, self.store, parent,
+                         [Candidate(e["institution"], e["update"], e["num_samples"]) for e in entries],
+                         rejections, self.rules, judged[1] if judged else None)
         if strategy is not None and intact:
             self._recompute(subject, parent, model, manifest, entries, strategy)
         if judged is not None:
             self._verify_exclusions(subject, n, commitments, judged, rejected, manifest)
         return manifest["state_after"]
 
-    def _unusable(self, commitment: Commitment | None, parent: str) -> bool:
-        """Whether an aggregator had to reject this update: missing, corrupt, wrong size or range."""
-        if commitment is None:
-            return False
-        try:
-            params = self.store.get_params(commitment.update)
-            size = self.store.get_params(parent).size
-        except FedLedgerError:
-            return True
-        return update_problem(ClientUpdate(commitment.member, params, commitment.num_samples), size) is not None
+    def _verify_outcomes(self, subject: str, n: int, commitments: list[Commitment], manifest: dict[str, Any],
+                         reasons: list[int]) -> None:
+        """The finalized reason codes are the manifest's, each rejection is an UpdateRejected
+        record, and each outcome moves its committer's reputation as the policy says."""
+        self.report.record(subject, "finalized reason codes match the manifest",
+                           reasons == reason_codes(commitments, manifest),
+                           f"the chain finalized codes {reasons}, the manifest gives "
+                           f"{reason_codes(commitments, manifest)}")
+        verify_rejections(self.report, subject, [Rejection.from_record(x) for x in manifest["rejected"]],
+                          [ChainRejection(e["member"], _digest(e["update"]), e["reason"])
+                           for e in self.by_round[n]["UpdateRejected"]])
+        for c, code in zip(commitments, reasons):
+            change = penalty_reason(code)
+            if change:
+                self.expected_changes[(n, c.member, change)] += 1
 
     def _commitments(self, subject: str, committed: list[dict[str, Any]]) -> list[Commitment]:
         result = []
@@ -156,7 +183,8 @@ class RoundStudyAuditor(Auditor):
 
     # --- semi: committee draws and results -----------------------------------------------------
 
-    def _verify_committee(self, subject: str, n: int, events: dict[str, list], model: str, manifest: str) -> None:
+    def _verify_committee(self, subject: str, n: int, events: dict[str, list], model: str, manifest: str,
+                          reasons: list[int]) -> None:
         r = self.report
         draws = events["CommitteeDrawn"]
         results = events["ResultSubmitted"]
@@ -168,7 +196,7 @@ class RoundStudyAuditor(Auditor):
             entropy = before if previous_seed is None else Web3.keccak(previous_seed + before)
             seed = committee_seed(entropy, n, attempt)
             weights = [self._reputation_at(m, draw) if self._held_role(m, draw["block"] - 1, Role.INSTITUTION)
-                       else 0 for m in self.roster]
+                       and not self._suspended_at(m, draw) else 0 for m in self.roster]
             expected = draw_committee(seed, self.roster, weights, size)
             r.record(subject, f"committee draw {attempt} recomputed",
                      bytes(draw["seed"]) == seed and list(draw["committee"]) == expected,
@@ -181,26 +209,32 @@ class RoundStudyAuditor(Auditor):
                     if member not in voters:
                         self.expected_changes[(n, member, "absent")] += 1
         final_votes = [v for v in results if draws and v["attempt"] == draws[-1]["attempt"]]
-        agreeing = [v for v in final_votes if (_digest(v["model"]), _digest(v["manifest_digest"])) == (model, manifest)]
+        final = (model, manifest, reasons)
+        agreeing = [v for v in final_votes if _result(v) == final]
         committee = list(draws[-1]["committee"]) if draws else []
         r.record(subject, "finalized by a majority of the committee", 2 * len(agreeing) > len(committee),
                  f"{len(agreeing)} of {len(committee)} committee members submitted the finalized result")
         for v in final_votes:
             r.record(subject, "results come from the committee", v["member"] in committee,
                      f"{v['member']} submitted a result without being on the committee")
-            agreed = (_digest(v["model"]), _digest(v["manifest_digest"])) == (model, manifest)
-            self.expected_changes[(n, v["member"], "agreed" if agreed else "disagreed")] += 1
+            self.expected_changes[(n, v["member"], "agreed" if _result(v) == final else "disagreed")] += 1
 
     def _reputation_at(self, member: str, point: dict[str, Any]) -> int:
         """Recorded reputation of `member` just before the event `point` (the changes themselves
-        are checked against their rules in _verify_reputation)."""
+        are checked against their rules by the replay)."""
         changes = bisect_left(self.positions[member], point["position"])
         return self.values[member][changes - 1] if changes else INITIAL_REPUTATION
+
+    def _suspended_at(self, member: str, point: dict[str, Any]) -> bool:
+        """Whether `member` was suspended just before the event `point`."""
+        changes = bisect_left(self.standing_positions[member], point["position"])
+        return self.standing[member][changes - 1] if changes else False
 
     # --- full: scores, exclusions, votes, rewards ------------------------------------------------
 
     def _verify_scores_and_votes(self, subject: str, n: int, events: dict[str, list], commitments: list[Commitment],
-                                 model: str, manifest: str) -> tuple[dict[str, int], dict[str, str]] | None:
+                                 model: str, manifest: str, reasons: list[int]
+                                 ) -> tuple[dict[str, int], dict[str, Rejection]] | None:
         """Check the scores and votes; returns the exclusion rule's (medians, excluded)."""
         r = self.report
         scores = {}
@@ -216,28 +250,32 @@ class RoundStudyAuditor(Auditor):
             return None
         judged = exclusion_rule(commitments, scores, self.margin)
         votes = events["VoteSubmitted"]
-        final_key = (model, manifest)
-        agreeing = [v for v in votes if (_digest(v["model"]), _digest(v["manifest_digest"])) == final_key]
+        final_key = self.study.final_key(n)
+        agreeing = [v for v in votes if _vote_key(v) == final_key]
+        counted = [m for m in self.roster if not agreeing or not self._suspended_at(m, agreeing[-1])]
         if self.study.weight_by_reputation():
             weight = sum(self._reputation_at(v["validator"], v) for v in agreeing)
-            total = sum(self._reputation_at(m, agreeing[-1]) for m in self.roster) if agreeing else 1
+            total = sum(self._reputation_at(m, agreeing[-1]) for m in counted) if agreeing else 1
         else:
-            weight, total = len(agreeing), len(self.roster)
+            weight, total = len(agreeing), len(counted)
+        r.record(subject, "finalized vote is for the finalized round",
+                 all((_digest(v["model"]), _digest(v["manifest_digest"]), list(v["reasons"])) == (model, manifest, reasons)
+                     for v in agreeing), "the votes counted for the final key name another model, manifest or codes")
         r.record(subject, "finalized by two thirds of the members", 3 * weight >= 2 * total,
                  f"the finalized result has {weight} of {total} votes")
         for v in votes:
-            agreed = (_digest(v["model"]), _digest(v["manifest_digest"])) == final_key
+            agreed = _vote_key(v) == final_key
             self.expected_changes[(n, v["validator"], "agreed" if agreed else "disagreed")] += 1
         self.final_rewards = list(agreeing[0]["rewards"]) if agreeing else []
         return judged
 
     def _verify_exclusions(self, subject: str, n: int, commitments: list[Commitment],
-                           judged: tuple[dict[str, int], dict[str, str]], rejected: dict[str, str],
+                           judged: tuple[dict[str, int], dict[str, Rejection]], rejected: dict[str, str],
                            manifest: dict[str, Any]) -> None:
         r = self.report
         medians, excluded = judged
         r.record(subject, "exclusion rule recomputed from the on-chain scores",
-                 manifest.get("scores") == medians and all(rejected.get(m) == why for m, why in excluded.items()),
+                 manifest.get("scores") == medians and all(rejected.get(m) == x.reason for m, x in excluded.items()),
                  f"recomputed exclusions {sorted(excluded)}, the manifest rejects {sorted(rejected)}")
         accepted = [e["institution"] for e in manifest["updates"]]
         expected = rewards(commitments, medians, accepted)
@@ -247,33 +285,15 @@ class RoundStudyAuditor(Auditor):
         r.record(subject, "rewards credited as voted",
                  credited == [(c.member, a) for c, a in zip(commitments, self.final_rewards) if a > 0],
                  f"credited {credited}")
-        for c, amount in zip(commitments, self.final_rewards):
-            self.expected_changes[(n, c.member, "update accepted" if amount > 0 else "update excluded")] += 1
 
     # --- reputation and balances ------------------------------------------------------------------
 
     def _verify_reputation(self) -> None:
-        r = self.report
-        replayed = dict(self.reputation)
-        seen: Counter = Counter()
-        consistent = True
-        for e in self.events:
-            if e["event"] != "ReputationChanged":
-                continue
-            member, reason = e["member"], e["reason"]
-            expected_after = max(0, min(MAX_REPUTATION, replayed.get(member, 0) + REPUTATION_DELTAS.get(reason, 0)))
-            consistent &= reason in REPUTATION_DELTAS and e["before"] == replayed.get(member) \
-                and e["after"] == expected_after
-            replayed[member] = e["after"]
-            seen[(e["round_number"], member, reason)] += 1
-        r.record("reputation", "every change follows its rule", consistent,
-                 "a ReputationChanged event's before/after does not follow from the history and its reason")
-        unexplained = (seen - self.expected_changes) + (self.expected_changes - seen)
-        r.record("reputation", "changes are exactly those the rounds call for", not unexplained,
-                 f"differences between recorded and expected changes: {dict(unexplained)}")
-        on_chain = {m: self.study.reputation(m) for m in self.roster}
-        r.record("reputation", "replayed reputation equals the contract's", on_chain == replayed,
-                 f"contract {on_chain}, replayed {replayed}")
+        replay = ReputationReplay(self.study.suspension_threshold(), self.roster)
+        admin = self.consortium.admin()
+        seen = replay.replay(self.events, lambda block: admin)
+        replay.verify(self.report, seen, self.expected_changes, {m: self.study.reputation(m) for m in self.roster},
+                      {m for m in self.roster if self.study.suspended(m)})
 
     def _verify_reward_balances(self) -> None:
         totals: Counter = Counter()
@@ -284,3 +304,13 @@ class RoundStudyAuditor(Auditor):
         self.report.record("rewards", "balances equal the credited rewards",
                            on_chain == {m: totals.get(m, 0) for m in self.roster},
                            f"contract {on_chain}, credited {dict(totals)}")
+
+
+def _result(event: dict[str, Any]) -> tuple[str, str, list[int]]:
+    """A committee result's (model, manifest, reason codes)."""
+    return _digest(event["model"]), _digest(event["manifest_digest"]), list(event["reasons"])
+
+
+def _vote_key(event: dict[str, Any]) -> bytes:
+    """The key ConsensusStudy counts a vote under."""
+    return result_key(_digest(event["model"]), _digest(event["manifest_digest"]), event["reasons"], event["rewards"])

@@ -10,11 +10,19 @@ each checked against its digest like any other.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from fedledger.aggregation import Strategy
 from fedledger.audit.base import Auditor
+from fedledger.audit.policy import (
+    ReputationReplay,
+    penalty_reason,
+    rules_from_config,
+    verify_rejections,
+    verify_screening,
+)
 from fedledger.audit.report import AuditReport
 from fedledger.audit.rounds import RoundStudyAuditor
 from fedledger.chain import ChainBackend, Role, RoundRecord, StudyLedger, open_chain
@@ -24,6 +32,7 @@ from fedledger.protocol import MANIFEST_FORMAT, updates_root
 from fedledger.simulation.rundir import RunDir
 from fedledger.store import ArtifactStore
 from fedledger.store.peers import PeerStore
+from fedledger.validation import Candidate, Rejection
 
 
 def verify_run(run_dir: str | Path, expected_head: str | None = None) -> AuditReport:
@@ -72,7 +81,9 @@ class LedgerAuditor(Auditor):
         self.ledger = StudyLedger(backend, info["contracts"]["ledger"])
 
     def verify(self) -> None:
-        _, strategy = self._study_config(self.ledger.config_digest(), self.ledger.initial_model())
+        config, strategy = self._study_config(self.ledger.config_digest(), self.ledger.initial_model())
+        self.rules = rules_from_config(config)
+        self.expected_changes: Counter = Counter()
         anchored = self.ledger.anchored_rounds()
         count = self.ledger.round_count()
         self.report.rounds = count
@@ -83,6 +94,16 @@ class LedgerAuditor(Auditor):
         for record, block in anchored:
             state = self._verify_round(record, block, parent, state, strategy)
             parent = record.model
+        self._verify_reputation()
+
+    def _verify_reputation(self) -> None:
+        events = self.ledger.all_events()
+        replay = ReputationReplay(self.ledger.suspension_threshold())
+        admin = self.consortium.admin()
+        seen = replay.replay(events, lambda block: admin)
+        members = {e["member"] for e in events if e["event"] == "ReputationChanged"}
+        replay.verify(self.report, seen, self.expected_changes, {m: self.ledger.reputation(m) for m in members},
+                      {m for m in members if self.ledger.suspended(m)})
 
     def _verify_round(self, rec: RoundRecord, block: int, parent: str, state_before: str | None,
                       strategy: Strategy | None) -> str | None:
@@ -111,9 +132,29 @@ class LedgerAuditor(Auditor):
         r.record(subject, "Merkle root of the updates", updates_root(entries) == rec.updates_root,
                  f"updates hash to {updates_root(entries)}, the record says {rec.updates_root}")
         intact = all([self._verify_update(subject, rec, e, block) for e in entries])
+        self._verify_outcomes(subject, rec, block, manifest)
         if strategy is not None and intact:
             self._recompute(subject, rec.parent_model, rec.model, manifest, entries, strategy)
         return manifest["state_after"]
+
+    def _verify_outcomes(self, subject: str, rec: RoundRecord, block: int, manifest: dict[str, Any]) -> None:
+        """The anchored rejections are the manifest's, screening again agrees, and the round moved
+        reputation as the policy says: +1 per participant, a penalty per institution's rejection
+        that was its own fault."""
+        try:
+            rejections = [Rejection.from_record(x) for x in manifest["rejected"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            self.report.record(subject, "manifest well-formed", False, f"bad rejection record: {exc}")
+            return
+        verify_rejections(self.report, subject, rejections, rec.rejected)
+        accepted = [Candidate(e["institution"], e["update"], e["num_samples"]) for e in manifest["updates"]]
+        verify_screening(self.report, subject, self.store, rec.parent_model, accepted, rejections, self.rules)
+        for member in rec.participants:
+            self.expected_changes[(rec.round, member, "update accepted")] += 1
+        for x in rec.rejected:
+            change = penalty_reason(x.reason)
+            if change and self._held_role(x.member, block, Role.INSTITUTION):
+                self.expected_changes[(rec.round, x.member, change)] += 1
 
     def _verify_update(self, subject: str, rec: RoundRecord, entry: dict[str, Any], block: int) -> bool:
         who = entry["institution"]

@@ -36,7 +36,10 @@ def _levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
 
 
 def merkle_root(leaves: Sequence[bytes]) -> str:
-    """Root of the tree as 64-char hex (no 0x), the project's digest format."""
+    """Root of the tree as 64-char hex (no 0x), the project's digest format; all zeros for no
+    leaves (a round in which every update was rejected)."""
+    if not leaves:
+        return "00" * 32
     return _levels(leaves)[-1][0].hex()
 
 

@@ -27,7 +27,6 @@ from fedledger.chain import (
     ConsensusStudy,
     Consortium,
     Phase,
-    Role,
     StudyLedger,
 )
 from fedledger.config import Config
@@ -42,10 +41,11 @@ from fedledger.protocol import (
     exclusion_rule,
     rewards,
 )
-from fedledger.protocol.coordinator import Coordinator
-from fedledger.protocol.rounds import Aggregate, aggregate_commitments, round_task
+from fedledger.protocol.rounds import Aggregate, aggregate_commitments, reason_codes, round_task
+from fedledger.protocol.setup import loose_coordinator, validation_rules
 from fedledger.report import summarize_evaluations
 from fedledger.store.peers import PeerStore
+from fedledger.validation import Reason
 
 log = logging.getLogger("fedledger.node")
 
@@ -125,6 +125,12 @@ class ChainRoundAgent:
         if finished >= self.ctx.cfg.study.rounds:
             return True
         r = self.ctx.timings.round = finished + 1
+        if self.study.suspended(self.ctx.address):
+            if ("suspended", r) not in self.done:
+                log.warning("round %d: this member is suspended by the reputation policy (reputation %d); "
+                            "waiting for governance to reinstate it", r, self.study.reputation(self.ctx.address))
+                self.done.add(("suspended", r))
+            return False
         phase = self.study.phase()
         if phase == Phase.COMMITTING:
             self._commit(r)
@@ -180,15 +186,18 @@ class ChainRoundAgent:
         commitments = self.study.commitments(r)
         with self.ctx.timings.measure("aggregate"):
             return aggregate_commitments(self.ctx.store, self.ctx.strategy, architecture=architecture, task=task,
-                                         state_before=state_before, commitments=commitments, **kwargs)
+                                         state_before=state_before, commitments=commitments,
+                                         rules=validation_rules(self.ctx.cfg), **kwargs)
 
     def _aggregate_if_drawn(self, r: int) -> None:
         study, ctx = self.study, self.ctx
         attempt = study.attempt()
         if ctx.address in study.committee(r, attempt) and ("result", r, attempt) not in self.done:
             result = self._aggregate(r, "semi")
+            codes = reason_codes(study.commitments(r), result.manifest)
             sent = race(ctx, f"round {r}: submitted result {result.model[:12]} as drawn aggregator (draw {attempt})",
-                        lambda: study.submit_result(ctx.account, r, attempt, result.model, result.manifest_digest))
+                        lambda: study.submit_result(ctx.account, r, attempt, result.model, result.manifest_digest,
+                                                    codes))
             self.done.add(("result", r, attempt))
             if sent:
                 return
@@ -217,8 +226,9 @@ class ChainRoundAgent:
         medians, excluded = exclusion_rule(commitments, study.scores(r), ctx.cfg.protocol.exclusion_margin)
         result = self._aggregate(r, "full", excluded=excluded, extra={"scores": medians})
         paid = rewards(commitments, medians, [e["institution"] for e in result.manifest["updates"]])
-        race(ctx, f"round {r}: voted for {result.model[:12]} ({len(excluded)} excluded)",
-             lambda: study.submit_vote(ctx.account, r, result.model, result.manifest_digest, paid))
+        codes = reason_codes(commitments, result.manifest)
+        race(ctx, f"round {r}: voted for {result.model[:12]} ({sum(1 for c in codes if c)} rejected)",
+             lambda: study.submit_vote(ctx.account, r, result.model, result.manifest_digest, paid, codes))
         self.done.add(("vote", r))
 
 
@@ -285,9 +295,8 @@ class LooseCoordinatorAgent:
         self.ctx, self.ledger = ctx, ledger
         self.config_digest, self.initial_model = config_digest, initial_model
         self.institutions = institutions
-        self.coordinator = Coordinator(ctx.account, ctx.store, ctx.strategy,
-                                       lambda addrs: consortium.holders_of(addrs, Role.INSTITUTION),
-                                       ledger, ledger.backend.chain_id, ledger.address)
+        self.coordinator = loose_coordinator(ctx.account, ctx.store, ctx.strategy, consortium, ledger,
+                                             validation_rules(ctx.cfg))
         self.round, self.opened = 0, None   # the open round; the block its first update came in
         self.collected: dict[str, tuple[SignedUpdate, str]] = {}    # institution -> (update, metrics digest)
         self.malformed: dict[str, str] = {}
@@ -345,7 +354,7 @@ class LooseCoordinatorAgent:
         task = self.coordinator.open_round(r, parent)
         with ctx.timings.measure("aggregate"):
             accepted, rejected = self.coordinator.screen(task, [u for u, _ in self.collected.values()])
-        rejected += [Rejection(a, reason) for a, reason in self.malformed.items()]
+        rejected += [Rejection(a, Reason.INVALID_FORMAT, reason) for a, reason in self.malformed.items()]
         try:
             with ctx.timings.measure("aggregate"):
                 outcome = self.coordinator.finalize(task, accepted, rejected, state_before,

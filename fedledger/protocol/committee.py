@@ -27,8 +27,10 @@ from fedledger.protocol.rounds import (
     commit_phase,
     falsify,
     pass_deadline,
+    reason_codes,
     round_task,
 )
+from fedledger.validation import ValidationRules
 
 ARCHITECTURE = "semi"
 # Draws tried in one round before the study gives up. Every failed draw costs a silent member
@@ -39,13 +41,14 @@ LEDGER_OFF_REPUTATION = 100
 
 class CommitteeRounds:
     def __init__(self, nodes: Sequence[InstitutionNode], strategy: Strategy, study: CommitteeStudy | None,
-                 committee_size: int, faults: Faults, seed: int) -> None:
+                 committee_size: int, faults: Faults, seed: int, rules: ValidationRules = ValidationRules()) -> None:
         self.nodes = list(nodes)
         self.strategy = strategy
         self.study = study
         self.committee_size = min(committee_size, len(self.nodes))
         self.faults = faults
         self.seed = seed
+        self.rules = rules
         self.index = {node.address: i for i, node in enumerate(self.nodes)}
 
     def run_round(self, round: int, parent: str, state_before: str | None) -> RoundResult:
@@ -68,7 +71,7 @@ class CommitteeRounds:
         manifest = nodes[0].store.get_json(final.manifest_digest)
         return RoundResult(round, final.model, manifest["state_after"], final.manifest_digest,
                            tuple(e["institution"] for e in manifest["updates"]),
-                           tuple(Rejection(r["institution"], r["reason"]) for r in manifest["rejected"]),
+                           tuple(Rejection.from_record(r) for r in manifest["rejected"]),
                            {"committees": committees,
                             "outvoted": sorted(m for m, r in results.items()
                                                if r.manifest_digest != final.manifest_digest)})
@@ -92,12 +95,13 @@ class CommitteeRounds:
                 if behaviour == "silent":
                     continue
                 result = aggregate_commitments(node.store, self.strategy, architecture=ARCHITECTURE, task=task,
-                                               state_before=state_before, commitments=commitments)
+                                               state_before=state_before, commitments=commitments, rules=self.rules)
                 if behaviour == "wrong_result":
                     result = falsify(node.store, self.strategy, result, ARCHITECTURE, task, state_before)
                 results[member] = result
                 if self.study is not None:
-                    self.study.submit_result(node.account, task.round, attempt, result.model, result.manifest_digest)
+                    self.study.submit_result(node.account, task.round, attempt, result.model, result.manifest_digest,
+                                             reason_codes(commitments, result.manifest))
         return results
 
     def _finalized(self, round: int, committee: list[str], results: dict[str, Aggregate]) -> Aggregate | None:

@@ -31,8 +31,10 @@ from fedledger.protocol.rounds import (
     commit_phase,
     falsify,
     pass_deadline,
+    reason_codes,
     round_task,
 )
+from fedledger.validation import Reason, ValidationRules
 
 ARCHITECTURE = "full"
 
@@ -43,13 +45,17 @@ def lower_median(values: Sequence[int]) -> int:
 
 
 def exclusion_rule(commitments: Sequence[Commitment], scores: Mapping[str, Sequence[int]], margin: float
-                   ) -> tuple[dict[str, int], dict[str, str]]:
-    """(median score per committer, excluded committer -> reason) from the validators' scores."""
+                   ) -> tuple[dict[str, int], dict[str, Rejection]]:
+    """(median score per committer, excluded committer -> its LOW_SCORE rejection) from the
+    validators' scores."""
     medians = {c.member: lower_median([s[j] for s in scores.values()]) for j, c in enumerate(commitments)}
-    floor = lower_median(list(medians.values())) - round(margin * SCORE_SCALE)
-    excluded = {member: f"median validation score {score / SCORE_SCALE:.4f} is more than {margin} below "
-                        f"the median update's {(floor + round(margin * SCORE_SCALE)) / SCORE_SCALE:.4f}"
-                for member, score in medians.items() if score < floor}
+    margin_ppm = round(margin * SCORE_SCALE)
+    floor = lower_median(list(medians.values())) - margin_ppm
+    excluded = {c.member: Rejection(c.member, Reason.LOW_SCORE,
+                                    f"median validation score {medians[c.member] / SCORE_SCALE:.4f} is more than "
+                                    f"{margin} below the median update's {(floor + margin_ppm) / SCORE_SCALE:.4f}",
+                                    c.update, c.num_samples)
+                for c in commitments if medians[c.member] < floor}
     return medians, excluded
 
 
@@ -61,14 +67,18 @@ def rewards(commitments: Sequence[Commitment], medians: Mapping[str, int], accep
 
 class ConsensusRounds:
     def __init__(self, nodes: Sequence[InstitutionNode], strategy: Strategy, study: ConsensusStudy | None,
-                 exclusion_margin: float, faults: Faults) -> None:
+                 exclusion_margin: float, faults: Faults, rules: ValidationRules = ValidationRules()) -> None:
         self.nodes = list(nodes)
         self.strategy = strategy
         self.study = study
         self.margin = exclusion_margin
         self.faults = faults
+        self.rules = rules
 
     def _behaviour(self, index: int) -> str:
+        """How member `index` acts this round: a member suspended by the contract is silent."""
+        if self.study is not None and self.study.suspended(self.nodes[index].address):
+            return "silent"
         return self.faults.behaviour(index, len(self.nodes))
 
     def run_round(self, round: int, parent: str, state_before: str | None) -> RoundResult:
@@ -84,13 +94,14 @@ class ConsensusRounds:
                     continue
                 result = aggregate_commitments(node.store, self.strategy, architecture=ARCHITECTURE, task=task,
                                                state_before=state_before, commitments=commitments,
-                                               excluded=excluded, extra={"scores": medians})
+                                               rules=self.rules, excluded=excluded, extra={"scores": medians})
                 if self._behaviour(index) == "wrong_result":
                     result = falsify(node.store, self.strategy, result, ARCHITECTURE, task, state_before)
                 paid = rewards(commitments, medians, [e["institution"] for e in result.manifest["updates"]])
                 votes[node.address] = (result, paid)
                 if study is not None:
-                    study.submit_vote(node.account, round, result.model, result.manifest_digest, paid)
+                    study.submit_vote(node.account, round, result.model, result.manifest_digest, paid,
+                                      reason_codes(commitments, result.manifest))
         final = self._finalized(round, votes)
         if final is None:
             raise FedLedgerError(f"round {round}: no result reached two thirds of the votes "
@@ -99,7 +110,7 @@ class ConsensusRounds:
         manifest = result.manifest
         return RoundResult(round, result.model, manifest["state_after"], result.manifest_digest,
                            tuple(e["institution"] for e in manifest["updates"]),
-                           tuple(Rejection(r["institution"], r["reason"]) for r in manifest["rejected"]),
+                           tuple(Rejection.from_record(r) for r in manifest["rejected"]),
                            {"scores": medians, "rewards": dict(zip((c.member for c in commitments), paid)),
                             "outvoted": sorted(m for m, (r, _) in votes.items()
                                                if r.manifest_digest != result.manifest_digest)})

@@ -13,13 +13,14 @@ from typing import Any
 import numpy as np
 from eth_account.signers.local import LocalAccount
 
-from fedledger.aggregation import ClientUpdate, Strategy, update_problem
+from fedledger.aggregation import Strategy
 from fedledger.chain import RoundRecord, StudyLedger
 from fedledger.crypto import merkle_proof, recover_signer
-from fedledger.errors import StoreError, UpdateRejected
 from fedledger.protocol.manifest import aggregate_round, build_manifest, update_leaves
 from fedledger.protocol.messages import Rejection, RoundTask, SignedUpdate
-from fedledger.store import ArtifactStore
+from fedledger.errors import StoreError
+from fedledger.store import ArtifactStore, check_digest
+from fedledger.validation import Candidate, Reason, ValidationRules, screen_updates
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,9 @@ class RoundOutcome:
 class Coordinator:
     def __init__(self, account: LocalAccount, store: ArtifactStore, strategy: Strategy,
                  institutions: Callable[[Sequence[str]], set[str]], ledger: StudyLedger | None,
-                 chain_id: int, ledger_address: str, architecture: str = "loose") -> None:
+                 chain_id: int, ledger_address: str, architecture: str = "loose",
+                 rules: ValidationRules = ValidationRules(),
+                 suspended: Callable[[Sequence[str]], set[str]] = lambda addresses: set()) -> None:
         self.account = account
         self.store = store
         self.strategy = strategy
@@ -47,6 +50,9 @@ class Coordinator:
         self.chain_id = chain_id
         self.ledger_address = ledger_address
         self.architecture = architecture
+        self.rules = rules
+        # which of these members the reputation policy has suspended (one chain read each)
+        self.suspended = suspended
         # fault experiments only: nudge every aggregate before anchoring it (audit flags each round)
         self.falsify = False
 
@@ -56,46 +62,47 @@ class Coordinator:
 
     def screen(self, task: RoundTask, submissions: Sequence[SignedUpdate]
                ) -> tuple[list[SignedUpdate], list[Rejection]]:
-        """Accept the submissions that are signed, from members, for this round, and decodable."""
-        accepted: list[SignedUpdate] = []
+        """Accept the submissions that are signed, from active unsuspended members, for this
+        round, and pass validation (`screen_updates`); reject the others with their reason."""
+        claimed = [s.institution for s in submissions]
+        members = self.institutions(claimed)
+        suspended = self.suspended([a for a in claimed if a in members])
         rejected: list[Rejection] = []
-        seen: set[str] = set()
-        expected_size = self.store.get_params(task.global_model).size
-        members = self.institutions([s.institution for s in submissions])
+        eligible: list[SignedUpdate] = []
         for sub in submissions:
-            reason = self._problem(task, sub, seen, expected_size, members)
-            if reason:
-                rejected.append(Rejection(sub.institution, reason))
+            problem = self._protocol_problem(task, sub, members, suspended)
+            if problem:
+                rejected.append(Rejection(sub.institution, *problem, _digest_or_none(sub.commitment.update),
+                                          sub.commitment.num_samples))
             else:
-                seen.add(sub.institution)
-                accepted.append(sub)
-        return accepted, rejected
+                eligible.append(sub)
+        candidates = [Candidate(s.institution, s.commitment.update, s.commitment.num_samples) for s in eligible]
+        passed, invalid = screen_updates(self.store, self.store.get_params(task.global_model), candidates,
+                                         self.rules)
+        by_candidate = {Candidate(s.institution, s.commitment.update, s.commitment.num_samples): s
+                        for s in reversed(eligible)}   # identical resubmissions: keep the first
+        return [by_candidate[c] for c in passed], rejected + invalid
 
-    def _problem(self, task: RoundTask, sub: SignedUpdate, seen: set[str], size: int, members: set[str]
-                 ) -> str | None:
+    @staticmethod
+    def _protocol_problem(task: RoundTask, sub: SignedUpdate, members: set[str], suspended: set[str]
+                          ) -> tuple[Reason, str] | None:
         c = sub.commitment
         if recover_signer(c, sub.signature) != sub.institution:
-            return "signature does not match the institution's address"
+            return Reason.BAD_SIGNATURE, "signature does not match the institution's address"
         if sub.institution not in members:
-            return "not an active member with the institution role"
-        if sub.institution in seen:
-            return "second update in the same round"
+            return Reason.NOT_MEMBER, "not an active member with the institution role"
+        if sub.institution in suspended:
+            return Reason.SUSPENDED, "suspended by the reputation policy until governance re-admits it"
         if (c.round, c.parent_model, c.chain_id, c.ledger.lower()) != (
                 task.round, task.global_model, task.chain_id, task.ledger.lower()):
-            return "commitment is for another round, model or ledger (replay?)"
-        try:
-            params = self.store.get_params(c.update)
-        except StoreError as exc:
-            return str(exc)
-        return update_problem(ClientUpdate(sub.institution, params, c.num_samples), size)
+            return Reason.WRONG_ROUND, "commitment is for another round, model or ledger (replay?)"
+        return None
 
     def finalize(self, task: RoundTask, accepted: Sequence[SignedUpdate], rejected: Sequence[Rejection],
                  state_before: str | None,
                  evaluate: Callable[[str], Mapping[str, Any]]) -> RoundOutcome:
-        """Aggregate the accepted updates, store model and manifest, anchor the round record."""
-        if not accepted:
-            raise UpdateRejected(f"round {task.round}: no update was accepted "
-                                 f"({'; '.join(f'{r.institution}: {r.reason}' for r in rejected)})")
+        """Aggregate the accepted updates, store model and manifest, anchor the round record (with
+        no accepted update the round keeps its parent model, and the rejections are anchored)."""
         entries = [u.as_entry() for u in accepted]
         params, state = aggregate_round(self.store, self.strategy, task.global_model, entries, state_before)
         if self.falsify:
@@ -106,16 +113,25 @@ class Coordinator:
         manifest = build_manifest(round=task.round, architecture=self.architecture, strategy=self.strategy,
                                   parent_model=task.global_model, model=model, state_before=state_before,
                                   state_after=state_after, entries=entries,
-                                  rejected=[{"institution": r.institution, "reason": r.reason} for r in rejected],
+                                  rejected=[r.as_record() for r in rejected],
                                   metrics=metrics)
         manifest_digest = self.store.put_json(manifest)
         record = RoundRecord(round=task.round, parent_model=task.global_model, model=model,
                              updates_root=manifest["updates_root"],
                              participants=tuple(e["institution"] for e in manifest["updates"]),
-                             metrics_digest=metrics, manifest_digest=manifest_digest)
+                             metrics_digest=metrics, manifest_digest=manifest_digest,
+                             rejected=tuple((r.institution, r.update, int(r.code)) for r in rejected))
         if self.ledger is not None:
             self.ledger.anchor_round(self.account, record)
         leaves = update_leaves(manifest["updates"])
         proofs = {e["institution"]: merkle_proof(leaves, leaf) for e, leaf in zip(manifest["updates"], leaves)}
         return RoundOutcome(task.round, model, state_after, manifest_digest, record,
                             tuple(accepted), tuple(rejected), proofs)
+
+
+def _digest_or_none(update: str) -> str | None:
+    """A submission's claimed digest if it is one (a forged submission may name anything)."""
+    try:
+        return check_digest(update)
+    except StoreError:
+        return None

@@ -41,9 +41,11 @@ def aggregate_round(store: ArtifactStore, strategy: Strategy, parent_model: str,
     It only reads the store: the coordinator stores the result, while an auditor just hashes it
     (an auditor writing into the store it audits could repair the very blob that went missing).
     The strategies are order independent, so any process reading the same artifacts gets the
-    same bytes.
+    same bytes. A round in which no update passed validation keeps its parent model and state.
     """
     global_params = store.get_params(parent_model)
+    if not entries:     # every update was rejected: the round carries the model and state over
+        return global_params, store.get_arrays(state_before) if state_before else {}
     state = store.get_arrays(state_before) if state_before else strategy.initial_state(global_params)
     updates = [ClientUpdate(client=e["institution"], params=store.get_params(e["update"]),
                             num_samples=e["num_samples"]) for e in entries]

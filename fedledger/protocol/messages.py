@@ -11,6 +11,9 @@ from web3 import Web3
 from fedledger.crypto import UpdateCommitment
 from fedledger.errors import StoreError, UpdateRejected
 from fedledger.store import check_digest
+from fedledger.validation import Rejection
+
+__all__ = ["Rejection", "RoundTask", "SignedUpdate"]
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,3 @@ class SignedUpdate:
         return {"institution": self.institution, "update": self.commitment.update,
                 "num_samples": self.commitment.num_samples, "signature": self.signature}
 
-
-@dataclass(frozen=True)
-class Rejection:
-    institution: str
-    reason: str

@@ -68,11 +68,23 @@ class InstitutionNode:
 
     def train(self, task: RoundTask) -> SignedUpdate:
         """Train from the task's global model, publish the update, sign the commitment."""
-        global_params = self.store.get_params(task.global_model)
+        return self.publish(task, self.local_params(task))
+
+    def local_params(self, task: RoundTask) -> np.ndarray:
+        """The parameters this institution sends for `task`: the task's global model trained on
+        its own data (float32). A simulated attacker overrides this, and only this."""
+        return self._train_from(task, self.store.get_params(task.global_model), self.data)
+
+    def _train_from(self, task: RoundTask, global_params: np.ndarray, data: ClientData) -> np.ndarray:
+        """Local training from `global_params` on `data`, seeded by (study seed, round, name)."""
         model = self._model_with(global_params)
         cfg = dataclasses.replace(self.training, prox_mu=float(task.client_config.get("prox_mu", 0.0)))
-        params = train_local(model, self.data, cfg, seed=derive_seed(self.seed, task.round, self.name),
-                             global_params=global_params)
+        return train_local(model, data, cfg, seed=derive_seed(self.seed, task.round, self.name),
+                           global_params=global_params)
+
+    def publish(self, task: RoundTask, params: np.ndarray) -> SignedUpdate:
+        """Put `params` in the store and sign the commitment binding them to `task`'s round,
+        parent model and ledger (UpdateRejected if they are not a finite float32 vector)."""
         digest = self.store.put_params(params)
         commitment = UpdateCommitment(chain_id=task.chain_id, ledger=task.ledger, round=task.round,
                                       parent_model=task.global_model, update=digest,

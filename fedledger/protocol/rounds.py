@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from fedledger.aggregation import ClientUpdate, Strategy, update_problem
+from fedledger.aggregation import Strategy
 from fedledger.chain import Commitment, RoundStudy
-from fedledger.errors import StoreError
 from fedledger.protocol.manifest import aggregate_round, build_manifest
 from fedledger.protocol.messages import Rejection, RoundTask
 from fedledger.protocol.node import InstitutionNode
 from fedledger.store import ArtifactStore
+from fedledger.validation import Candidate, ValidationRules, screen_updates
 
 NO_CONTRACT = "0x" + "00" * 20   # what updates are bound to when the ledger is off
 
@@ -105,7 +105,7 @@ def commit_phase(nodes: Sequence[InstitutionNode], task: RoundTask, study: Round
             local.append(Commitment(node.address, update.commitment.update, update.commitment.num_samples))
     if study is None:
         return local
-    if len(local) < len(nodes):
+    if len(study.committers(task.round)) < len(nodes):   # someone did not commit, or was refused
         pass_deadline(study)
     study.close_commits(nodes[0].account, task.round)
     return study.commitments(task.round)
@@ -113,25 +113,27 @@ def commit_phase(nodes: Sequence[InstitutionNode], task: RoundTask, study: Round
 
 def aggregate_commitments(store: ArtifactStore, strategy: Strategy, *, architecture: str, task: RoundTask,
                           state_before: str | None, commitments: Sequence[Commitment],
-                          excluded: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None
+                          rules: ValidationRules = ValidationRules(),
+                          excluded: Mapping[str, Rejection] | None = None, extra: Mapping[str, Any] | None = None
                           ) -> Aggregate:
     """Screen and aggregate the committed updates; store the model, state and manifest.
 
-    An update that is missing, corrupt, the wrong size or out of range is rejected with its
-    reason, as is one in `excluded` (institution -> reason); all honest aggregators see the
-    same store, so they reject the same ones.
+    Every update is validated (`screen_updates`) and rejected with its reason code if it fails,
+    as is one in `excluded`; all honest aggregators see the same store and apply the same rules,
+    so they reject the same ones. If none passes, the round keeps its parent model.
     """
-    excluded = excluded or {}
-    size = store.get_params(task.global_model).size
-    entries, rejected = [], []
-    for c in commitments:
-        reason = excluded.get(c.member) or _problem(store, c, size)
-        if reason:
-            rejected.append({"institution": c.member, "reason": reason})
-        else:
-            entries.append({"institution": c.member, "update": c.update, "num_samples": c.num_samples})
+    candidates = [Candidate(c.member, c.update, c.num_samples) for c in commitments]
+    accepted, rejected = screen_updates(store, store.get_params(task.global_model), candidates, rules, excluded)
+    entries = [{"institution": c.institution, "update": c.update, "num_samples": c.num_samples} for c in accepted]
     params, state = aggregate_round(store, strategy, task.global_model, entries, state_before)
-    return _store_result(store, params, state, architecture, strategy, task, state_before, entries, rejected, extra)
+    return _store_result(store, params, state, architecture, strategy, task, state_before, entries,
+                         [r.as_record() for r in rejected], extra)
+
+
+def reason_codes(commitments: Sequence[Commitment], manifest: Mapping[str, Any]) -> list[int]:
+    """Each committer's reason code in commit order (0: aggregated), as results and votes carry them."""
+    codes = {r["institution"]: r["code"] for r in manifest["rejected"]}
+    return [codes.get(c.member, 0) for c in commitments]
 
 
 def falsify(store: ArtifactStore, strategy: Strategy, honest: Aggregate, architecture: str, task: RoundTask,
@@ -153,14 +155,6 @@ def _store_result(store: ArtifactStore, params: np.ndarray, state: Mapping[str, 
     manifest = build_manifest(round=task.round, architecture=architecture, strategy=strategy,
                               parent_model=task.global_model, model=model, state_before=state_before,
                               state_after=state_after, entries=entries,
-                              rejected=sorted(rejected, key=lambda r: r["institution"].lower()), metrics=None)
+                              rejected=rejected, metrics=None)
     manifest.update(extra or {})
     return Aggregate(model, state_after, store.put_json(manifest), manifest)
-
-
-def _problem(store: ArtifactStore, c: Commitment, size: int) -> str | None:
-    try:
-        params = store.get_params(c.update)
-    except StoreError as exc:
-        return str(exc)
-    return update_problem(ClientUpdate(c.member, params, c.num_samples), size)

@@ -37,7 +37,11 @@ from fedledger.learning import (
     load_csv_clients,
     load_fed_heart_disease,
 )
+from fedledger.aggregation import Strategy
+from fedledger.protocol.coordinator import Coordinator
 from fedledger.protocol.node import ModelSpec, derive_seed
+from fedledger.store import ArtifactStore
+from fedledger.validation import ValidationRules
 
 FUNDING_WEI = 10 * 10**18   # gas money for every sender; a whole study uses a small fraction
 
@@ -104,6 +108,19 @@ def initial_params(cfg: Config, spec: ModelSpec) -> np.ndarray:
     return get_flat_params(build_model(spec.name, spec.num_features, hidden=spec.hidden, seed=cfg.study.seed))
 
 
+def validation_rules(cfg: Config) -> ValidationRules:
+    """The checks every aggregator runs on an update besides the fixed ones ([validation])."""
+    return ValidationRules(cfg.validation.max_update_norm, cfg.validation.outlier_factor)
+
+
+def loose_coordinator(account: LocalAccount, store: ArtifactStore, strategy: Strategy, consortium: Consortium,
+                      ledger: StudyLedger, rules: ValidationRules) -> Coordinator:
+    """The loosely coupled study's coordinator, checking membership and suspension on chain."""
+    return Coordinator(account, store, strategy, lambda addrs: consortium.holders_of(addrs, Role.INSTITUTION),
+                       ledger, ledger.backend.chain_id, ledger.address, rules=rules,
+                       suspended=lambda addrs: {a for a in addrs if ledger.suspended(a)})
+
+
 def connect_rpc(url: str, funder_key_env: str = "") -> RpcChain:
     """A JSON-RPC node; gas money from the private key in environment variable `funder_key_env`
     (if named), else from a development node's balance-setting method."""
@@ -136,11 +153,11 @@ def deploy_study(backend: ChainBackend, sponsor: LocalAccount, consortium: Conso
     study starts when its coordinator calls `StudyLedger.start_study`.
     """
     architecture = cfg.study.architecture
-    if architecture == "loose":
-        return StudyLedger.deploy(backend, sponsor, consortium)
     p = cfg.protocol
+    if architecture == "loose":
+        return StudyLedger.deploy(backend, sponsor, consortium, p.suspension_threshold)
     terms = StudyTerms(config_digest, initial_model, tuple(roster), p.commit_window, p.result_window,
-                       min(p.min_participants, len(roster)))
+                       min(p.min_participants, len(roster)), p.suspension_threshold)
     if architecture == "semi":
         return CommitteeStudy.deploy(backend, sponsor, consortium, terms, min(p.committee_size, len(roster)))
     return ConsensusStudy.deploy(backend, sponsor, consortium, terms, p.weight_by_reputation)

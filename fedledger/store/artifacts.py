@@ -33,7 +33,7 @@ _HEX = frozenset("0123456789abcdef")
 
 def _corrupt(digest: str, what: str, exc: InvalidContent) -> ArtifactCorrupt:
     # The bytes match their digest but are not what they claim to be: the artifact itself is bad.
-    return ArtifactCorrupt(f"artifact {digest} is corrupt: not a valid {what}: {exc}")
+    return ArtifactCorrupt(f"artifact {digest} is corrupt: not a valid {what}: {exc}", exc.kind)
 
 
 class ArtifactStore:

@@ -45,7 +45,15 @@ _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 
 
 class InvalidContent(ValueError):
-    """Bytes or arrays that do not satisfy the codec's rules; the message is the reason."""
+    """Bytes or arrays that do not satisfy the codec's rules; the message is the reason.
+
+    `kind` classifies it for rejection records: "format" (not canonical safetensors or JSON),
+    "layout" (wrong tensor names, shapes or dtypes) or "values" (NaN or infinite).
+    """
+
+    def __init__(self, message: str, kind: str = "format") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def _one_line(exc: BaseException) -> str:
@@ -79,7 +87,7 @@ def _load(data: bytes) -> dict[str, np.ndarray]:
     except SafetensorError as exc:
         raise InvalidContent(_one_line(exc)) from None
     except KeyError as exc:  # the numpy bridge has no type for some valid dtypes (BF16, F8...)
-        raise InvalidContent(f"unsupported tensor dtype {exc.args[0]}") from None
+        raise InvalidContent(f"unsupported tensor dtype {exc.args[0]}", "layout") from None
     except (ValueError, TypeError) as exc:
         raise InvalidContent(_one_line(exc)) from None
 
@@ -96,6 +104,11 @@ def _array_problem(name: object, arr: object) -> str | None:
     return None
 
 
+def _kind(problem: str) -> str:
+    """A decoded tensor's problem is about its values (NaN, Inf) or else about its layout."""
+    return "values" if "NaN" in problem else "layout"
+
+
 def _canonical(data: bytes, tensors: Mapping[str, np.ndarray]) -> None:
     if _encode(tensors) != bytes(data):
         raise InvalidContent("bytes are not in canonical form (metadata, padding or tensor order differ)")
@@ -105,11 +118,12 @@ def parse_params(data: bytes) -> np.ndarray:
     """Decode a canonical parameter vector, raising InvalidContent with the reason."""
     tensors = _load(data)
     if list(tensors) != [PARAMS_TENSOR]:
-        raise InvalidContent(f"holds tensors {sorted(tensors)}, expected exactly one named {PARAMS_TENSOR!r}")
+        raise InvalidContent(f"holds tensors {sorted(tensors)}, expected exactly one named {PARAMS_TENSOR!r}",
+                             "layout")
     arr = tensors[PARAMS_TENSOR]
     problem = vector_problem(arr)
     if problem:
-        raise InvalidContent(problem)
+        raise InvalidContent(problem, _kind(problem))
     _canonical(data, tensors)
     return arr.astype(np.float32, copy=False)
 
@@ -120,7 +134,7 @@ def parse_arrays(data: bytes) -> dict[str, np.ndarray]:
     for name in sorted(tensors):
         problem = _array_problem(name, tensors[name])
         if problem:
-            raise InvalidContent(problem)
+            raise InvalidContent(problem, _kind(problem))
     _canonical(data, tensors)
     return {name: tensors[name] for name in sorted(tensors)}
 

@@ -54,7 +54,8 @@ class PeerStore(ArtifactStore):
     def fetch(self, digest: str) -> bytes:
         """Fetch `digest` from the first peer that serves the right bytes, and keep it here.
 
-        ArtifactMissing, naming what each peer answered, when none does.
+        ArtifactMissing, naming what each peer answered, when none does; ArtifactCorrupt (kind
+        "digest") when a peer served bytes that do not hash to `digest` and none served the right ones.
         """
         started = time.perf_counter()
         try:
@@ -76,8 +77,11 @@ class PeerStore(ArtifactStore):
                 problem = f"served wrong bytes (they hash to {actual}): rejected"
                 log.warning("peer %s %s for %s", peer, problem, digest)
             answers.append(f"{peer} {problem}")
-        raise ArtifactMissing(f"artifact {digest} is not in the store {self.root}, and no peer served it "
-                              f"({'; '.join(answers) or 'no peers'})")
+        message = (f"artifact {digest} is not in the store {self.root}, and no peer served it "
+                   f"({'; '.join(answers) or 'no peers'})")
+        if any("served wrong bytes" in answer for answer in answers):
+            raise ArtifactCorrupt(message, "digest")   # someone offered bytes that are not the committed ones
+        raise ArtifactMissing(message)
 
 
 def _download(url: str) -> tuple[bytes | None, str]:

@@ -111,11 +111,12 @@ def test_peer_serving_wrong_bytes_is_rejected_and_the_next_peer_used(tmp_path, s
     assert _blob(store, digest).read_bytes() == b"honest bytes"
 
 
-def test_only_liars_means_missing_and_nothing_is_stored(tmp_path, liar):
+def test_only_liars_means_a_digest_mismatch_and_nothing_is_stored(tmp_path, liar):
     digest = sha256_hex(b"wanted")
     store = PeerStore(tmp_path / "local", [liar])
-    with pytest.raises(ArtifactMissing, match="served wrong bytes"):
+    with pytest.raises(ArtifactCorrupt, match="served wrong bytes") as info:
         store.get(digest)
+    assert info.value.kind == "digest"
     assert store.digests() == [] and store.fetched == 0
 
 

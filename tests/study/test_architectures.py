@@ -86,9 +86,22 @@ def test_semi_outvotes_a_committee_member_with_a_wrong_digest(tmp_path, honest_r
                        run_dir=tmp_path / "run", progress=False)
     assert _models(result) == _models(honest_runs["semi"])
     liar = RunDir(result.run_dir).read_run_info()["institutions"]["va"]
-    # 100 reputation, -50 per outvoted result: at 0 after round 2 it is no longer drawn
+    # -50 per outvoted result, +1 per aggregated update: low, but never suspended with no threshold
+    assert [r["outvoted"] for r in result.rounds] == [[liar], [liar], [liar]]
+    report = verify_run(result.run_dir)
+    assert report.ok, report.summary()
+
+
+def test_semi_suspends_a_lying_aggregator_below_the_threshold(tmp_path, honest_runs):
+    result = run_study(study(tmp_path, "semi", protocol={"committee_size": 4, "suspension_threshold": 50},
+                             faults={"wrong_result": 1}), run_dir=tmp_path / "run", progress=False)
+    liar = RunDir(result.run_dir).read_run_info()["institutions"]["va"]
+    # 100 -> 51 after round 1 (outvoted, update aggregated), 2 after round 2: suspended, so round 3
+    # is drawn from the other three and the liar's commitment is refused on chain
     assert [r["outvoted"] for r in result.rounds] == [[liar], [liar], []]
     assert liar not in result.rounds[2]["committees"][0] and len(result.rounds[2]["committees"][0]) == 3
+    assert liar not in result.rounds[2]["accepted"]
+    assert _models(result)[:2] == _models(honest_runs["semi"])[:2]
     report = verify_run(result.run_dir)
     assert report.ok, report.summary()
 

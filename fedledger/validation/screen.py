@@ -1,0 +1,154 @@
+"""Screening a round's updates before aggregation: every one is aggregated or rejected with a code.
+
+All aggregators of a round call `screen_updates` on the same commitments, the same store content
+and the same rules, so they reject the same updates for the same reasons, whatever order the
+updates arrived in: the result is a function of the set of candidates, never of their order.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fedledger.aggregation import ClientUpdate, exceeds_norm, find_outliers, update_norm, update_problem
+from fedledger.aggregation import fixedpoint as fx
+from fedledger.errors import ArtifactCorrupt, ArtifactMissing, StoreError
+from fedledger.store import ArtifactStore
+from fedledger.validation.reasons import Reason
+
+_CORRUPT = {"digest": Reason.DIGEST_MISMATCH, "format": Reason.INVALID_FORMAT, "layout": Reason.WRONG_LAYOUT,
+            "values": Reason.NOT_FINITE}
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An update that was not aggregated: whose, why in a word (the code on chain), why in a
+    sentence, and the digest and sample count it was committed with (None where there were none
+    to name), so that an auditor can screen it again."""
+    institution: str
+    code: Reason
+    reason: str
+    update: str | None = None
+    num_samples: int | None = None
+
+    def as_record(self) -> dict[str, Any]:
+        """The manifest's form of it."""
+        return {"institution": self.institution, "code": int(self.code), "reason": self.reason,
+                "update": self.update, "num_samples": self.num_samples}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Rejection:
+        return cls(record["institution"], Reason(record["code"]), record["reason"], record.get("update"),
+                   record.get("num_samples"))
+
+    @classmethod
+    def of(cls, c: Candidate, code: Reason, reason: str) -> Rejection:
+        """The rejection of candidate `c`."""
+        return cls(c.institution, code, reason, c.update, c.num_samples)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A committed update: who, the digest of its parameters, and the sample count it claims."""
+    institution: str
+    update: str
+    num_samples: int
+
+
+@dataclass(frozen=True)
+class ValidationRules:
+    """The study's validation settings ([validation] in the config); 0 switches a rule off."""
+    max_update_norm: float = 0.0
+    outlier_factor: float = 0.0
+
+
+def screen_updates(store: ArtifactStore, global_params: np.ndarray, candidates: Sequence[Candidate],
+                   rules: ValidationRules = ValidationRules(),
+                   excluded: Mapping[str, Rejection] | None = None) -> tuple[list[Candidate], list[Rejection]]:
+    """(accepted candidates, rejections sorted by institution) for one round.
+
+    In order: two different submissions from one member reject both (DUPLICATE; resending the
+    same one is harmless); members in `excluded` are rejected as given (e.g. LOW_SCORE); each
+    blob must load from the store and fit the model (MISSING, DIGEST_MISMATCH, INVALID_FORMAT,
+    WRONG_LAYOUT, NOT_FINITE, OUT_OF_RANGE) and stay within the norm bound (NORM_ABOVE_BOUND);
+    if the claimed sample counts together overflow the fixed-point sums, the largest claims are
+    rejected until they fit; last, updates far from the rest are rejected as OUTLIER.
+    """
+    excluded = excluded or {}
+    rejected: list[Rejection] = []
+    loaded: list[tuple[Candidate, np.ndarray]] = []
+    for institution, offers in _by_institution(candidates).items():
+        if len(offers) > 1:
+            rejected.append(Rejection.of(offers[0], Reason.DUPLICATE,
+                                         f"{len(offers)} different updates in one round; none is aggregated"))
+        elif institution in excluded:
+            rejected.append(excluded[institution])
+        else:
+            params_or_rejection = _load(store, offers[0], global_params, rules)
+            if isinstance(params_or_rejection, Rejection):
+                rejected.append(params_or_rejection)
+            else:
+                loaded.append((offers[0], params_or_rejection))
+    loaded, too_heavy = _fit_sample_total(loaded)
+    rejected += too_heavy
+    if rules.outlier_factor > 0 and loaded:
+        updates = [ClientUpdate(c.institution, params, c.num_samples) for c, params in loaded]
+        outliers = find_outliers(global_params, updates, rules.outlier_factor)
+        rejected += [Rejection.of(c, Reason.OUTLIER, outliers[c.institution])
+                     for c, _ in loaded if c.institution in outliers]
+        loaded = [(c, p) for c, p in loaded if c.institution not in outliers]
+    return ([c for c, _ in sorted(loaded, key=lambda item: item[0].institution.lower())],
+            sorted(rejected, key=lambda r: r.institution.lower()))
+
+
+def _by_institution(candidates: Sequence[Candidate]) -> dict[str, list[Candidate]]:
+    """Each institution's distinct submissions (identical resubmissions collapse into one)."""
+    offers: defaultdict[str, list[Candidate]] = defaultdict(list)
+    for c in candidates:
+        if c not in offers[c.institution]:
+            offers[c.institution].append(c)
+    return dict(sorted(offers.items(), key=lambda item: item[0].lower()))
+
+
+def _load(store: ArtifactStore, c: Candidate, global_params: np.ndarray, rules: ValidationRules
+          ) -> np.ndarray | Rejection:
+    """The update's parameters, or why it cannot be aggregated."""
+    try:
+        params = store.get_params(c.update)
+    except ArtifactMissing as exc:
+        return Rejection.of(c, Reason.MISSING, str(exc))
+    except ArtifactCorrupt as exc:
+        return Rejection.of(c, _CORRUPT.get(exc.kind, Reason.INVALID_FORMAT), str(exc))
+    except StoreError as exc:           # e.g. not a digest at all
+        return Rejection(c.institution, Reason.INVALID_FORMAT, str(exc))   # not a digest: nothing to name
+    if params.size != global_params.size:
+        return Rejection.of(c, Reason.WRONG_LAYOUT,
+                            f"update has {params.size} parameters, the model has {global_params.size}")
+    problem = update_problem(ClientUpdate(c.institution, params, c.num_samples), global_params.size)
+    if problem:          # what is left: magnitude beyond the fixed-point bound, impossible sample count
+        return Rejection.of(c, Reason.OUT_OF_RANGE, problem)
+    if rules.max_update_norm > 0 and exceeds_norm(global_params, params, rules.max_update_norm):
+        return Rejection.of(c, Reason.NORM_ABOVE_BOUND,
+                            f"update changes the model by norm {update_norm(global_params, params):.6g}, "
+                            f"above the study's bound {rules.max_update_norm:g}")
+    return params
+
+
+def _fit_sample_total(loaded: list[tuple[Candidate, np.ndarray]]
+                      ) -> tuple[list[tuple[Candidate, np.ndarray]], list[Rejection]]:
+    """Drop the largest sample claims (ties: by institution) until the total fits the fixed-point
+    sums; honest counts never come near the limit, so this only ever removes inflated claims."""
+    kept = sorted(loaded, key=lambda item: (item[0].num_samples, item[0].institution.lower()))
+    total = sum(c.num_samples for c, _ in kept)
+    rejected = []
+    while total > fx.MAX_TOTAL_SAMPLES:
+        c, _ = kept.pop()
+        total -= c.num_samples
+        rejected.append(Rejection.of(c, Reason.OUT_OF_RANGE,
+                                     f"claims {c.num_samples} samples: the round's claims together exceed "
+                                     f"the limit of {fx.MAX_TOTAL_SAMPLES}"))
+    return kept, rejected
