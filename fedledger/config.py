@@ -7,6 +7,7 @@ allowed, because a researcher editing a config file should never have to read a 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -22,6 +23,9 @@ ARCHITECTURES = ("loose", "semi", "full")
 DATASETS = ("fed_heart_disease", "breast_cancer", "csv")
 MODELS = ("logreg", "mlp")
 OPTIMIZERS = ("sgd", "adam")
+# simulated misbehaviour of some institutions ([attack]; fedledger/simulation/attacks.py)
+ATTACKS = ("none", "label_flip", "sign_flip", "scale", "noise", "free_rider", "sybil")
+MAX_SUSPENSION_THRESHOLD = 1000   # reputation is kept on a 0..1000 scale by the study contracts
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,19 @@ class ProtocolSection:
     min_participants: int = 1        # commitments needed to close a round after its window
     exclusion_margin: float = 0.15   # full: exclude an update scored this far below the median update
     weight_by_reputation: bool = False   # full: two thirds of reputation instead of members
+    # reputation (0..1000) below which the study contract suspends a member until governance
+    # re-admits it (0: never suspend)
+    suspension_threshold: int = 0
+
+
+@dataclass(frozen=True)
+class ValidationSection:
+    """Checks every aggregator applies to each update before aggregating (0 switches one off)."""
+    # reject an update whose change from the global model is longer than this (L2 norm)
+    max_update_norm: float = 0.0
+    # reject an update farther from the round's coordinate-wise median update than this multiple
+    # of the median distance (must be above 1)
+    outlier_factor: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +104,26 @@ class FaultsSection:
     wrong_result: int = 0   # aggregators that submit a wrong result digest (loose: the coordinator)
     silent: int = 0         # aggregators that never answer (loose: the coordinator)
     no_update: int = 0      # institutions that never commit an update
+
+
+@dataclass(frozen=True)
+class AttackSection:
+    """Simulation only: which institutions misbehave, and how (a deployed node never reads it).
+
+    round(fraction x institutions) institutions (rounded half up, at least one when fraction > 0,
+    never all) are drawn from the study seed alone, so every kind of attack hits the same members.
+    From `start_round` on they send, with g the global model and p their honestly trained model:
+    label_flip: p trained on their own data with the labels flipped; sign_flip: g - scale (p - g);
+    scale: g + scale (p - g) (model replacement with scale = number of members); noise: g plus
+    N(0, noise_std^2) per parameter, untrained; free_rider: the same, meant with a small
+    noise_std (0: g itself); sybil: all send one shared g - scale (p - g), trained by the first
+    of them. Nothing is clipped: values beyond what validation accepts are rejected by it.
+    """
+    kind: str = "none"
+    fraction: float = 0.0
+    scale: float = 1.0
+    noise_std: float = 1.0
+    start_round: int = 1
 
 
 @dataclass(frozen=True)
@@ -108,7 +145,9 @@ class Config:
     training: TrainingSection = field(default_factory=TrainingSection)
     aggregation: AggregationSection = field(default_factory=AggregationSection)
     protocol: ProtocolSection = field(default_factory=ProtocolSection)
+    validation: ValidationSection = field(default_factory=ValidationSection)
     faults: FaultsSection = field(default_factory=FaultsSection)
+    attack: AttackSection = field(default_factory=AttackSection)
     chain: ChainSection = field(default_factory=ChainSection)
     # directory that relative paths in the config are resolved against
     base_dir: str = "."
@@ -217,6 +256,8 @@ def _check_values(c: Config) -> None:
         raise ConfigError("[study].architecture = \"full\" scores every update on held-out validation data: "
                           "set [data].validation_fraction, e.g. 0.2")
     _check_protocol(c)
+    _check_validation(c)
+    _check_attack(c)
     if c.data.num_clients < 2:
         raise ConfigError(f"[data].num_clients must be at least 2, got {c.data.num_clients}")
     for width in c.model.hidden:
@@ -239,9 +280,56 @@ def _check_protocol(c: Config) -> None:
         raise ConfigError(f"[protocol].committee_size must be at most 16, got {p.committee_size}")
     if not 0.0 <= p.exclusion_margin <= 1.0:
         raise ConfigError(f"[protocol].exclusion_margin must be between 0 and 1, got {p.exclusion_margin}")
+    if not 0 <= p.suspension_threshold <= MAX_SUSPENSION_THRESHOLD:
+        raise ConfigError(f"[protocol].suspension_threshold must be between 0 (never suspend) and "
+                          f"{MAX_SUSPENSION_THRESHOLD}, got {p.suspension_threshold}")
     for key in ("wrong_result", "silent", "no_update"):
         if getattr(f, key) < 0:
             raise ConfigError(f"[faults].{key} must be a non-negative count, got {getattr(f, key)}")
+
+
+def _check_validation(c: Config) -> None:
+    v = c.validation
+    if not 0.0 <= v.max_update_norm < math.inf:
+        raise ConfigError("[validation].max_update_norm must be a finite number, at least 0 (0: no bound), "
+                          f"got {v.max_update_norm}")
+    if not (v.outlier_factor == 0.0 or 1.0 < v.outlier_factor < math.inf):
+        raise ConfigError("[validation].outlier_factor must be 0 (off) or a finite number above 1, "
+                          f"got {v.outlier_factor}")
+
+
+def _check_attack(c: Config) -> None:
+    a = c.attack
+    _one_of("[attack].kind", a.kind, ATTACKS)
+    if not 0.0 <= a.fraction < 1.0:
+        raise ConfigError(f"[attack].fraction must be at least 0 and below 1, got {a.fraction}")
+    if not 0.0 < a.scale < math.inf:
+        raise ConfigError(f"[attack].scale must be a finite number above 0, got {a.scale}")
+    if not 0.0 <= a.noise_std < math.inf:
+        raise ConfigError(f"[attack].noise_std must be a finite number, at least 0, got {a.noise_std}")
+    if a.start_round < 1:
+        raise ConfigError(f"[attack].start_round must be at least 1, got {a.start_round}")
+    if a.kind != "none" and a.fraction == 0.0:
+        raise ConfigError(f"[attack].kind = {a.kind!r} needs attackers: set [attack].fraction "
+                          "(the share of institutions that attack), e.g. 0.2")
+    if a.kind == "none" and a.fraction > 0.0:
+        raise ConfigError(f"[attack].fraction = {a.fraction} needs an attack: set [attack].kind to one of "
+                          f"{', '.join(k for k in ATTACKS if k != 'none')}")
+    known = {"breast_cancer": c.data.num_clients, "csv": len(c.data.clients)}.get(c.data.dataset)
+    if known:   # otherwise checked when the institutions are loaded (attacker_count)
+        attacker_count(a.fraction, known)
+
+
+def attacker_count(fraction: float, institutions: int) -> int:
+    """How many of `institutions` attack at [attack].fraction: round(fraction x institutions),
+    rounded half up, at least 1 when fraction > 0; ConfigError if that leaves no one honest."""
+    if fraction <= 0.0:
+        return 0
+    count = max(1, math.floor(fraction * institutions + 0.5))
+    if count >= institutions:
+        raise ConfigError(f"[attack].fraction = {fraction} makes {count} of the {institutions} institutions "
+                          "attackers; at least one must stay honest: lower [attack].fraction")
+    return count
 
 
 def _one_of(where: str, value: str, allowed: tuple[str, ...]) -> None:

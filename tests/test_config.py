@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from fedledger.config import config_from_dict, load_config
+from fedledger.config import attacker_count, config_from_dict, load_config
 from fedledger.errors import ConfigError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -58,3 +58,93 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("[study\nname = 1")
     with pytest.raises(ConfigError, match="is not valid TOML"):
         load_config(bad)
+
+
+def test_new_sections_default_to_off_and_are_recorded():
+    cfg = config_from_dict({})
+    assert cfg.protocol.suspension_threshold == 0
+    assert (cfg.validation.max_update_norm, cfg.validation.outlier_factor) == (0.0, 0.0)
+    assert (cfg.attack.kind, cfg.attack.fraction, cfg.attack.scale, cfg.attack.noise_std,
+            cfg.attack.start_round) == ("none", 0.0, 1.0, 1.0, 1)
+    d = cfg.to_dict()
+    assert d["protocol"]["suspension_threshold"] == 0
+    assert d["validation"] == {"max_update_norm": 0.0, "outlier_factor": 0.0}
+    assert d["attack"] == {"kind": "none", "fraction": 0.0, "scale": 1.0, "noise_std": 1.0, "start_round": 1}
+
+
+def test_new_keys_are_read():
+    cfg = config_from_dict({
+        "protocol": {"suspension_threshold": 1000},
+        "validation": {"max_update_norm": 5, "outlier_factor": 3.0},
+        "data": {"dataset": "breast_cancer", "num_clients": 6},
+        "attack": {"kind": "sybil", "fraction": 0.5, "scale": 6, "noise_std": 0, "start_round": 3},
+    })
+    assert cfg.protocol.suspension_threshold == 1000
+    assert cfg.validation.max_update_norm == 5.0 and cfg.validation.outlier_factor == 3.0
+    assert cfg.attack == type(cfg.attack)(kind="sybil", fraction=0.5, scale=6.0, noise_std=0.0, start_round=3)
+    assert cfg.to_dict()["attack"]["kind"] == "sybil"
+
+
+@pytest.mark.parametrize("kind", ["label_flip", "sign_flip", "scale", "noise", "free_rider", "sybil"])
+def test_every_attack_kind_is_accepted(kind):
+    assert config_from_dict({"attack": {"kind": kind, "fraction": 0.25}}).attack.kind == kind
+
+
+@pytest.mark.parametrize("fraction, institutions, count", [
+    (0.0, 5, 0), (0.01, 5, 1), (0.2, 5, 1), (0.3, 5, 2), (0.5, 5, 3), (0.5, 6, 3), (0.7, 5, 4), (0.8, 10, 8),
+])
+def test_attacker_count_rounds_half_up_with_at_least_one(fraction, institutions, count):
+    assert attacker_count(fraction, institutions) == count
+
+
+@pytest.mark.parametrize("fraction, institutions", [(0.9, 5), (0.75, 2), (0.995, 100)])
+def test_attacker_count_keeps_one_institution_honest(fraction, institutions):
+    with pytest.raises(ConfigError, match=r"\[attack\]\.fraction = .* at least one must stay honest"):
+        attacker_count(fraction, institutions)
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"protocol": {"suspension_threshold": -1}},
+     "[protocol].suspension_threshold must be between 0 (never suspend) and 1000, got -1"),
+    ({"protocol": {"suspension_threshold": 1001}}, "[protocol].suspension_threshold must be between 0"),
+    ({"protocol": {"suspension_threshold": 0.5}}, "[protocol].suspension_threshold must be an integer"),
+    ({"validation": {"max_update_norm": -0.1}},
+     "[validation].max_update_norm must be a finite number, at least 0 (0: no bound), got -0.1"),
+    ({"validation": {"max_update_norm": float("inf")}}, "[validation].max_update_norm must be a finite number"),
+    ({"validation": {"max_update_norm": float("nan")}}, "[validation].max_update_norm must be a finite number"),
+    ({"validation": {"max_update_norm": "big"}}, "[validation].max_update_norm must be a number, got a string"),
+    ({"validation": {"outlier_factor": 1.0}},
+     "[validation].outlier_factor must be 0 (off) or a finite number above 1, got 1.0"),
+    ({"validation": {"outlier_factor": 0.5}}, "[validation].outlier_factor must be 0 (off) or a finite number"),
+    ({"validation": {"outlier_factor": -2}}, "[validation].outlier_factor must be 0 (off) or a finite number"),
+    ({"validation": {"outlier_factor": float("inf")}}, "[validation].outlier_factor must be 0 (off)"),
+    ({"validation": {"outlier": 3}}, "unknown key [validation].outlier; allowed: max_update_norm, outlier_factor"),
+    ({"attack": {"kind": "backdoor", "fraction": 0.2}},
+     "[attack].kind is 'backdoor'; allowed: none, label_flip, sign_flip, scale, noise, free_rider, sybil"),
+    ({"attack": {"kind": "scale", "fraction": 1.0}}, "[attack].fraction must be at least 0 and below 1, got 1.0"),
+    ({"attack": {"kind": "scale", "fraction": -0.1}}, "[attack].fraction must be at least 0 and below 1"),
+    ({"attack": {"kind": "scale", "fraction": 0.2, "scale": 0}},
+     "[attack].scale must be a finite number above 0, got 0.0"),
+    ({"attack": {"kind": "scale", "fraction": 0.2, "scale": float("inf")}}, "[attack].scale must be a finite"),
+    ({"attack": {"kind": "noise", "fraction": 0.2, "noise_std": -1}},
+     "[attack].noise_std must be a finite number, at least 0, got -1.0"),
+    ({"attack": {"kind": "noise", "fraction": 0.2, "noise_std": float("nan")}}, "[attack].noise_std must be"),
+    ({"attack": {"kind": "noise", "fraction": 0.2, "start_round": 0}}, "[attack].start_round must be at least 1, got 0"),
+    ({"attack": {"kind": "scale"}},
+     "[attack].kind = 'scale' needs attackers: set [attack].fraction (the share of institutions that attack)"),
+    ({"attack": {"fraction": 0.3}},
+     ("[attack].fraction = 0.3 needs an attack: set [attack].kind to one of label_flip, sign_flip, scale, "
+      "noise, free_rider, sybil")),
+    ({"attack": {"kind": "scale", "fraction": 0.9}, "data": {"dataset": "breast_cancer", "num_clients": 5}},
+     ("[attack].fraction = 0.9 makes 5 of the 5 institutions attackers; at least one must stay honest: "
+      "lower [attack].fraction")),
+    ({"attack": {"kind": "scale", "fraction": 0.75},
+      "data": {"dataset": "csv", "clients": {"a": "a.csv", "b": "b.csv"}, "label": "y"}},
+     "makes 2 of the 2 institutions attackers"),
+    ({"attack": {"kind": "scale", "fraction": 0.2, "target": "x"}},
+     "unknown key [attack].target; allowed: kind, fraction, scale, noise_std, start_round"),
+])
+def test_new_keys_name_the_key_and_what_is_allowed(raw, message):
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(raw)
+    assert message in str(err.value)

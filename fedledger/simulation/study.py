@@ -19,7 +19,6 @@ from fedledger.aggregation import Strategy, make_strategy
 from fedledger.chain import (
     ChainBackend,
     EmbeddedChain,
-    Role,
 )
 from fedledger.config import Config
 from fedledger.protocol import (
@@ -38,9 +37,12 @@ from fedledger.protocol.setup import (
     load_clients,
     model_spec,
     set_up_chain,
+    loose_coordinator,
     train_config,
+    validation_rules,
 )
 from fedledger.report import plot_metrics, results_table, summarize_evaluations
+from fedledger.simulation.attacks import build_nodes
 from fedledger.simulation.rundir import RUN_FORMAT, RunDir
 from fedledger.store import ArtifactStore
 
@@ -56,6 +58,8 @@ class StudyResult:
     # hash of the chain's latest block when the study ended: kept outside the run directory, it
     # lets an auditor tell this chain from a rebuilt one (`audit verify --head`)
     chain_head: str | None = None
+    # institutions that ran a simulated attack ([attack]), in roster order
+    attackers: list[str] = field(default_factory=list)
 
     @property
     def final(self) -> dict[str, Any]:
@@ -77,19 +81,18 @@ def faults_of(cfg: Config) -> Faults:
 def make_rounds(cfg: Config, chain: ChainSetup | None, coordinator_key: LocalAccount, store: ArtifactStore,
                 strategy: Strategy, nodes: list[InstitutionNode]) -> LooseRounds | CommitteeRounds | ConsensusRounds:
     """The round runner of the configured architecture."""
-    faults = faults_of(cfg)
+    faults, rules = faults_of(cfg), validation_rules(cfg)
     contract = chain.ledger if chain else None
     if cfg.study.architecture == "semi":
-        return CommitteeRounds(nodes, strategy, contract, cfg.protocol.committee_size, faults, cfg.study.seed)
+        return CommitteeRounds(nodes, strategy, contract, cfg.protocol.committee_size, faults, cfg.study.seed, rules)
     if cfg.study.architecture == "full":
-        return ConsensusRounds(nodes, strategy, contract, cfg.protocol.exclusion_margin, faults)
-    members = {n.address for n in nodes}
-    coordinator = Coordinator(
-        coordinator_key, store, strategy,
-        institutions=((lambda addrs: chain.consortium.holders_of(addrs, Role.INSTITUTION)) if chain
-                      else (lambda addrs: members.intersection(addrs))),
-        ledger=contract, chain_id=chain.backend.chain_id if chain else 0,
-        ledger_address=contract.address if chain else ZERO_ADDRESS)
+        return ConsensusRounds(nodes, strategy, contract, cfg.protocol.exclusion_margin, faults, rules)
+    if chain is None:
+        members = {n.address for n in nodes}
+        coordinator = Coordinator(coordinator_key, store, strategy, lambda addrs: members.intersection(addrs),
+                                  None, 0, ZERO_ADDRESS, rules=rules)
+    else:
+        coordinator = loose_coordinator(coordinator_key, store, strategy, chain.consortium, chain.ledger, rules)
     return LooseRounds(coordinator, nodes, faults, lambda model: _evaluate(nodes, model))
 
 
@@ -110,7 +113,7 @@ def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True
     training = train_config(cfg)
 
     admin, coordinator_key = Account.create(), Account.create()
-    nodes = [InstitutionNode(c.name, Account.create(), c, spec, training, store, cfg.study.seed) for c in clients]
+    nodes, attackers = build_nodes(cfg, clients, spec, training, store, [Account.create() for _ in clients])
 
     initial = store.put_params(initial_params(cfg, spec))
     config_digest = store.put_json(cfg.to_dict())
@@ -122,7 +125,7 @@ def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True
         chain = set_up_chain(backend, admin, coordinator_key, [(n.name, n.account) for n in nodes],
                              config_digest, initial, cfg)
     try:
-        result = StudyResult(run.path)
+        result = StudyResult(run.path, attackers=attackers)
         if chain:
             result.setup_chain = _stats(chain.backend)
         run.write_json("run.json", _run_info(cfg, chain, nodes, coordinator_key))
@@ -136,7 +139,7 @@ def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True
     result.wall_seconds = time.perf_counter() - started
     plot_metrics(result.rounds, run.path / "metrics.png", f"{cfg.study.name}: {strategy.name}")
     run.write_json("results.json", {"final": result.final, "setup_chain": result.setup_chain,
-                                    "chain_head": result.chain_head,
+                                    "chain_head": result.chain_head, "attackers": result.attackers,
                                     "rounds": [{k: v for k, v in r.items() if k != "metrics"} for r in result.rounds],
                                     "wall_seconds": result.wall_seconds})
     return result
