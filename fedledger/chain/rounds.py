@@ -26,14 +26,7 @@ from fedledger.chain.records import (
     bytes32_to_optional_digest,
     digest_to_bytes32,
 )
-from fedledger.chain.reputation import (  # noqa: F401  (re-exported: the auditor imports them from here)
-    INITIAL_REPUTATION,
-    MAX_REPUTATION,
-    REINSTATED,
-    REPUTATION_DELTAS,
-    ReputationPolicy,
-    reputation_after,
-)
+from fedledger.chain.reputation import ReputationPolicy
 from fedledger.errors import ChainError
 
 

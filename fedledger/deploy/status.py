@@ -36,22 +36,24 @@ def consortium_status(path: str | Path) -> dict[str, Any]:
                        latest_model=study.latest_model() if started else None)
             committed = [m.address for m in c.institutions
                          if get_json(f"{m.endpoint}/rounds/{finished + 1}/update", PROBE_TIMEOUT_S) is not None]
-            reputation: dict[str, int] = {}
         else:
             finished = study.round_count()
             doc.update(finished=finished, phase=PHASES[c.architecture].get(study.phase(), "?"),
                        phase_deadline=study.phase_deadline(), latest_model=study.latest_model())
             committed = study.committers(finished + 1)
-            reputation = {m: study.reputation(m) for m in study.roster()}
             if isinstance(study, CommitteeStudy) and doc["phase"] == "aggregating":
                 doc["committee"] = study.committee(finished + 1, study.attempt())
+        # every study contract keeps reputation and suspensions for its institutions
+        reputation = {m.address: study.reputation(m.address) for m in c.institutions}
+        suspended = {m.address for m in c.institutions if study.suspended(m.address)}
         doc["open_round"] = finished + 1 if finished < doc["rounds"] else None
         endpoints = {m.address: m.endpoint for m in c.members}
         doc["members"] = []
         for m in members:
             node = get_json(endpoints[m.address] + "/status", PROBE_TIMEOUT_S) if m.address in endpoints else None
             doc["members"].append({"name": m.name, "address": m.address, "roles": m.roles.name, "active": m.active,
-                                   "reputation": reputation.get(m.address), "committed": m.address in committed,
+                                   "reputation": reputation.get(m.address), "suspended": m.address in suspended,
+                                   "committed": m.address in committed,
                                    "node": "down" if node is None else ("done" if node.get("done") else "up")})
         return doc
     finally:
@@ -72,7 +74,7 @@ def format_status(doc: dict[str, Any]) -> str:
     lines.append(f"{'member':<16} {'address':<42} {'roles':<12} {'node':<5} {'rep':>5}  committed")
     for m in doc["members"]:
         rep = "" if m["reputation"] is None else str(m["reputation"])
-        name = m["name"] + ("" if m["active"] else " (removed)")
+        name = m["name"] + ("" if m["active"] else " (removed)") + (" (suspended)" if m.get("suspended") else "")
         lines.append(f"{name:<16} {m['address']:<42} {m['roles'] or '':<12} {m['node']:<5} {rep:>5}  "
                      f"{'yes' if m['committed'] else ''}")
     return "\n".join(lines)

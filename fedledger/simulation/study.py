@@ -160,7 +160,7 @@ def _run_rounds(cfg: Config, run: RunDir, rounds: LooseRounds | CommitteeRounds 
             entry = {
                 "round": rnd, "model": model, "manifest": outcome.manifest,
                 "accepted": list(outcome.accepted),
-                "rejected": [{"institution": r.institution, "reason": r.reason} for r in outcome.rejected],
+                "rejected": [r.as_record() for r in outcome.rejected],
                 "seconds": time.perf_counter() - t0,
                 "transactions": after.get("transactions", 0) - before.get("transactions", 0),
                 "gas": after.get("gas_used", 0) - before.get("gas_used", 0),

@@ -16,6 +16,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from fedledger.chain import (
+    INITIAL_REPUTATION,
     CommitteeStudy,
     ConsensusStudy,
     EmbeddedChain,
@@ -25,9 +26,9 @@ from fedledger.chain import (
     StudyTerms,
     committee_seed,
     draw_committee,
+    reputation_after,
     result_key,
 )
-from fedledger.chain.rounds import INITIAL_REPUTATION, reputation_after
 from fedledger.errors import TransactionReverted
 
 from .conftest import Study, digest, set_up_study
