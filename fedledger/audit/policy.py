@@ -16,7 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from fedledger.audit.report import AuditReport
-from fedledger.chain import INITIAL_REPUTATION, REINSTATED, Rejection as ChainRejection, reputation_after
+from fedledger.chain import INITIAL_REPUTATION, REINSTATED, reputation_after
+from fedledger.chain import Rejection as ChainRejection
 from fedledger.chain.reputation import suspends
 from fedledger.errors import FedLedgerError
 from fedledger.store import ArtifactStore

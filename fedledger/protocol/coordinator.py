@@ -16,9 +16,9 @@ from eth_account.signers.local import LocalAccount
 from fedledger.aggregation import Strategy
 from fedledger.chain import RoundRecord, StudyLedger
 from fedledger.crypto import merkle_proof, recover_signer
+from fedledger.errors import StoreError
 from fedledger.protocol.manifest import aggregate_round, build_manifest, update_leaves
 from fedledger.protocol.messages import Rejection, RoundTask, SignedUpdate
-from fedledger.errors import StoreError
 from fedledger.store import ArtifactStore, check_digest
 from fedledger.validation import Candidate, Reason, ValidationRules, screen_updates
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from eth_account.signers.local import LocalAccount
 
+from fedledger.aggregation import Strategy
 from fedledger.chain import (
     ChainBackend,
     CommitteeStudy,
@@ -37,7 +38,6 @@ from fedledger.learning import (
     load_csv_clients,
     load_fed_heart_disease,
 )
-from fedledger.aggregation import Strategy
 from fedledger.protocol.coordinator import Coordinator
 from fedledger.protocol.node import ModelSpec, derive_seed
 from fedledger.store import ArtifactStore

@@ -35,9 +35,9 @@ from fedledger.protocol.setup import (
     connect_rpc,
     initial_params,
     load_clients,
+    loose_coordinator,
     model_spec,
     set_up_chain,
-    loose_coordinator,
     train_config,
     validation_rules,
 )
