@@ -6,8 +6,8 @@ defences, cells are the final pooled test accuracy, mean over seeds (with the lo
 range). Every run is a whole `fedledger run` study; the aggregation-rule defences run with the
 ledger off (the chain changes no arithmetic: the same config gives the same model digests with
 and without it), the reputation defence runs on the embedded chain, because suspension is the
-contract's doing. For it the benchmark also reads, from the chain, the round each attacker was
-suspended in and whether any honest member ever was.
+contract's doing. For it the benchmark also reports the round each attacker was suspended in
+(results.json "suspended", read from the chain) and whether any honest member ever was.
 
     python benchmarks/robustness.py [--dataset breast_cancer] [--seeds 3] [--rounds 20] [--workers 2]
     python benchmarks/robustness.py --dataset fed_heart_disease --rounds 15
@@ -28,11 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import write_section  # noqa: E402
 
-from fedledger.chain import StudyLedger, open_chain  # noqa: E402
 from fedledger.config import config_from_dict  # noqa: E402
 from fedledger.report import format_table  # noqa: E402
 from fedledger.simulation import run_study  # noqa: E402
-from fedledger.simulation.rundir import RunDir  # noqa: E402
 
 # Per dataset: the data section, local training, the attacker fractions and the attacks run.
 DATASETS = {
@@ -96,24 +94,9 @@ def run_one(job: tuple[str, int, int, str, str | None, float]) -> dict[str, Any]
         cfg = config_from_dict(config(dataset, seed, rounds, defence, attack, fraction, out), base_dir=out)
         started = time.perf_counter()
         result = run_study(cfg, run_dir=Path(out) / "run", progress=False)
-        names = RunDir(result.run_dir).read_run_info()["institutions"]
-        suspended = _suspensions(result.run_dir) if defence in ON_CHAIN else {}
-        by_name = {name: suspended[address] for name, address in names.items() if address in suspended}
         return {"seed": seed, "defence": defence, "attack": attack, "fraction": fraction,
                 "accuracy": result.final["pooled"]["accuracy"], "attackers": result.attackers,
-                "suspended": by_name, "seconds": time.perf_counter() - started}
-
-
-def _suspensions(run_dir: Path) -> dict[str, int]:
-    """member address -> the round it was suspended in, from the chain's MemberSuspended events."""
-    run = RunDir(run_dir)
-    info = run.read_run_info()
-    backend = open_chain(info["chain"], run.chain)
-    try:
-        ledger = StudyLedger(backend, info["contracts"]["ledger"])
-        return {e["member"]: e["round_number"] for e in ledger.events("MemberSuspended")}
-    finally:
-        backend.close()
+                "suspended": result.suspended, "seconds": time.perf_counter() - started}
 
 
 def summarize(runs: list[dict[str, Any]], attacks: list[str], fractions: tuple[float, ...]

@@ -60,6 +60,8 @@ class StudyResult:
     chain_head: str | None = None
     # institutions that ran a simulated attack ([attack]), in roster order
     attackers: list[str] = field(default_factory=list)
+    # institutions the reputation policy suspended -> the round it happened in (from the chain)
+    suspended: dict[str, int] = field(default_factory=dict)
 
     @property
     def final(self) -> dict[str, Any]:
@@ -132,6 +134,8 @@ def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True
         rounds = make_rounds(cfg, chain, coordinator_key, store, strategy, nodes)
         _run_rounds(cfg, run, rounds, nodes, initial, chain, result, progress)
         if chain:
+            names = {n.address: n.name for n in nodes}
+            result.suspended = {names[e["member"]]: e["round_number"] for e in chain.ledger.events("MemberSuspended")}
             result.chain_head = chain.backend.w3.eth.get_block("latest")["hash"].to_0x_hex()
     finally:
         if chain:
@@ -140,6 +144,7 @@ def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True
     plot_metrics(result.rounds, run.path / "metrics.png", f"{cfg.study.name}: {strategy.name}")
     run.write_json("results.json", {"final": result.final, "setup_chain": result.setup_chain,
                                     "chain_head": result.chain_head, "attackers": result.attackers,
+                                    "suspended": result.suspended,
                                     "rounds": [{k: v for k, v in r.items() if k != "metrics"} for r in result.rounds],
                                     "wall_seconds": result.wall_seconds})
     return result

@@ -2,11 +2,11 @@
 chain, and `audit verify` checks every rejection, re-screens the updates and replays reputation."""
 
 import dataclasses
+import json
 
 import pytest
 
 from fedledger.audit import verify_run
-from fedledger.chain import StudyLedger, open_chain
 from fedledger.config import config_from_dict
 from fedledger.protocol import Coordinator
 from fedledger.simulation import RunDir, run_study
@@ -27,17 +27,6 @@ def _names(result):
     return RunDir(result.run_dir).read_run_info()["institutions"]
 
 
-def _suspended(result):
-    run = RunDir(result.run_dir)
-    info = run.read_run_info()
-    backend = open_chain(info["chain"], run.chain)
-    try:
-        ledger = StudyLedger(backend, info["contracts"]["ledger"])
-        return {e["member"]: e["round_number"] for e in ledger.events("MemberSuspended")}
-    finally:
-        backend.close()
-
-
 def test_outliers_lose_reputation_until_the_contract_suspends_them(tmp_path):
     result = run_study(_cfg(tmp_path, validation={"outlier_factor": 4.0}, protocol={"suspension_threshold": 50}),
                        run_dir=tmp_path / "run", progress=False)
@@ -49,7 +38,8 @@ def test_outliers_lose_reputation_until_the_contract_suspends_them(tmp_path):
     for address in attackers:
         assert [codes[(n, address)] for n in range(1, 7)] == [Reason.OUTLIER] * 3 + [Reason.SUSPENDED] * 3
         assert all(address not in r["accepted"] for r in result.rounds)
-    assert _suspended(result) == {address: 3 for address in attackers}      # no honest member suspended
+    assert result.suspended == {name: 3 for name in result.attackers}      # no honest member suspended
+    assert json.loads((result.run_dir / "results.json").read_text())["suspended"] == result.suspended
     assert all(len(r["accepted"]) == 4 for r in result.rounds)
     report = verify_run(result.run_dir)
     assert report.ok, report.summary()
