@@ -44,8 +44,8 @@ def penalty_reason(code: int) -> str | None:
 def verify_rejections(report: AuditReport, subject: str, manifest_rejected: Sequence[Rejection],
                       on_chain: Sequence[ChainRejection]) -> None:
     """The manifest's rejections are exactly the chain's records (member, digest, code)."""
-    listed = Counter((r.institution, r.update, int(r.code)) for r in manifest_rejected)
-    recorded = Counter((r.member, r.update, int(r.reason)) for r in on_chain)
+    listed = Counter((r.institution.lower(), r.update, int(r.code)) for r in manifest_rejected)
+    recorded = Counter((r.member.lower(), r.update, int(r.reason)) for r in on_chain)
     report.record(subject, "rejections recorded on chain as in the manifest", listed == recorded,
                   f"manifest rejects {sorted(listed.elements())}, the chain records {sorted(recorded.elements())}")
 
@@ -55,10 +55,9 @@ def verify_screening(report: AuditReport, subject: str, store: ArtifactStore, pa
                      excluded: Mapping[str, Rejection] | None = None) -> None:
     """Screen the round's updates again; every verdict that depends only on the stored bytes and
     the rules must come out the same."""
-    again = [r for r in rejected if r.code not in NOT_RESCREENED]
-    if any(r.update is None or r.num_samples is None for r in again):
-        report.record(subject, "rejections screened again", False, "a rejection names no update to check")
-        return
+    # a rejection that names no update (a malformed submission) leaves nothing to screen again
+    again = [r for r in rejected if r.code not in NOT_RESCREENED and r.update is not None
+             and r.num_samples is not None]
     candidates = list(accepted) + [Candidate(r.institution, r.update, r.num_samples) for r in again]
     try:
         global_params = store.get_params(parent)

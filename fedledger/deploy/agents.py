@@ -23,6 +23,7 @@ from eth_account.signers.local import LocalAccount
 
 from fedledger.aggregation import Strategy
 from fedledger.chain import (
+    Commitment,
     CommitteeStudy,
     ConsensusStudy,
     Consortium,
@@ -181,9 +182,8 @@ class ChainRoundAgent:
             self.states[r] = self.ctx.store.get_json(previous[1])["state_after"] if previous else None
         return round_task(self.study, self.ctx.strategy, r, self.study.latest_model()), self.states[r]
 
-    def _aggregate(self, r: int, architecture: str, **kwargs: Any) -> Aggregate:
+    def _aggregate(self, r: int, architecture: str, commitments: list[Commitment], **kwargs: Any) -> Aggregate:
         task, state_before = self._task(r)
-        commitments = self.study.commitments(r)
         with self.ctx.timings.measure("aggregate"):
             return aggregate_commitments(self.ctx.store, self.ctx.strategy, architecture=architecture, task=task,
                                          state_before=state_before, commitments=commitments,
@@ -193,8 +193,9 @@ class ChainRoundAgent:
         study, ctx = self.study, self.ctx
         attempt = study.attempt()
         if ctx.address in study.committee(r, attempt) and ("result", r, attempt) not in self.done:
-            result = self._aggregate(r, "semi")
-            codes = reason_codes(study.commitments(r), result.manifest)
+            commitments = study.commitments(r)
+            result = self._aggregate(r, "semi", commitments)
+            codes = reason_codes(commitments, result.manifest)
             sent = race(ctx, f"round {r}: submitted result {result.model[:12]} as drawn aggregator (draw {attempt})",
                         lambda: study.submit_result(ctx.account, r, attempt, result.model, result.manifest_digest,
                                                     codes))
@@ -224,7 +225,7 @@ class ChainRoundAgent:
             return
         commitments = study.commitments(r)
         medians, excluded = exclusion_rule(commitments, study.scores(r), ctx.cfg.protocol.exclusion_margin)
-        result = self._aggregate(r, "full", excluded=excluded, extra={"scores": medians})
+        result = self._aggregate(r, "full", commitments, excluded=excluded, extra={"scores": medians})
         paid = rewards(commitments, medians, [e["institution"] for e in result.manifest["updates"]])
         codes = reason_codes(commitments, result.manifest)
         race(ctx, f"round {r}: voted for {result.model[:12]} ({sum(1 for c in codes if c)} rejected)",

@@ -84,3 +84,22 @@ def test_robust_rules_are_recomputed_by_the_audit(tmp_path, strategy):
     report = verify_run(result.run_dir)
     assert report.ok, report.summary()
     assert dataclasses.asdict(cfg.aggregation)["strategy"] == strategy["strategy"]
+
+
+def test_a_malformed_submission_is_anchored_and_audits_clean(tmp_path, monkeypatch):
+    """What a deployed coordinator does with a document it cannot parse: a rejection naming no
+    update, on chain like any other, which the audit accepts without anything to screen again."""
+    honest_screen = Coordinator.screen
+    outsider = "0x" + "ab" * 20
+
+    def screen_with_malformed(self, task, submissions):
+        accepted, rejected = honest_screen(self, task, submissions)
+        return accepted, rejected + [Rejection(outsider, Reason.INVALID_FORMAT, "malformed signed update")]
+
+    monkeypatch.setattr(Coordinator, "screen", screen_with_malformed)
+    result = run_study(_cfg(tmp_path, rounds=2, attack={"kind": "none", "fraction": 0.0}),
+                       run_dir=tmp_path / "run", progress=False)
+    assert all(r["rejected"] == [{"institution": outsider, "code": Reason.INVALID_FORMAT, "update": None,
+                                  "num_samples": None, "reason": "malformed signed update"}] for r in result.rounds)
+    report = verify_run(result.run_dir)
+    assert report.ok, report.summary()
