@@ -8,8 +8,8 @@ One round, every message passing through the aggregator:
    the other members and one for the pairwise masks, and publishes the public halves
    (`PublicKeys`; a study would register them on chain).
 2. **Share.** Each member draws a self-mask seed b_u and splits b_u and its mask private key into
-   Shamir shares (threshold t of n, pycryptodome). The share meant for member v is encrypted with
-   AES-GCM under a key derived from the cipher key agreement of u and v.
+   Shamir shares (threshold t of n, `fedledger.privacy.shamir`). The share meant for member v is
+   encrypted with AES-GCM under a key derived from the cipher key agreement of u and v.
 3. **Mask.** Member u sends y_u = x_u + PRG(b_u) + sum over v > u of PRG(s_uv) - sum over v < u
    of PRG(s_uv), mod 2**64. Here s_uv = HKDF(X25519(mask keys of u and v), context) is the same
    for u and v, and PRG is AES-256-CTR.
@@ -31,7 +31,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from Crypto.Protocol.SecretSharing import Shamir
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -40,9 +39,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from fedledger.errors import FedLedgerError
+from fedledger.privacy import shamir
 
 SEED_BYTES = 32
-HALF = 16   # pycryptodome's Shamir shares 16-byte secrets: 32-byte secrets go as two halves
 
 
 class SecAggError(FedLedgerError):
@@ -89,16 +88,6 @@ def pair_mask(private: X25519PrivateKey, other: PublicKeys, me: str, context: by
     return mask if other.member > me else (np.uint64(0) - mask)
 
 
-def _split(secret: bytes, threshold: int, count: int) -> list[list[tuple[int, bytes]]]:
-    """Shamir shares of a 32-byte secret: for each of `count` holders, its (index, share) per half."""
-    halves = [Shamir.split(threshold, count, secret[i:i + HALF], ssss=False) for i in (0, HALF)]
-    return [[halves[0][k], halves[1][k]] for k in range(count)]
-
-
-def _combine(shares: Sequence[Sequence[tuple[int, bytes]]]) -> bytes:
-    return b"".join(Shamir.combine([s[i] for s in shares], ssss=False) for i in (0, 1))
-
-
 class SecAggMember:
     """One member's side of a round: its keys and secrets, the shares it holds for others."""
 
@@ -109,7 +98,7 @@ class SecAggMember:
         self._mask = X25519PrivateKey.from_private_bytes(random_bytes(SEED_BYTES))
         self._self_seed = random_bytes(SEED_BYTES)
         self._roster: dict[str, PublicKeys] = {}
-        self._held: dict[str, tuple[list, list]] = {}   # sender -> (its self-seed share, its mask-key share)
+        self._held: dict[str, tuple[shamir.Share, shamir.Share]] = {}  # sender -> (self-seed, mask-key share)
         self._revealed: dict[str, str] = {}              # sender -> which secret this member revealed
 
     def public_keys(self) -> PublicKeys:
@@ -127,12 +116,11 @@ class SecAggMember:
         if not 1 <= threshold <= len(ids):
             raise SecAggError(f"threshold must be 1 to {len(ids)}, got {threshold}")
         self._roster = {k.member: k for k in roster}
-        seed_shares = _split(self._self_seed, threshold, len(ids))
-        key_shares = _split(_private_raw(self._mask), threshold, len(ids))
+        seed_shares = shamir.split(self._self_seed, threshold, len(ids))
+        key_shares = shamir.split(_private_raw(self._mask), threshold, len(ids))
         sealed = {}
         for k, keys in enumerate(roster):
-            payload = b"".join(idx.to_bytes(2, "big") + share for pair in (seed_shares[k], key_shares[k])
-                               for idx, share in pair)
+            payload = shamir.encode(seed_shares[k]) + shamir.encode(key_shares[k])
             nonce = os.urandom(12)
             sealed[keys.member] = nonce + self._channel(keys).encrypt(nonce, payload, self.member.encode())
         return sealed
@@ -146,9 +134,8 @@ class SecAggMember:
         except (InvalidTag, ValueError):
             raise SecAggError(f"the shares from {sender} do not decrypt: tampered or not meant for "
                               f"{self.member}") from None
-        parts = [(int.from_bytes(payload[i:i + 2], "big"), payload[i + 2:i + 2 + HALF])
-                 for i in range(0, len(payload), 2 + HALF)]
-        self._held[sender] = (parts[:2], parts[2:])
+        half = len(payload) // 2
+        self._held[sender] = (shamir.decode(payload[:half]), shamir.decode(payload[half:]))
 
     def mask(self, values: np.ndarray) -> np.ndarray:
         """y = x + self mask + pairwise masks (uint64, wrapping), for an int64 vector x."""
@@ -160,7 +147,7 @@ class SecAggMember:
                 masked = masked + pair_mask(self._mask, other, self.member, self.context, values.size)
         return masked
 
-    def reveal(self, senders: Sequence[str], dropped: Sequence[str]) -> dict[str, tuple[str, list]]:
+    def reveal(self, senders: Sequence[str], dropped: Sequence[str]) -> dict[str, tuple[str, shamir.Share]]:
         """This member's shares for unmasking: of the self-mask seed of each member that sent a
         masked input, of the mask key of each member that dropped out. A request for both
         secrets of one member (across calls too) is refused."""
@@ -199,7 +186,10 @@ def unmask_sum(masked: Mapping[str, np.ndarray], roster: Sequence[PublicKeys], r
         got = shares.get((member, kind), [])
         if len(got) < threshold:
             raise SecAggError(f"only {len(got)} of the {threshold} shares needed to unmask {member} arrived")
-        return _combine(got[:threshold])
+        try:
+            return shamir.combine(got[:threshold])
+        except ValueError as exc:
+            raise SecAggError(f"cannot rebuild the {kind} of {member}: {exc}") from None
 
     for member in masked:
         total = total - prg(secret(member, "seed"), length)
