@@ -137,13 +137,18 @@ class SecAggMember:
         half = len(payload) // 2
         self._held[sender] = (shamir.decode(payload[:half]), shamir.decode(payload[half:]))
 
-    def mask(self, values: np.ndarray) -> np.ndarray:
-        """y = x + self mask + pairwise masks (uint64, wrapping), for an int64 vector x."""
+    def mask(self, values: np.ndarray, peers: Sequence[str] | None = None) -> np.ndarray:
+        """y = x + self mask + pairwise masks (uint64, wrapping), for an int64 vector x.
+
+        `peers`: the members whose shares were delivered (default: the whole roster). A member
+        that dropped out before sharing gets no mask, since no one could cancel it.
+        """
         if values.dtype != np.int64 or values.ndim != 1:
             raise SecAggError(f"secure aggregation masks 1-D int64 vectors, got {values.dtype} {values.shape}")
+        keep = set(self._roster) if peers is None else set(peers)
         masked = values.view(np.uint64) + prg(self._self_seed, values.size)
         for other in self._roster.values():
-            if other.member != self.member:
+            if other.member != self.member and other.member in keep:
                 masked = masked + pair_mask(self._mask, other, self.member, self.context, values.size)
         return masked
 
@@ -167,7 +172,8 @@ class SecAggMember:
 def unmask_sum(masked: Mapping[str, np.ndarray], roster: Sequence[PublicKeys], revealed: Sequence[Mapping],
                threshold: int, context: bytes) -> np.ndarray:
     """The sum (int64) of the inputs behind `masked` (member -> y_u), from the survivors'
-    `reveal` answers; SecAggError if fewer than `threshold` shares of some secret arrived."""
+    `reveal` answers; SecAggError if fewer than `threshold` shares of some secret arrived.
+    `roster`: the keys of the members whose shares were delivered (the `peers` of `mask`)."""
     if not masked:
         raise SecAggError("no masked input to aggregate")
     length = next(iter(masked.values())).size

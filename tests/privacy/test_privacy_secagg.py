@@ -118,3 +118,20 @@ def test_bad_inputs_are_refused_with_a_reason():
         m.receive_share("z", b"\0" * 40)
     with pytest.raises(SecAggError, match="no masked input"):
         unmask_sum({}, roster, [], 2, CONTEXT)
+
+
+def test_a_member_that_drops_before_sharing_is_left_out_of_the_masks():
+    inputs = _inputs(5)
+    members = {m: SecAggMember(m, CONTEXT) for m in inputs}
+    roster = [m.public_keys() for m in members.values()]
+    silent = "m04"                                   # advertised its keys, then never sent its shares
+    outgoing = {n: m.share_secrets(roster, 3) for n, m in members.items() if n != silent}
+    for sender, sealed in outgoing.items():
+        for recipient, ciphertext in sealed.items():
+            if recipient != silent:
+                members[recipient].receive_share(sender, ciphertext)
+    peers = sorted(outgoing)
+    masked = {n: members[n].mask(inputs[n], peers) for n in peers}
+    revealed = [members[n].reveal(peers, []) for n in peers]
+    total = unmask_sum(masked, [k for k in roster if k.member in peers], revealed, 3, CONTEXT)
+    assert np.array_equal(total, sum(inputs[n] for n in peers))
