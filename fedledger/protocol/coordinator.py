@@ -20,7 +20,7 @@ from fedledger.errors import StoreError
 from fedledger.protocol.manifest import aggregate_round, build_manifest, update_leaves
 from fedledger.protocol.messages import Rejection, RoundTask, SignedUpdate
 from fedledger.store import ArtifactStore, check_digest
-from fedledger.validation import Candidate, Reason, ValidationRules, screen_updates
+from fedledger.validation import Reason, ValidationRules, screen_updates
 
 
 @dataclass(frozen=True)
@@ -76,11 +76,9 @@ class Coordinator:
                                           sub.commitment.num_samples))
             else:
                 eligible.append(sub)
-        candidates = [Candidate(s.institution, s.commitment.update, s.commitment.num_samples) for s in eligible]
-        passed, invalid = screen_updates(self.store, self.store.get_params(task.global_model), candidates,
-                                         self.rules)
-        by_candidate = {Candidate(s.institution, s.commitment.update, s.commitment.num_samples): s
-                        for s in reversed(eligible)}   # identical resubmissions: keep the first
+        passed, invalid = screen_updates(self.store, self.store.get_params(task.global_model),
+                                         [s.candidate() for s in eligible], self.rules)
+        by_candidate = {s.candidate(): s for s in reversed(eligible)}   # identical resubmissions: keep the first
         return [by_candidate[c] for c in passed], rejected + invalid
 
     @staticmethod

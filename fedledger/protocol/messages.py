@@ -11,7 +11,7 @@ from web3 import Web3
 from fedledger.crypto import UpdateCommitment
 from fedledger.errors import StoreError, UpdateRejected
 from fedledger.store import check_digest
-from fedledger.validation import Rejection
+from fedledger.validation import Candidate, Rejection
 
 __all__ = ["Rejection", "RoundTask", "SignedUpdate"]
 
@@ -58,6 +58,10 @@ class SignedUpdate:
             return cls(Web3.to_checksum_address(doc["institution"]), UpdateCommitment(**fields), doc["signature"])
         except (KeyError, TypeError, ValueError, StoreError) as exc:
             raise UpdateRejected(f"malformed signed update: {exc}") from None
+
+    def candidate(self) -> Candidate:
+        """What validation screens of it: who, which blob, how many samples claimed."""
+        return Candidate(self.institution, self.commitment.update, self.commitment.num_samples)
 
     def as_entry(self) -> dict:
         """The manifest entry: everything an auditor needs to re-check this update."""

@@ -8,6 +8,8 @@ from fedledger.learning import ClientData, TrainConfig, build_model, get_flat_pa
 from fedledger.privacy import SecAggMember, unmask_sum
 from fedledger.privacy.leakage import reconstruct_logreg_record
 
+from .test_privacy_secagg import _exchange_shares
+
 FEATURES = 13
 
 
@@ -37,10 +39,7 @@ def test_under_secure_aggregation_the_same_attack_recovers_no_record():
     # each member sends its fixed-point parameters masked; the aggregator unmasks only the sum
     group = {d.name: SecAggMember(d.name, b"leakage round") for d in members}
     roster = [m.public_keys() for m in group.values()]
-    outgoing = {name: m.share_secrets(roster, 2) for name, m in group.items()}
-    for sender, sealed in outgoing.items():
-        for recipient, ciphertext in sealed.items():
-            group[recipient].receive_share(sender, ciphertext)
+    _exchange_shares(group, roster, 2)
     masked = {d.name: group[d.name].mask(fx.to_fixed(p)) for d, (_, p) in zip(members, trained)}
     for d, (_, p) in zip(members, trained):     # what the aggregator holds of each member is noise
         guess = reconstruct_logreg_record(g, fx.to_float32(masked[d.name].view(np.int64)))
