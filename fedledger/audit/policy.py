@@ -26,7 +26,7 @@ from fedledger.validation import Candidate, Reason, Rejection, ValidationRules, 
 # Verdicts that depend on more than the stored bytes and the rules: whether a blob could be
 # fetched at the time, and the signature/membership/round checks of submissions that were not kept.
 NOT_RESCREENED = frozenset({Reason.NOT_MEMBER, Reason.SUSPENDED, Reason.WRONG_ROUND, Reason.DUPLICATE,
-                            Reason.BAD_SIGNATURE, Reason.MISSING})
+                            Reason.BAD_SIGNATURE, Reason.MISSING, Reason.PRIVACY_BUDGET})
 
 
 def rules_from_config(config: Mapping[str, Any] | None) -> ValidationRules:
@@ -38,7 +38,7 @@ def penalty_reason(code: int) -> str | None:
     """The ReputationChanged reason an update's outcome causes (None: no change)."""
     if code == Reason.ACCEPTED:
         return "update accepted"
-    return "update rejected" if code >= Reason.MISSING else None
+    return "update rejected" if Reason.MISSING <= code <= Reason.LOW_SCORE else None
 
 
 def verify_rejections(report: AuditReport, subject: str, manifest_rejected: Sequence[Rejection],

@@ -8,6 +8,7 @@ from fedledger.chain.backend import ChainBackend, PendingTx
 from fedledger.chain.consortium import Consortium
 from fedledger.chain.embedded import EmbeddedChain
 from fedledger.chain.ledger import StudyLedger
+from fedledger.chain.privacy import NO_SPEND, PrivacyBudget, PrivacySpend, SpendRecord, spend_problem
 from fedledger.chain.records import Member, Rejection, Role, RoundRecord, TxStats
 from fedledger.chain.reopen import open_chain
 from fedledger.chain.reputation import (
@@ -32,9 +33,9 @@ from fedledger.chain.rounds import (
 from fedledger.chain.rpc import RpcChain
 
 __all__ = [
-    "INITIAL_REPUTATION", "MAX_REPUTATION", "REINSTATED", "REPUTATION_DELTAS",
+    "INITIAL_REPUTATION", "MAX_REPUTATION", "NO_SPEND", "REINSTATED", "REPUTATION_DELTAS",
     "ChainBackend", "Commitment", "CommitteeStudy", "ConsensusStudy", "Consortium", "EmbeddedChain", "Member",
-    "PendingTx", "Phase", "Rejection", "ReputationPolicy", "Role", "RoundRecord", "RoundStudy", "RpcChain",
-    "StudyLedger", "StudyTerms", "TxStats", "committee_seed", "draw_committee", "open_chain", "reputation_after",
-    "result_key",
+    "PendingTx", "Phase", "PrivacyBudget", "PrivacySpend", "Rejection", "ReputationPolicy", "Role", "RoundRecord", "RoundStudy", "RpcChain",
+    "SpendRecord", "StudyLedger", "StudyTerms", "TxStats", "committee_seed", "draw_committee", "open_chain", "reputation_after",
+    "result_key", "spend_problem",
 ]

@@ -11,6 +11,7 @@ from web3.types import TxReceipt
 
 from fedledger.chain.backend import ChainBackend
 from fedledger.chain.consortium import Consortium
+from fedledger.chain.privacy import NO_SPEND, PrivacyBudget, PrivacySpend
 from fedledger.chain.records import (
     Rejection,
     RoundRecord,
@@ -24,9 +25,9 @@ from fedledger.chain.records import (
 from fedledger.chain.reputation import ReputationPolicy
 
 
-class StudyLedger(ReputationPolicy):
+class StudyLedger(ReputationPolicy, PrivacyBudget):
     """One study's ledger at `address`: its configuration, every anchored round, and the shared
-    reputation policy applied to the institutions the anchors name."""
+    reputation policy applied to the institutions the anchors name, and the privacy budget."""
 
     def __init__(self, backend: ChainBackend, address: str) -> None:
         self.backend = backend
@@ -35,10 +36,13 @@ class StudyLedger(ReputationPolicy):
 
     @classmethod
     def deploy(cls, backend: ChainBackend, deployer: LocalAccount, consortium: Consortium,
-               suspension_threshold: int = 0) -> StudyLedger:
+               suspension_threshold: int = 0, epsilon_budget: int = 0, delta: int = 0) -> StudyLedger:
         """A new study whose members and coordinators are those of `consortium`; an institution
-        whose reputation falls strictly below a non-zero `suspension_threshold` is suspended."""
-        return cls(backend, backend.deploy(deployer, "StudyLedger", consortium.address, suspension_threshold))
+        whose reputation falls strictly below a non-zero `suspension_threshold` is suspended.
+        A non-zero `epsilon_budget` (millionths) with its `delta` (1e-18 units) is each member's
+        differential-privacy budget: every anchor then carries its participants' spends."""
+        return cls(backend, backend.deploy(deployer, "StudyLedger", consortium.address, suspension_threshold,
+                                           epsilon_budget, delta))
 
     def _send(self, account: LocalAccount, fn: Any) -> TxReceipt:
         return self.backend.transact(account, fn)
@@ -54,11 +58,18 @@ class StudyLedger(ReputationPolicy):
         rejected institution loses "update rejected"; a suspended participant is refused."""
         participants = sorted((Web3.to_checksum_address(p) for p in record.participants), key=address_order)
         rejected = [Rejection(*r) for r in record.rejected]
+        spends = {Web3.to_checksum_address(m): s for m, s in record.spends}
+        rejected_spends = {Web3.to_checksum_address(m): s for m, s in record.rejected_spends}
+        if (spends or rejected_spends) and set(participants) - spends.keys():
+            raise ValueError(f"no privacy spend for participant {min(set(participants) - spends.keys())}")
         return self.backend.transact(coordinator, self.contract.functions.anchor_round(
             record.round, digest_to_bytes32(record.parent_model), digest_to_bytes32(record.model),
             digest_to_bytes32(record.updates_root), participants, digest_to_bytes32(record.metrics_digest),
             digest_to_bytes32(record.manifest_digest), [Web3.to_checksum_address(r.member) for r in rejected],
-            [optional_digest_to_bytes32(r.update) for r in rejected], [int(r.reason) for r in rejected]))
+            [optional_digest_to_bytes32(r.update) for r in rejected], [int(r.reason) for r in rejected],
+            [spends[p].as_args() for p in participants]
+            + [rejected_spends.pop(Web3.to_checksum_address(r.member), NO_SPEND).as_args() for r in rejected]
+            if spends or rejected_spends else []))
 
     def round_count(self) -> int:
         return self.backend.call(self.contract.functions.round_count())
@@ -69,7 +80,7 @@ class StudyLedger(ReputationPolicy):
         stored = self.backend.call(self.contract.functions.get_round(n))
         return _record(n, dict(zip(("parent_model", "model", "updates_root", "participants",
                                     "metrics_digest", "manifest_digest"), stored, strict=True)),
-                       self.rejections(n))
+                       self.rejections(n), [(r.member, r.spend) for r in self.privacy_spends(n)])
 
     def reputation(self, member: str) -> int:
         """`member`'s reputation in effect: INITIAL_REPUTATION for an institution no anchor has
@@ -95,25 +106,33 @@ class StudyLedger(ReputationPolicy):
 
     def anchored_rounds(self) -> list[tuple[RoundRecord, int]]:
         """(record, block number) of every RoundAnchored event, in chain order, with the
-        rejections of its UpdateRejected events (two log queries in all)."""
+        rejections of its UpdateRejected events and the spends of its PrivacySpent events
+        (three log queries in all)."""
         logs = self.contract.events.RoundAnchored.get_logs(from_block=0, to_block="latest")
         ordered = sorted(logs, key=chain_order)
         rejected: dict[int, list[Rejection]] = {}
         for rejection in self.events("UpdateRejected"):
             rejected.setdefault(rejection["round_number"], []).append(
                 Rejection(rejection["member"], bytes32_to_optional_digest(rejection["update"]), rejection["reason"]))
-        return [(_record(log["args"]["round_number"], log["args"], rejected.get(log["args"]["round_number"], [])),
-                 log["blockNumber"]) for log in ordered]
+        spends: dict[int, list[tuple[str, PrivacySpend]]] = {}
+        for spent in self.privacy_spends():
+            spends.setdefault(spent.round, []).append((spent.member, spent.spend))
+        return [(_record(n, log["args"], rejected.get(n, []), spends.get(n, [])), log["blockNumber"])
+                for log in ordered for n in [log["args"]["round_number"]]]
 
 
-def _record(n: int, fields: Any, rejected: Sequence[Rejection] = ()) -> RoundRecord:
+def _record(n: int, fields: Any, rejected: Sequence[Rejection] = (),
+            spends: Sequence[tuple[str, PrivacySpend]] = ()) -> RoundRecord:
+    participants = tuple(Web3.to_checksum_address(p) for p in fields["participants"])
     return RoundRecord(
         round=n,
         parent_model=bytes32_to_digest(fields["parent_model"]),
         model=bytes32_to_digest(fields["model"]),
         updates_root=bytes32_to_digest(fields["updates_root"]),
-        participants=tuple(Web3.to_checksum_address(p) for p in fields["participants"]),
+        participants=participants,
         metrics_digest=bytes32_to_digest(fields["metrics_digest"]),
         manifest_digest=bytes32_to_digest(fields["manifest_digest"]),
         rejected=tuple(rejected),
+        spends=tuple((m, x) for m, x in spends if m in participants),
+        rejected_spends=tuple((m, x) for m, x in spends if m not in participants),
     )

@@ -19,6 +19,7 @@ from web3.types import TxReceipt
 
 from fedledger.chain.backend import ChainBackend, PendingTx
 from fedledger.chain.consortium import Consortium
+from fedledger.chain.privacy import NO_SPEND, PrivacyBudget, PrivacySpend
 from fedledger.chain.records import (
     NO_DIGEST,
     Rejection,
@@ -55,9 +56,11 @@ class StudyTerms:
     result_window: int      # blocks for the committee, the scores or the votes
     min_participants: int
     suspension_threshold: int = 0   # reputation strictly below which a member is suspended; 0: never
+    epsilon_budget: int = 0         # each member's privacy budget (epsilon, millionths); 0: no DP
+    delta: int = 0                  # the budget's delta (1e-18 units)
 
 
-class RoundStudy(ReputationPolicy):
+class RoundStudy(ReputationPolicy, PrivacyBudget):
     """Base wrapper: what both chain-coordinated contracts share."""
 
     contract_name = ""
@@ -74,7 +77,8 @@ class RoundStudy(ReputationPolicy):
         address = backend.deploy(sponsor, cls.contract_name, consortium.address,
                                  digest_to_bytes32(terms.config_digest), digest_to_bytes32(terms.initial_model),
                                  [Web3.to_checksum_address(m) for m in terms.roster], terms.commit_window,
-                                 terms.result_window, terms.min_participants, terms.suspension_threshold, *extra)
+                                 terms.result_window, terms.min_participants, terms.suspension_threshold,
+                                 terms.epsilon_budget, terms.delta, *extra)
         return cls(backend, address)
 
     def _send(self, account: LocalAccount, fn: Any) -> TxReceipt | PendingTx:
@@ -106,16 +110,19 @@ class RoundStudy(ReputationPolicy):
     # --- transactions ----------------------------------------------------------------------
 
     def commit_update(self, member: LocalAccount, round: int, parent_model: str, update: str,
-                      num_samples: int, metrics_digest: str) -> TxReceipt | PendingTx:
-        """`member` commits its own update for the open round.
+                      num_samples: int, metrics_digest: str, spend: PrivacySpend = NO_SPEND
+                      ) -> TxReceipt | PendingTx:
+        """`member` commits its own update for the open round, with its privacy spend in a study
+        with a privacy budget.
 
         A commitment refused for a reason of the member's own (not on the roster, suspended,
-        wrong round or parent, a second one, no samples, empty digest) does not revert: the
-        transaction succeeds with a CommitRejected record instead (see `commit_rejections`).
+        wrong round or parent, a second one, no samples, empty digest, a malformed spend or
+        one past the budget) does not revert: the transaction succeeds with a CommitRejected
+        record instead (see `commit_rejections`).
         """
         return self._send(member, self.contract.functions.commit_update(
             round, digest_to_bytes32(parent_model), digest_to_bytes32(update), num_samples,
-            digest_to_bytes32(metrics_digest)))
+            digest_to_bytes32(metrics_digest), spend.as_args()))
 
     def close_commits(self, member: LocalAccount, round: int) -> TxReceipt | PendingTx:
         """Close the commit phase (everyone committed, or the deadline passed)."""

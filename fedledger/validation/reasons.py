@@ -25,6 +25,7 @@ class Reason(IntEnum):
     NORM_ABOVE_BOUND = 12  # the change from the global model is longer than [validation].max_update_norm
     OUTLIER = 13           # far from the round's median update ([validation].outlier_factor)
     LOW_SCORE = 14         # the validators scored it far below the median update (fully coupled)
+    PRIVACY_BUDGET = 15    # releasing it would take the member past the study's privacy budget
 
     @property
     def label(self) -> str:

@@ -58,7 +58,7 @@ def test_anchor_with_four_participants_costs_one_transaction(study):
     assert stats.gas_used - before[1] == receipt["gasUsed"]
     assert 21_000 < receipt["gasUsed"] < 550_000   # measured 455k: the first anchor meets every participant
     # selector, 10 head words, 4 participants with their length, 3 empty rejection arrays (their lengths)
-    assert stats.calldata_bytes - before[2] == 4 + 32 * (10 + 1 + 4 + 3)
+    assert stats.calldata_bytes - before[2] == 4 + 32 * (11 + 1 + 4 + 4)
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +101,9 @@ REFUSED = {   # case: (sender and record, reason)
                               r"participants not strictly increasing \(duplicate\?\)"),
     "empty model digest": (lambda s, a: (s.coordinator, _round2(s, model="00" * 32)), "empty model digest"),
     "rejection with reason 0": (lambda s, a: (s.coordinator, _round2(s, rejected=((a.address, None, 0),))),
-                                r"reason code must be 1\.\.14"),
-    "rejection with reason 15": (lambda s, a: (s.coordinator, _round2(s, rejected=(
-        (a.address, digest("x"), OUTLIER), (s.outsider.address, digest("y"), 15)))), r"reason code must be 1\.\.14"),
+                                r"reason code must be 1\.\.15"),
+    "rejection with reason 16": (lambda s, a: (s.coordinator, _round2(s, rejected=(
+        (a.address, digest("x"), OUTLIER), (s.outsider.address, digest("y"), 16)))), r"reason code must be 1\.\.15"),
 }
 
 
@@ -126,7 +126,7 @@ def test_contract_itself_requires_increasing_addresses(one_round):
     r = _round2(study)
     fn = study.ledger.contract.functions.anchor_round(
         2, bytes.fromhex(r.parent_model), bytes.fromhex(r.model), bytes.fromhex(r.updates_root), unsorted,
-        bytes.fromhex(r.metrics_digest), bytes.fromhex(r.manifest_digest), [], [], [])
+        bytes.fromhex(r.metrics_digest), bytes.fromhex(r.manifest_digest), [], [], [], [])
     with pytest.raises(TransactionReverted, match="participants not strictly increasing"):
         study.backend.transact(study.coordinator, fn)
 
@@ -308,7 +308,7 @@ def test_contract_itself_requires_one_update_and_reason_per_rejection(one_round)
     member, update = study.outsider.address, bytes(32)
     for rejected, updates, reasons in (([member], [update], []), ([member], [], [OUTLIER]),
                                        ([], [update], [OUTLIER]), ([member, member], [update], [OUTLIER] * 2)):
-        fn = study.ledger.contract.functions.anchor_round(2, *head, rejected, updates, reasons)
+        fn = study.ledger.contract.functions.anchor_round(2, *head, rejected, updates, reasons, [])
         with pytest.raises(TransactionReverted, match="one update and one reason per rejected member"):
             study.backend.transact(study.coordinator, fn)
     assert study.ledger.round_count() == 1

@@ -12,12 +12,14 @@
         the silent members lose reputation. Suspended members are never drawn.
 """
 
+import privacy_budget as privacy
 import reputation_policy as policy
 import rounds
 
 initializes: policy
-initializes: rounds[policy := policy]
-exports: (rounds.__interface__, policy.__interface__)
+initializes: privacy
+initializes: rounds[policy := policy, privacy := privacy]
+exports: (rounds.__interface__, policy.__interface__, privacy.__interface__)
 
 MAX_COMMITTEE: constant(uint256) = 16
 AGGREGATING: constant(uint256) = 2
@@ -54,14 +56,15 @@ final_key: public(HashMap[uint256, bytes32])
 @deploy
 def __init__(consortium: address, config_digest: bytes32, initial_model: bytes32,
              roster: DynArray[address, rounds.MAX_MEMBERS], commit_window: uint256, result_window: uint256,
-             min_participants: uint256, suspension_threshold: uint256, committee_size: uint256):
+             min_participants: uint256, suspension_threshold: uint256, epsilon_budget: uint256,
+             delta: uint256, committee_size: uint256):
     """
     @notice Deploying starts the study (the deployer must hold the coordinator role) and opens round 1.
     """
     assert committee_size >= 1 and committee_size <= MAX_COMMITTEE, "committee_size must be 1..16"
     assert committee_size <= len(roster), "committee larger than the roster"
     rounds._start(consortium, config_digest, initial_model, roster, commit_window, result_window, min_participants,
-                  suspension_threshold)
+                  suspension_threshold, epsilon_budget, delta)
     self.committee_size = committee_size
 
 

@@ -13,12 +13,14 @@
         lose reputation.
 """
 
+import privacy_budget as privacy
 import reputation_policy as policy
 import rounds
 
 initializes: policy
-initializes: rounds[policy := policy]
-exports: (rounds.__interface__, policy.__interface__)
+initializes: privacy
+initializes: rounds[policy := policy, privacy := privacy]
+exports: (rounds.__interface__, policy.__interface__, privacy.__interface__)
 
 SCORING: constant(uint256) = 2
 VOTING: constant(uint256) = 3
@@ -66,12 +68,13 @@ reward_balance: public(HashMap[address, uint256])
 @deploy
 def __init__(consortium: address, config_digest: bytes32, initial_model: bytes32,
              roster: DynArray[address, rounds.MAX_MEMBERS], commit_window: uint256, result_window: uint256,
-             min_participants: uint256, suspension_threshold: uint256, weight_by_reputation: bool):
+             min_participants: uint256, suspension_threshold: uint256, epsilon_budget: uint256,
+             delta: uint256, weight_by_reputation: bool):
     """
     @notice Deploying starts the study (the deployer must hold the coordinator role) and opens round 1.
     """
     rounds._start(consortium, config_digest, initial_model, roster, commit_window, result_window, min_participants,
-                  suspension_threshold)
+                  suspension_threshold, epsilon_budget, delta)
     self.weight_by_reputation = weight_by_reputation
 
 

@@ -10,15 +10,20 @@
         each, and applies the shared reputation policy (reputation_policy.vy): every participant
         earns "update accepted", every rejected institution loses "update rejected", and a
         suspended institution cannot be a participant until the consortium's admin
-        reinstates it. An institution's reputation starts at INITIAL_REPUTATION the first
+        reinstates it. In a study with a differential-privacy budget (privacy_budget.vy) the
+        anchor carries each participant's privacy spend, and a participant whose spend would
+        pass the budget is refused: the coordinator must reject its update instead (code 15).
+        An institution's reputation starts at INITIAL_REPUTATION the first
         time an anchor names it: `reputation(x)` reads 0 until then, `reputation_of(x)` the
         reputation in effect (INITIAL_REPUTATION for an institution not met yet).
 """
 
+import privacy_budget as privacy
 import reputation_policy as policy
 
 initializes: policy
-exports: policy.__interface__
+initializes: privacy
+exports: (policy.__interface__, privacy.__interface__)
 
 interface Consortium:
     def has_role(member: address, role: uint256) -> bool: view
@@ -62,10 +67,11 @@ _rounds: HashMap[uint256, Round]
 
 
 @deploy
-def __init__(consortium: address, suspension_threshold: uint256):
+def __init__(consortium: address, suspension_threshold: uint256, epsilon_budget: uint256, delta: uint256):
     assert consortium.is_contract, "consortium is not a contract"
     self.consortium = Consortium(consortium)
     policy._init(suspension_threshold)
+    privacy._init(epsilon_budget, delta)
 
 
 @external
@@ -96,14 +102,18 @@ def anchor_round(
     rejected: DynArray[address, MAX_PARTICIPANTS],
     rejected_updates: DynArray[bytes32, MAX_PARTICIPANTS],
     reasons: DynArray[uint8, MAX_PARTICIPANTS],
+    spends: DynArray[privacy.PrivacySpend, MAX_PARTICIPANTS],
 ):
     """
     @notice Record round `round_number`. Participants must be active institutions that are
             not suspended, listed in strictly increasing address order (which also rules out
             duplicates cheaply). `rejected`, `rejected_updates` and `reasons` list the updates
             left out, in any order: who sent each, its digest (empty if there was none to
-            name) and why (a code 1..14); anyone may appear there, members or not, several
-            times.
+            name) and why (a code 1..15); anyone may appear there, members or not, several
+            times. In a study with a privacy budget, `spends` holds each participant's privacy
+            spend, in `participants` order, then one per rejection, in `rejected` order: a
+            rejected update was released too, so its spend counts (an empty one where there is
+            none to record: a refused or forged submission). Without a budget it is empty.
     """
     assert self.coordinator != empty(address), "study not started"
     assert msg.sender == self.coordinator, "only the study coordinator"
@@ -114,23 +124,38 @@ def anchor_round(
     assert model != empty(bytes32), "empty model digest"
     assert len(rejected) == len(reasons) and len(rejected_updates) == len(reasons), \
         "one update and one reason per rejected member"
+    has_budget: bool = privacy.epsilon_budget != 0
+    assert len(spends) == (len(participants) + len(rejected) if has_budget else 0), \
+        "one privacy spend per participant and rejection"
     previous: uint256 = 0
-    for participant: address in participants:
+    for i: uint256 in range(MAX_PARTICIPANTS):
+        if i == len(participants):
+            break
+        participant: address = participants[i]
         assert convert(participant, uint256) > previous, "participants not strictly increasing (duplicate?)"
         previous = convert(participant, uint256)
         assert staticcall self.consortium.has_role(participant, INSTITUTION), "participant is not an institution"
         policy._enrol(participant)
         assert not policy._suspended(participant), "participant is suspended"
         policy._judge_update(participant, round_number, empty(bytes32), policy.ACCEPTED, True)
+        if has_budget:
+            assert privacy._valid(participant, spends[i]), "malformed privacy spend"
+            assert privacy._within_budget(spends[i]), "participant past its privacy budget"
+            privacy._spend(participant, round_number, spends[i])
     for i: uint256 in range(MAX_PARTICIPANTS):
         if i == len(rejected):
             break
-        assert reasons[i] != policy.ACCEPTED and reasons[i] <= policy.MAX_REASON, "reason code must be 1..14"
+        assert reasons[i] != policy.ACCEPTED and reasons[i] <= policy.MAX_REASON, "reason code must be 1..15"
         member: address = rejected[i]
         institution: bool = staticcall self.consortium.has_role(member, INSTITUTION)
         if institution:
             policy._enrol(member)
         policy._judge_update(member, round_number, rejected_updates[i], reasons[i], institution)
+        if has_budget and not privacy._is_empty(spends[len(participants) + i]):
+            assert institution, "privacy spend of a non-institution"
+            assert privacy._valid(member, spends[len(participants) + i]), "malformed privacy spend"
+            assert privacy._within_budget(spends[len(participants) + i]), "rejected member past its privacy budget"
+            privacy._spend(member, round_number, spends[len(participants) + i])
     self._rounds[round_number] = Round(
         parent_model=parent_model,
         model=model,
@@ -159,6 +184,14 @@ def reinstate(member: address):
             consortium's admin may.
     """
     policy._reinstate(member, self.consortium.address, self.round_count + 1)
+
+
+@external
+def set_privacy_budget(epsilon_budget: uint256):
+    """
+    @notice Change each member's privacy budget (epsilon, in millionths): only the consortium's admin may.
+    """
+    privacy._set_budget(epsilon_budget, self.consortium.address)
 
 
 @external

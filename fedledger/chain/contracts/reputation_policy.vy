@@ -32,7 +32,8 @@ OUT_OF_RANGE: constant(uint8) = 11
 NORM_ABOVE_BOUND: constant(uint8) = 12
 OUTLIER: constant(uint8) = 13
 LOW_SCORE: constant(uint8) = 14
-MAX_REASON: constant(uint8) = 14
+PRIVACY_BUDGET: constant(uint8) = 15
+MAX_REASON: constant(uint8) = 15
 
 # Reputation deltas of the policy's own reasons (the contracts add "agreed", "disagreed", "absent").
 UPDATE_ACCEPTED: constant(int256) = 1
@@ -144,13 +145,14 @@ def _judge_update(member: address, round_number: uint256, update: bytes32, reaso
             code is an UpdateRejected record and, if `penalize`, costs "update rejected" when the
             fault is the member's own: codes below MISSING (not a member, suspended, wrong round,
             duplicate, bad signature) are recorded without a penalty, because anyone can claim
-            another's address, replay its old update or forge a signature in its name.
+            another's address, replay its old update or forge a signature in its name; nor is
+            PRIVACY_BUDGET penalized, since keeping to its budget is the member's right.
     """
     if reason == ACCEPTED:
         self._change(member, round_number, UPDATE_ACCEPTED, "update accepted")
         return
     log UpdateRejected(round_number=round_number, member=member, update=update, reason=reason)
-    if penalize and reason >= MISSING:
+    if penalize and reason >= MISSING and reason <= LOW_SCORE:
         self._change(member, round_number, UPDATE_REJECTED, "update rejected")
 
 

@@ -8,11 +8,15 @@
         numbers, so every member sees the same ones.
         A commitment refused for a reason of the sender's own is not a revert but a
         CommitRejected record (with a reason code of reputation_policy.vy), so refusals stay on chain.
+        In a study with a differential-privacy budget every commitment carries its privacy
+        spend (privacy_budget.vy), and one that would pass the budget is refused.
 """
 
+import privacy_budget as privacy
 import reputation_policy as policy
 
 uses: policy
+uses: privacy
 
 interface Consortium:
     def has_role(member: address, role: uint256) -> bool: view
@@ -94,7 +98,7 @@ _finalized_reasons: HashMap[uint256, uint256[4]]
 @internal
 def _start(consortium: address, config_digest: bytes32, initial_model: bytes32,
            roster: DynArray[address, MAX_MEMBERS], commit_window: uint256, result_window: uint256,
-           min_participants: uint256, suspension_threshold: uint256):
+           min_participants: uint256, suspension_threshold: uint256, epsilon_budget: uint256, delta: uint256):
     assert consortium.is_contract, "consortium is not a contract"
     self.consortium = Consortium(consortium)
     assert staticcall self.consortium.has_role(msg.sender, COORDINATOR), "caller is not a coordinator"
@@ -104,6 +108,7 @@ def _start(consortium: address, config_digest: bytes32, initial_model: bytes32,
     assert min_participants >= 1 and min_participants <= len(roster), "min_participants out of range"
     assert commit_window > 0 and result_window > 0, "windows must be at least one block"
     policy._init(suspension_threshold)
+    privacy._init(epsilon_budget, delta)
     for member: address in roster:
         assert not self.on_roster[member], "member listed twice"
         assert staticcall self.consortium.has_role(member, INSTITUTION), "member is not an institution"
@@ -163,12 +168,13 @@ def _check_current(round_number: uint256, phase: uint256, what: String[16]):
 
 @external
 def commit_update(round_number: uint256, parent_model: bytes32, update: bytes32, num_samples: uint256,
-                  metrics_digest: bytes32):
+                  metrics_digest: bytes32, spend: privacy.PrivacySpend):
     """
-    @notice Commit the caller's update for the open round, trained from `parent_model`. A
-            commitment refused for a reason of the sender's own does not revert: it is logged
-            as CommitRejected with its reason code, stored nowhere and costs no reputation
-            (an honest member can lose a race against a closing phase).
+    @notice Commit the caller's update for the open round, trained from `parent_model`, with
+            its privacy spend (empty in a study without a privacy budget). A commitment
+            refused for a reason of the sender's own does not revert: it is logged as
+            CommitRejected with its reason code, stored nowhere and costs no reputation (an
+            honest member can lose a race against a closing phase).
     """
     reason: uint8 = policy.ACCEPTED
     if not self.on_roster[msg.sender] or not staticcall self.consortium.has_role(msg.sender, INSTITUTION):
@@ -181,13 +187,16 @@ def commit_update(round_number: uint256, parent_model: bytes32, update: bytes32,
         reason = policy.DUPLICATE
     elif num_samples == 0:
         reason = policy.OUT_OF_RANGE
-    elif update == empty(bytes32):
+    elif update == empty(bytes32) or not privacy._valid(msg.sender, spend):
         reason = policy.INVALID_FORMAT
+    elif not privacy._within_budget(spend):
+        reason = policy.PRIVACY_BUDGET
     if reason != policy.ACCEPTED:
         log CommitRejected(round_number=round_number, member=msg.sender, update=update, reason=reason)
         return
     self._commitments[round_number][msg.sender] = Commitment(update=update, num_samples=num_samples)
     self._committers[round_number].append(msg.sender)
+    privacy._spend(msg.sender, round_number, spend)
     log UpdateCommitted(round_number=round_number, member=msg.sender, update=update, num_samples=num_samples,
                         metrics_digest=metrics_digest)
 
@@ -231,7 +240,7 @@ def _check_reasons(round_number: uint256, reasons: DynArray[uint8, MAX_MEMBERS])
     """
     assert len(reasons) == len(self._committers[round_number]), "one reason per committed update"
     for code: uint8 in reasons:
-        assert code <= policy.MAX_REASON, "reason code above 14"
+        assert code <= policy.MAX_REASON, "reason code above 15"
 
 
 @internal
@@ -282,6 +291,14 @@ def reinstate(member: address):
             consortium's admin may.
     """
     policy._reinstate(member, self.consortium.address, self.round_count + 1)
+
+
+@external
+def set_privacy_budget(epsilon_budget: uint256):
+    """
+    @notice Change each member's privacy budget (epsilon, in millionths): only the consortium's admin may.
+    """
+    privacy._set_budget(epsilon_budget, self.consortium.address)
 
 
 @external
