@@ -25,6 +25,8 @@ MODELS = ("logreg", "mlp")
 OPTIMIZERS = ("sgd", "adam")
 # simulated misbehaviour of some institutions ([attack]; fedledger/simulation/attacks.py)
 ATTACKS = ("none", "label_flip", "sign_flip", "scale", "noise", "free_rider", "sybil")
+# differential privacy ([privacy]): record-level inside each institution, or client-level
+PRIVACY_MECHANISMS = ("none", "dp-sgd", "dp-fedavg")
 MAX_SUSPENSION_THRESHOLD = 1000   # reputation is kept on a 0..1000 scale by the study contracts
 
 
@@ -127,6 +129,24 @@ class AttackSection:
 
 
 @dataclass(frozen=True)
+class PrivacySection:
+    """Differential privacy (docs/privacy.md). "dp-sgd": each institution trains with DP-SGD
+    (record-level: every patient is protected, even from the other members); "dp-fedavg": each
+    update's change is clipped to `max_grad_norm` and noised so that the aggregate of
+    [protocol].min_participants updates carries Gaussian noise of noise_multiplier x
+    max_grad_norm (client-level: a whole institution's data is protected).
+    `epsilon` and `delta` are each member's budget over the study; the study contract refuses a
+    release past it, and a member whose budget is spent stops sending updates.
+    """
+    mechanism: str = "none"
+    epsilon: float = 0.0
+    delta: float = 1e-5
+    # 0: the smallest noise that keeps [study].rounds releases within epsilon, per institution
+    noise_multiplier: float = 0.0
+    max_grad_norm: float = 1.0   # dp-sgd: each record's gradient; dp-fedavg: each update's change
+
+
+@dataclass(frozen=True)
 class ChainSection:
     # false runs the same study without any ledger writes (to measure the ledger's overhead)
     enabled: bool = True
@@ -148,6 +168,7 @@ class Config:
     validation: ValidationSection = field(default_factory=ValidationSection)
     faults: FaultsSection = field(default_factory=FaultsSection)
     attack: AttackSection = field(default_factory=AttackSection)
+    privacy: PrivacySection = field(default_factory=PrivacySection)
     chain: ChainSection = field(default_factory=ChainSection)
     # directory that relative paths in the config are resolved against
     base_dir: str = "."
@@ -258,6 +279,7 @@ def _check_values(c: Config) -> None:
     _check_protocol(c)
     _check_validation(c)
     _check_attack(c)
+    _check_privacy(c)
     if c.data.num_clients < 2:
         raise ConfigError(f"[data].num_clients must be at least 2, got {c.data.num_clients}")
     for width in c.model.hidden:
@@ -318,6 +340,29 @@ def _check_attack(c: Config) -> None:
     known = {"breast_cancer": c.data.num_clients, "csv": len(c.data.clients)}.get(c.data.dataset)
     if known:   # otherwise checked when the institutions are loaded (attacker_count)
         attacker_count(a.fraction, known)
+
+
+def _check_privacy(c: Config) -> None:
+    p = c.privacy
+    _one_of("[privacy].mechanism", p.mechanism, PRIVACY_MECHANISMS)
+    if p.mechanism == "none":
+        if p.epsilon != 0.0:
+            raise ConfigError(f"[privacy].epsilon = {p.epsilon} needs a mechanism: set [privacy].mechanism "
+                              "to \"dp-sgd\" or \"dp-fedavg\"")
+        return
+    if not 0.0 < p.epsilon < math.inf:
+        raise ConfigError(f"[privacy].mechanism = {p.mechanism!r} needs a budget: set [privacy].epsilon "
+                          f"to a positive number, e.g. 3 (got {p.epsilon})")
+    if not 0.0 < p.delta < 1.0:
+        raise ConfigError(f"[privacy].delta must be between 0 and 1, e.g. 1e-5, got {p.delta}")
+    if not 0.0 <= p.noise_multiplier < math.inf:
+        raise ConfigError(f"[privacy].noise_multiplier must be 0 (calibrated from epsilon) or positive, "
+                          f"got {p.noise_multiplier}")
+    if not 0.0 < p.max_grad_norm < math.inf:
+        raise ConfigError(f"[privacy].max_grad_norm must be a positive number, got {p.max_grad_norm}")
+    if p.mechanism == "dp-sgd" and c.aggregation.strategy == "fedprox":
+        raise ConfigError("[privacy].mechanism = \"dp-sgd\" clips each record's gradient, and FedProx's "
+                          "proximal term is not a per-record loss: use another [aggregation].strategy")
 
 
 def attacker_count(fraction: float, institutions: int) -> int:

@@ -148,3 +148,34 @@ def test_new_keys_name_the_key_and_what_is_allowed(raw, message):
     with pytest.raises(ConfigError) as err:
         config_from_dict(raw)
     assert message in str(err.value)
+
+
+DP = {"mechanism": "dp-sgd", "epsilon": 3.0}
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"privacy": {"mechanism": "dp"}}, "[privacy].mechanism is 'dp'; allowed: none, dp-sgd, dp-fedavg"),
+    ({"privacy": {"mechanism": "dp-sgd"}},
+     "[privacy].mechanism = 'dp-sgd' needs a budget: set [privacy].epsilon to a positive number"),
+    ({"privacy": {"mechanism": "dp-fedavg", "epsilon": float("inf")}}, "needs a budget"),
+    ({"privacy": {"epsilon": 3.0}}, "[privacy].epsilon = 3.0 needs a mechanism: set [privacy].mechanism"),
+    ({"privacy": {**DP, "delta": 0}}, "[privacy].delta must be between 0 and 1, e.g. 1e-5, got 0.0"),
+    ({"privacy": {**DP, "delta": 1.0}}, "[privacy].delta must be between 0 and 1"),
+    ({"privacy": {**DP, "noise_multiplier": -1}}, "[privacy].noise_multiplier must be 0 (calibrated from"),
+    ({"privacy": {**DP, "max_grad_norm": 0}}, "[privacy].max_grad_norm must be a positive number, got 0.0"),
+    ({"privacy": DP, "aggregation": {"strategy": "fedprox", "params": {"mu": 0.01}}},
+     "FedProx's proximal term is not a per-record loss"),
+    ({"privacy": {**DP, "clip": 1}},
+     "unknown key [privacy].clip; allowed: mechanism, epsilon, delta, noise_multiplier, max_grad_norm"),
+])
+def test_privacy_mistakes_name_the_key(raw, message):
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(raw)
+    assert message in str(err.value)
+
+
+def test_privacy_is_off_by_default_and_recorded():
+    assert config_from_dict({}).to_dict()["privacy"] == {
+        "mechanism": "none", "epsilon": 0.0, "delta": 1e-5, "noise_multiplier": 0.0, "max_grad_norm": 1.0}
+    cfg = config_from_dict({"privacy": {"mechanism": "dp-fedavg", "epsilon": 8, "noise_multiplier": 1.5}})
+    assert (cfg.privacy.mechanism, cfg.privacy.epsilon, cfg.privacy.noise_multiplier) == ("dp-fedavg", 8.0, 1.5)

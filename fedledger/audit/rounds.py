@@ -26,6 +26,7 @@ from fedledger.audit.policy import (
     verify_rejections,
     verify_screening,
 )
+from fedledger.audit.privacy import verify_privacy
 from fedledger.audit.report import AuditReport
 from fedledger.chain import (
     INITIAL_REPUTATION,
@@ -87,11 +88,15 @@ class RoundStudyAuditor(Auditor):
         r.record("study", "finalized rounds match contract storage", len(finalized) == self.study.round_count(),
                  f"{len(finalized)} RoundFinalized events but round_count() is {self.study.round_count()}")
         self.expected_changes: Counter = Counter()
+        self.aggregated: dict[int, int] = {}
         parent, state = self.study.initial_model(), None
         for event in finalized:
             state = self._verify_round(event, parent, state, strategy)
             parent = _digest(event["model"])
         self._verify_reputation()
+        samples = {(e["round_number"], e["member"]): e["num_samples"]
+                   for e in self.events if e["event"] == "UpdateCommitted"}
+        verify_privacy(r, config, self.study, samples, self.aggregated)
         if self.architecture == "full":
             self._verify_reward_balances()
 
@@ -131,6 +136,7 @@ class RoundStudyAuditor(Auditor):
         r.record(subject, "server state continues from the previous round", manifest["state_before"] == state_before,
                  f"state_before {manifest['state_before']} but the previous round left {state_before}")
         committed = {c.member: c for c in commitments}
+        self.aggregated[n] = len(entries)
         accounted = sorted(e["institution"] for e in entries) + sorted(rejected)
         r.record(subject, "every commitment aggregated or rejected with a reason",
                  sorted(accounted) == sorted(committed) and len(accounted) == len(set(accounted)),

@@ -23,6 +23,7 @@ from fedledger.audit.policy import (
     verify_rejections,
     verify_screening,
 )
+from fedledger.audit.privacy import verify_privacy
 from fedledger.audit.report import AuditReport
 from fedledger.audit.rounds import RoundStudyAuditor
 from fedledger.chain import ChainBackend, Role, RoundRecord, StudyLedger, open_chain
@@ -84,6 +85,8 @@ class LedgerAuditor(Auditor):
         config, strategy = self._study_config(self.ledger.config_digest(), self.ledger.initial_model())
         self.rules = rules_from_config(config)
         self.expected_changes: Counter = Counter()
+        self.samples: dict[tuple[int, str], int] = {}   # (round, member) -> committed samples
+        self.aggregated: dict[int, int] = {}
         anchored = self.ledger.anchored_rounds()
         count = self.ledger.round_count()
         self.report.rounds = count
@@ -95,6 +98,7 @@ class LedgerAuditor(Auditor):
             state = self._verify_round(record, block, parent, state, strategy)
             parent = record.model
         self._verify_reputation()
+        verify_privacy(self.report, config, self.ledger, self.samples, self.aggregated)
 
     def _verify_reputation(self) -> None:
         events = self.ledger.all_events()
@@ -148,6 +152,9 @@ class LedgerAuditor(Auditor):
             return
         verify_rejections(self.report, subject, rejections, rec.rejected)
         accepted = [Candidate(e["institution"], e["update"], e["num_samples"]) for e in manifest["updates"]]
+        for x in [*accepted, *rejections]:
+            self.samples.setdefault((rec.round, x.institution), x.num_samples)
+        self.aggregated[rec.round] = len(accepted)
         verify_screening(self.report, subject, self.store, rec.parent_model, accepted, rejections, self.rules)
         for member in rec.participants:
             self.expected_changes[(rec.round, member, "update accepted")] += 1

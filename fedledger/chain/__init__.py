@@ -8,7 +8,13 @@ from fedledger.chain.backend import ChainBackend, PendingTx
 from fedledger.chain.consortium import Consortium
 from fedledger.chain.embedded import EmbeddedChain
 from fedledger.chain.ledger import StudyLedger
-from fedledger.chain.privacy import NO_SPEND, PrivacyBudget, PrivacySpend, SpendRecord, spend_problem
+from fedledger.chain.privacy import (
+    NO_SPEND,
+    PrivacyBudget,
+    PrivacySpend,
+    SpendRecord,
+    spend_problem,
+)
 from fedledger.chain.records import Member, Rejection, Role, RoundRecord, TxStats
 from fedledger.chain.reopen import open_chain
 from fedledger.chain.reputation import (

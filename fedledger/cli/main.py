@@ -25,6 +25,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"final pooled accuracy {final['pooled']['accuracy']:.4f}, "
           f"client-average accuracy {final['client_average']['accuracy']:.4f}, "
           f"{result.wall_seconds:.1f} s")
+    if result.stopped:
+        print(f"the study {result.stopped}")
+    for name, spent in result.privacy.items():
+        print(f"privacy spent by {name}: epsilon {spent['epsilon']:.3f} at delta {spent['delta']:g} "
+              f"(releases: {spent['releases']}, noise multiplier {spent['noise_multiplier']:.3f})")
     if result.chain_head:
         print(f"chain head: {result.chain_head} (keep it: `audit verify --head` proves the chain is this one)")
     print(f"audit it with: fedledger audit verify {result.run_dir}")
@@ -97,8 +102,9 @@ def _cmd_node(args: argparse.Namespace) -> int:
 
     from fedledger.deploy.node import run_node
 
+    # force: Opacus configures the root logger when imported, which would make this a no-op
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

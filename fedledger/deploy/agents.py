@@ -23,11 +23,13 @@ from eth_account.signers.local import LocalAccount
 
 from fedledger.aggregation import Strategy
 from fedledger.chain import (
+    NO_SPEND,
     Commitment,
     CommitteeStudy,
     ConsensusStudy,
     Consortium,
     Phase,
+    PrivacyBudget,
     StudyLedger,
 )
 from fedledger.config import Config
@@ -116,6 +118,7 @@ class ChainRoundAgent:
         assert ctx.node is not None
         self.ctx, self.node, self.study = ctx, ctx.node, study
         self.roster = study.roster()
+        restore_privacy(self.node, study)
         # (action, round[, attempt]) this process sent, or found done: a transaction the node
         # refused (not a revert) leaves it out, so the next step tries again
         self.done: set[tuple] = set()
@@ -154,10 +157,15 @@ class ChainRoundAgent:
             task = round_task(study, ctx.strategy, r, parent)
             with ctx.timings.measure("train"):
                 update = self.node.train(task)
+            if update is None:
+                log.warning("round %d: my privacy budget is spent; not taking part", r)
+                self.done.add(("commit", r))
+                return
             with ctx.timings.measure("evaluate"):
                 metrics = ctx.store.put_json(self.node.evaluate(parent))
             c = update.commitment
-            ctx.chain(lambda: study.commit_update(ctx.account, r, parent, c.update, c.num_samples, metrics))
+            ctx.chain(lambda: study.commit_update(ctx.account, r, parent, c.update, c.num_samples, metrics,
+                                                  update.spend or NO_SPEND))
             self.done.add(("commit", r))
             log.info("round %d: committed update %s (%d samples)", r, c.update[:12], c.num_samples)
             committers = study.committers(r)
@@ -241,7 +249,9 @@ class LooseInstitutionAgent:
         assert ctx.node is not None
         self.ctx, self.node, self.ledger = ctx, ctx.node, ledger
         self.journal = journal
+        restore_privacy(self.node, ledger)
         self.checked = 0       # last anchored round whose inclusion was checked
+        self.told: set[tuple[int, str]] = set()   # warnings already logged
 
     def update_of(self, round: int) -> dict[str, Any] | None:
         """The signed update this node offers for `round` (served over HTTP), if trained."""
@@ -262,6 +272,11 @@ class LooseInstitutionAgent:
             task = RoundTask(r, parent, ledger.backend.chain_id, ledger.address, ctx.strategy.client_config())
             with ctx.timings.measure("train"):
                 update = self.node.train(task)
+            if update is None:
+                if (r, "budget") not in self.told:
+                    log.warning("round %d: my privacy budget is spent; not taking part", r)
+                    self.told.add((r, "budget"))
+                return False
             with ctx.timings.measure("evaluate"):
                 metrics = ctx.store.put_json(self.node.evaluate(parent))
             write_entry(self.journal, r, {**update.to_dict(), "metrics": metrics})
@@ -285,6 +300,12 @@ class LooseInstitutionAgent:
         reasons = [r["reason"] for r in manifest["rejected"] if r["institution"] == self.ctx.address]
         log.warning("round %d: my update was not aggregated: %s", finished,
                     reasons[0] if reasons else "the coordinator did not collect it")
+
+
+def restore_privacy(node: InstitutionNode, study: PrivacyBudget) -> None:
+    """A restarted node takes up the privacy spends the chain recorded for it."""
+    if node.privacy is not None:
+        node.privacy.restore([x.spend for x in study.privacy_spends() if x.member == node.address])
 
 
 class LooseCoordinatorAgent:

@@ -51,6 +51,7 @@ from fedledger.protocol.setup import (
     initial_params,
     load_clients,
     model_spec,
+    privacy_plan,
     train_config,
 )
 from fedledger.store.peers import PeerStore
@@ -125,7 +126,8 @@ class NodeRuntime:
             if data.num_features != spec.num_features:
                 raise ConfigError(f"{me.name}'s data has {data.num_features} features; the study's model takes "
                                   f"{spec.num_features}")
-            node = InstitutionNode(me.name, account, data, spec, train_config(cfg), store, cfg.study.seed)
+            node = InstitutionNode(me.name, account, data, spec, train_config(cfg), store, cfg.study.seed,
+                                   privacy_plan(cfg))
         self.ctx = NodeContext(cfg, account, store, make_strategy(cfg.aggregation.strategy, **cfg.aggregation.params),
                                node, endpoints, {m.address: m.name for m in consortium.members})
         self.backend = open_chain(consortium.chain, None)

@@ -14,7 +14,13 @@ import numpy as np
 from eth_account.signers.local import LocalAccount
 
 from fedledger.aggregation import Strategy
-from fedledger.chain import RoundRecord, StudyLedger
+from fedledger.chain import (
+    NO_SPEND,
+    PrivacySpend,
+    RoundRecord,
+    StudyLedger,
+    spend_problem,
+)
 from fedledger.crypto import merkle_proof, recover_signer
 from fedledger.errors import StoreError
 from fedledger.protocol.manifest import aggregate_round, build_manifest, update_leaves
@@ -40,7 +46,8 @@ class Coordinator:
                  institutions: Callable[[Sequence[str]], set[str]], ledger: StudyLedger | None,
                  chain_id: int, ledger_address: str, architecture: str = "loose",
                  rules: ValidationRules = ValidationRules(),
-                 suspended: Callable[[Sequence[str]], set[str]] = lambda addresses: set()) -> None:
+                 suspended: Callable[[Sequence[str]], set[str]] = lambda addresses: set(),
+                 epsilon_budget: int = 0) -> None:
         self.account = account
         self.store = store
         self.strategy = strategy
@@ -55,6 +62,11 @@ class Coordinator:
         self.suspended = suspended
         # fault experiments only: nudge every aggregate before anchoring it (audit flags each round)
         self.falsify = False
+        # each member's privacy budget (epsilon, millionths; 0: none) and its spends so far, as
+        # the ledger records them: the coordinator checks a spend as the contract would
+        self.epsilon_budget = epsilon_budget
+        self.epsilon_spent: dict[str, int] = {}
+        self._released: dict[tuple[str, str], PrivacySpend | None] = {}
 
     def open_round(self, round: int, global_model: str) -> RoundTask:
         return RoundTask(round=round, global_model=global_model, chain_id=self.chain_id,
@@ -70,12 +82,14 @@ class Coordinator:
         rejected: list[Rejection] = []
         eligible: list[SignedUpdate] = []
         for sub in submissions:
-            problem = self._protocol_problem(task, sub, members, suspended)
+            problem = self._protocol_problem(task, sub, members, suspended) or self._privacy_problem(sub)
             if problem:
                 rejected.append(Rejection(sub.institution, *problem, _digest_or_none(sub.commitment.update),
                                           sub.commitment.num_samples))
             else:
                 eligible.append(sub)
+        # what each screened submission released, for anchoring the spends of rejected ones
+        self._released = {(s.institution, s.commitment.update): s.spend for s in eligible}
         passed, invalid = screen_updates(self.store, self.store.get_params(task.global_model),
                                          [s.candidate() for s in eligible], self.rules)
         by_candidate = {s.candidate(): s for s in reversed(eligible)}   # identical resubmissions: keep the first
@@ -96,6 +110,35 @@ class Coordinator:
             return Reason.WRONG_ROUND, "commitment is for another round, model or ledger (replay?)"
         return None
 
+    def _privacy_problem(self, sub: SignedUpdate) -> tuple[Reason, str] | None:
+        code = spend_problem(sub.spend or NO_SPEND, self._spent(sub.institution), self.epsilon_budget)
+        if code == Reason.PRIVACY_BUDGET:
+            return Reason.PRIVACY_BUDGET, "the release would take the member past the study's privacy budget"
+        if code is not None:
+            return Reason.INVALID_FORMAT, "missing or malformed privacy spend"
+        return None
+
+    def _spent(self, member: str) -> int:
+        if member not in self.epsilon_spent:
+            self.epsilon_spent[member] = self.ledger.epsilon_spent(member) if self.ledger is not None else 0
+        return self.epsilon_spent[member]
+
+    def _spends(self, accepted: Sequence[SignedUpdate], rejected: Sequence[Rejection]
+                ) -> tuple[tuple[tuple[str, PrivacySpend], ...], tuple[tuple[str, PrivacySpend], ...]]:
+        """The spends to anchor: every participant's, and those of rejected updates that were
+        the member's own well-formed releases (codes 6 to 14), which count as spent too."""
+        if not self.epsilon_budget:
+            return (), ()
+        by_member = {u.institution: u.spend for u in accepted}
+        rejected_spends: dict[str, PrivacySpend] = {}
+        for r in rejected:
+            spend = self._released.get((r.institution, r.update))
+            if spend is not None and Reason.MISSING <= r.code <= Reason.LOW_SCORE:
+                rejected_spends.setdefault(r.institution, spend)
+        for member, spend in [*by_member.items(), *rejected_spends.items()]:
+            self.epsilon_spent[member] = spend.epsilon
+        return tuple(by_member.items()), tuple(rejected_spends.items())
+
     def finalize(self, task: RoundTask, accepted: Sequence[SignedUpdate], rejected: Sequence[Rejection],
                  state_before: str | None,
                  evaluate: Callable[[str], Mapping[str, Any]]) -> RoundOutcome:
@@ -114,11 +157,13 @@ class Coordinator:
                                   rejected=[r.as_record() for r in rejected],
                                   metrics=metrics)
         manifest_digest = self.store.put_json(manifest)
+        spends, rejected_spends = self._spends(accepted, rejected)
         record = RoundRecord(round=task.round, parent_model=task.global_model, model=model,
                              updates_root=manifest["updates_root"],
                              participants=tuple(e["institution"] for e in manifest["updates"]),
                              metrics_digest=metrics, manifest_digest=manifest_digest,
-                             rejected=tuple((r.institution, r.update, int(r.code)) for r in rejected))
+                             rejected=tuple((r.institution, r.update, int(r.code)) for r in rejected),
+                             spends=spends, rejected_spends=rejected_spends)
         if self.ledger is not None:
             self.ledger.anchor_round(self.account, record)
         leaves = update_leaves(manifest["updates"])

@@ -19,7 +19,7 @@ def run_loosely_round(coordinator: Coordinator, trainers: Sequence[InstitutionNo
     """Run round `round` from `global_model` with the institutions that train; returns what was
     anchored. `evaluate` gives the metrics document anchored with the new model."""
     task = coordinator.open_round(round, global_model)
-    submissions = [node.train(task) for node in trainers]
+    submissions = [update for update in (node.train(task) for node in trainers) if update is not None]
     accepted, rejected = coordinator.screen(task, submissions)
     outcome = coordinator.finalize(task, accepted, rejected, state, evaluate)
     by_address = {node.address: node for node in trainers}

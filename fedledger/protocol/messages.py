@@ -8,6 +8,7 @@ from typing import Any
 
 from web3 import Web3
 
+from fedledger.chain import PrivacySpend
 from fedledger.crypto import UpdateCommitment
 from fedledger.errors import StoreError, UpdateRejected
 from fedledger.store import check_digest
@@ -34,11 +35,17 @@ class SignedUpdate:
     institution: str                        # checksum address (who claims to have signed)
     commitment: UpdateCommitment
     signature: str                          # 0x-hex, EIP-191 over the commitment
+    # Under differential privacy: the release's mechanism and the member's epsilon after it. Not
+    # signed: every field is recomputed from the config and the chain by the audit.
+    spend: PrivacySpend | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form, as a node serves it to the coordinator."""
-        return {"institution": self.institution, "commitment": dataclasses.asdict(self.commitment),
-                "signature": self.signature}
+        doc = {"institution": self.institution, "commitment": dataclasses.asdict(self.commitment),
+               "signature": self.signature}
+        if self.spend is not None:
+            doc["spend"] = list(self.spend.as_args())
+        return doc
 
     @classmethod
     def from_dict(cls, doc: Any) -> SignedUpdate:
@@ -55,7 +62,14 @@ class SignedUpdate:
                 raise TypeError("a field has the wrong type")
             check_digest(fields["parent_model"])
             check_digest(fields["update"])
-            return cls(Web3.to_checksum_address(doc["institution"]), UpdateCommitment(**fields), doc["signature"])
+            spend = doc.get("spend")
+            if spend is not None:
+                if not (isinstance(spend, list) and len(spend) == 4
+                        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**256 for v in spend)):
+                    raise TypeError("spend must be four unsigned integers")
+                spend = PrivacySpend(*spend)
+            return cls(Web3.to_checksum_address(doc["institution"]), UpdateCommitment(**fields), doc["signature"],
+                       spend)
         except (KeyError, TypeError, ValueError, StoreError) as exc:
             raise UpdateRejected(f"malformed signed update: {exc}") from None
 

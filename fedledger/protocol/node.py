@@ -25,8 +25,11 @@ from fedledger.learning import (
     set_flat_params,
     train_local,
 )
+from fedledger.learning.dp_sgd import train_dp_sgd
+from fedledger.privacy.client_dp import privatize_update
 from fedledger.protocol.manifest import update_leaves
 from fedledger.protocol.messages import RoundTask, SignedUpdate
+from fedledger.protocol.privacy import MemberPrivacy, PrivacyPlan
 from fedledger.store import ArtifactStore
 
 SCORE_SCALE = 1_000_000   # scores are parts per million, as ConsensusStudy.vy stores them
@@ -47,7 +50,7 @@ def derive_seed(seed: int, *parts: object) -> int:
 
 class InstitutionNode:
     def __init__(self, name: str, account: LocalAccount, data: ClientData, model: ModelSpec,
-                 training: TrainConfig, store: ArtifactStore, seed: int) -> None:
+                 training: TrainConfig, store: ArtifactStore, seed: int, privacy: PrivacyPlan | None = None) -> None:
         self.name = name
         self.account = account
         self.data = data
@@ -55,6 +58,8 @@ class InstitutionNode:
         self.training = training
         self.store = store
         self.seed = seed
+        # the study's differential privacy, from this member's side (None: none)
+        self.privacy = MemberPrivacy(privacy, data.num_train, training) if privacy else None
 
     @property
     def address(self) -> str:
@@ -66,8 +71,11 @@ class InstitutionNode:
         set_flat_params(model, params)
         return model
 
-    def train(self, task: RoundTask) -> SignedUpdate:
-        """Train from the task's global model, publish the update, sign the commitment."""
+    def train(self, task: RoundTask) -> SignedUpdate | None:
+        """Train from the task's global model, publish the update, sign the commitment; None
+        when this member's privacy budget would not cover another release (it sits out)."""
+        if self.privacy is not None and not self.privacy.can_release():
+            return None
         return self.publish(task, self.local_params(task))
 
     def local_params(self, task: RoundTask) -> np.ndarray:
@@ -76,20 +84,32 @@ class InstitutionNode:
         return self._train_from(task, self.store.get_params(task.global_model), self.data)
 
     def _train_from(self, task: RoundTask, global_params: np.ndarray, data: ClientData) -> np.ndarray:
-        """Local training from `global_params` on `data`, seeded by (study seed, round, name)."""
+        """Local training from `global_params` on `data`, seeded by (study seed, round, name),
+        under the study's differential privacy if it has some."""
         model = self._model_with(global_params)
         cfg = dataclasses.replace(self.training, prox_mu=float(task.client_config.get("prox_mu", 0.0)))
-        return train_local(model, data, cfg, seed=derive_seed(self.seed, task.round, self.name),
-                           global_params=global_params)
+        seed = derive_seed(self.seed, task.round, self.name)
+        if self.privacy is None:
+            return train_local(model, data, cfg, seed=seed, global_params=global_params)
+        plan, mechanism = self.privacy.plan, self.privacy.mechanism
+        if plan.mechanism == "dp-sgd":
+            return train_dp_sgd(model, data, cfg, noise_multiplier=mechanism.noise_multiplier,
+                                max_grad_norm=plan.max_grad_norm, sample_rate=mechanism.sample_rate, seed=seed)
+        params = train_local(model, data, cfg, seed=seed, global_params=global_params)
+        return privatize_update(params, global_params, clip_norm=plan.max_grad_norm,
+                                noise_multiplier=mechanism.noise_multiplier, noise_shares=plan.noise_shares,
+                                seed=derive_seed(self.seed, task.round, self.name, "noise"))
 
     def publish(self, task: RoundTask, params: np.ndarray) -> SignedUpdate:
         """Put `params` in the store and sign the commitment binding them to `task`'s round,
-        parent model and ledger (UpdateRejected if they are not a finite float32 vector)."""
+        parent model and ledger (UpdateRejected if they are not a finite float32 vector); under
+        differential privacy, count the release and attach its spend record."""
         digest = self.store.put_params(params)
+        num_samples = self.privacy.plan.committed_samples(self.data.num_train) if self.privacy else self.data.num_train
         commitment = UpdateCommitment(chain_id=task.chain_id, ledger=task.ledger, round=task.round,
-                                      parent_model=task.global_model, update=digest,
-                                      num_samples=self.data.num_train)
-        return SignedUpdate(self.address, commitment, sign_commitment(self.account, commitment))
+                                      parent_model=task.global_model, update=digest, num_samples=num_samples)
+        spend = self.privacy.release() if self.privacy else None
+        return SignedUpdate(self.address, commitment, sign_commitment(self.account, commitment), spend)
 
     def evaluate(self, model_digest: str) -> dict[str, float]:
         """Metrics of a global model on this institution's own test set."""

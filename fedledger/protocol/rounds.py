@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from fedledger.aggregation import Strategy
-from fedledger.chain import Commitment, RoundStudy
+from fedledger.chain import NO_SPEND, Commitment, RoundStudy
 from fedledger.protocol.manifest import aggregate_round, build_manifest
 from fedledger.protocol.messages import Rejection, RoundTask
 from fedledger.protocol.node import InstitutionNode
@@ -98,10 +98,12 @@ def commit_phase(nodes: Sequence[InstitutionNode], task: RoundTask, study: Round
             if not faults.commits(index):
                 continue
             update = node.train(task)
+            if update is None:   # its privacy budget is spent
+                continue
             metrics = node.store.put_json(node.evaluate(task.global_model))
             if study is not None:
                 study.commit_update(node.account, task.round, task.global_model, update.commitment.update,
-                                    update.commitment.num_samples, metrics)
+                                    update.commitment.num_samples, metrics, update.spend or NO_SPEND)
             local.append(Commitment(node.address, update.commitment.update, update.commitment.num_samples))
     if study is None:
         return local

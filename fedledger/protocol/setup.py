@@ -40,6 +40,7 @@ from fedledger.learning import (
 )
 from fedledger.protocol.coordinator import Coordinator
 from fedledger.protocol.node import ModelSpec, derive_seed
+from fedledger.protocol.privacy import PrivacyPlan
 from fedledger.store import ArtifactStore
 from fedledger.validation import ValidationRules
 
@@ -113,12 +114,19 @@ def validation_rules(cfg: Config) -> ValidationRules:
     return ValidationRules(cfg.validation.max_update_norm, cfg.validation.outlier_factor)
 
 
+def privacy_plan(cfg: Config) -> PrivacyPlan | None:
+    """The study's differential privacy ([privacy]); None when it has none."""
+    return PrivacyPlan.from_config(cfg.to_dict())
+
+
 def loose_coordinator(account: LocalAccount, store: ArtifactStore, strategy: Strategy, consortium: Consortium,
                       ledger: StudyLedger, rules: ValidationRules) -> Coordinator:
-    """The loosely coupled study's coordinator, checking membership and suspension on chain."""
+    """The loosely coupled study's coordinator, checking membership, suspension and the privacy
+    budget on chain."""
     return Coordinator(account, store, strategy, lambda addrs: consortium.holders_of(addrs, Role.INSTITUTION),
                        ledger, ledger.backend.chain_id, ledger.address, rules=rules,
-                       suspended=lambda addrs: {a for a in addrs if ledger.suspended(a)})
+                       suspended=lambda addrs: {a for a in addrs if ledger.suspended(a)},
+                       epsilon_budget=ledger.epsilon_budget())
 
 
 def connect_rpc(url: str, funder_key_env: str = "") -> RpcChain:
@@ -154,10 +162,12 @@ def deploy_study(backend: ChainBackend, sponsor: LocalAccount, consortium: Conso
     """
     architecture = cfg.study.architecture
     p = cfg.protocol
+    plan = privacy_plan(cfg)
+    epsilon_budget, delta = plan.budget_on_chain() if plan else (0, 0)
     if architecture == "loose":
-        return StudyLedger.deploy(backend, sponsor, consortium, p.suspension_threshold)
+        return StudyLedger.deploy(backend, sponsor, consortium, p.suspension_threshold, epsilon_budget, delta)
     terms = StudyTerms(config_digest, initial_model, tuple(roster), p.commit_window, p.result_window,
-                       min(p.min_participants, len(roster)), p.suspension_threshold)
+                       min(p.min_participants, len(roster)), p.suspension_threshold, epsilon_budget, delta)
     if architecture == "semi":
         return CommitteeStudy.deploy(backend, sponsor, consortium, terms, min(p.committee_size, len(roster)))
     return ConsensusStudy.deploy(backend, sponsor, consortium, terms, p.weight_by_reputation)

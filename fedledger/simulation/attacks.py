@@ -35,6 +35,7 @@ from fedledger.config import ATTACKS, AttackSection, Config, attacker_count
 from fedledger.learning import ClientData, TrainConfig
 from fedledger.protocol.messages import RoundTask
 from fedledger.protocol.node import InstitutionNode, ModelSpec, derive_seed
+from fedledger.protocol.privacy import PrivacyPlan
 from fedledger.store import ArtifactStore
 
 ATTACK_KINDS = tuple(k for k in ATTACKS if k != "none")
@@ -100,8 +101,8 @@ class AttackingNode(InstitutionNode):
 
     def __init__(self, name: str, account: LocalAccount, data: ClientData, model: ModelSpec,
                  training: TrainConfig, store: ArtifactStore, seed: int, attack: AttackSection,
-                 sybils: SybilGroup | None = None) -> None:
-        super().__init__(name, account, data, model, training, store, seed)
+                 sybils: SybilGroup | None = None, privacy: PrivacyPlan | None = None) -> None:
+        super().__init__(name, account, data, model, training, store, seed, privacy)
         if attack.kind not in ATTACK_KINDS:
             raise ValueError(f"attack kind {attack.kind!r} is not one of {', '.join(ATTACK_KINDS)}")
         if attack.kind == "sybil" and sybils is None:
@@ -140,11 +141,13 @@ def build_nodes(cfg: Config, clients: Sequence[ClientData], spec: ModelSpec, tra
     attackers = ([] if attack.kind == "none"
                  else choose_attackers([c.name for c in clients], attack.fraction, cfg.study.seed))
     sybils = SybilGroup() if attack.kind == "sybil" else None
+    privacy = PrivacyPlan.from_config(cfg.to_dict())
     nodes: list[InstitutionNode] = []
     for client, account in zip(clients, accounts):
         if client.name in attackers:
             nodes.append(AttackingNode(client.name, account, client, spec, training, store, cfg.study.seed,
-                                       attack, sybils))
+                                       attack, sybils, privacy))
         else:
-            nodes.append(InstitutionNode(client.name, account, client, spec, training, store, cfg.study.seed))
+            nodes.append(InstitutionNode(client.name, account, client, spec, training, store, cfg.study.seed,
+                                         privacy))
     return nodes, attackers

@@ -21,6 +21,7 @@ from fedledger.chain import (
     EmbeddedChain,
 )
 from fedledger.config import Config
+from fedledger.errors import ConfigError
 from fedledger.protocol import (
     CommitteeRounds,
     ConsensusRounds,
@@ -30,6 +31,7 @@ from fedledger.protocol import (
     LooseRounds,
     RoundResult,
 )
+from fedledger.protocol.privacy import MemberPrivacy
 from fedledger.protocol.setup import (
     ChainSetup,
     connect_rpc,
@@ -37,6 +39,7 @@ from fedledger.protocol.setup import (
     load_clients,
     loose_coordinator,
     model_spec,
+    privacy_plan,
     set_up_chain,
     train_config,
     validation_rules,
@@ -62,6 +65,9 @@ class StudyResult:
     attackers: list[str] = field(default_factory=list)
     # institutions the reputation policy suspended -> the round it happened in (from the chain)
     suspended: dict[str, int] = field(default_factory=dict)
+    # under differential privacy: institution -> its spend (epsilon, delta, releases, noise multiplier)
+    privacy: dict[str, dict[str, float]] = field(default_factory=dict)
+    stopped: str | None = None   # why the study ended before [study].rounds, if it did
 
     @property
     def final(self) -> dict[str, Any]:
@@ -91,11 +97,20 @@ def make_rounds(cfg: Config, chain: ChainSetup | None, coordinator_key: LocalAcc
         return ConsensusRounds(nodes, strategy, contract, cfg.protocol.exclusion_margin, faults, rules)
     if chain is None:
         members = {n.address for n in nodes}
+        plan = privacy_plan(cfg)
         coordinator = Coordinator(coordinator_key, store, strategy, lambda addrs: members.intersection(addrs),
-                                  None, 0, ZERO_ADDRESS, rules=rules)
+                                  None, 0, ZERO_ADDRESS, rules=rules,
+                                  epsilon_budget=plan.budget_on_chain()[0] if plan else 0)
     else:
         coordinator = loose_coordinator(coordinator_key, store, strategy, chain.consortium, chain.ledger, rules)
     return LooseRounds(coordinator, nodes, faults, lambda model: _evaluate(nodes, model))
+
+
+def privacy_summary(member: MemberPrivacy) -> dict[str, float]:
+    """What one member spent: epsilon at the study's delta, releases, its mechanism."""
+    m = member.mechanism
+    return {"epsilon": member.epsilon, "delta": member.plan.delta, "releases": len(member.history),
+            "noise_multiplier": m.noise_multiplier, "sample_rate": m.sample_rate, "steps": m.steps}
 
 
 def _evaluate(nodes: list[InstitutionNode], model: str) -> dict[str, Any]:
@@ -117,6 +132,9 @@ def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True
     admin, coordinator_key = Account.create(), Account.create()
     nodes, attackers = build_nodes(cfg, clients, spec, training, store, [Account.create() for _ in clients])
 
+    if not _budget_covers_round(cfg, nodes):
+        raise ConfigError("the privacy budget does not cover one round: raise [privacy].epsilon or "
+                          "[privacy].noise_multiplier (or set it to 0 to calibrate it to the budget)")
     initial = store.put_params(initial_params(cfg, spec))
     config_digest = store.put_json(cfg.to_dict())
     run.write_json("config.json", cfg.to_dict())
@@ -140,11 +158,13 @@ def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True
     finally:
         if chain:
             chain.backend.close()
+    result.privacy = {n.name: privacy_summary(n.privacy) for n in nodes if n.privacy is not None}
     result.wall_seconds = time.perf_counter() - started
     plot_metrics(result.rounds, run.path / "metrics.png", f"{cfg.study.name}: {strategy.name}")
     run.write_json("results.json", {"final": result.final, "setup_chain": result.setup_chain,
                                     "chain_head": result.chain_head, "attackers": result.attackers,
-                                    "suspended": result.suspended,
+                                    "suspended": result.suspended, "privacy": result.privacy,
+                                    "stopped": result.stopped,
                                     "rounds": [{k: v for k, v in r.items() if k != "metrics"} for r in result.rounds],
                                     "wall_seconds": result.wall_seconds})
     return result
@@ -157,6 +177,9 @@ def _run_rounds(cfg: Config, run: RunDir, rounds: LooseRounds | CommitteeRounds 
     bar = tqdm(range(1, cfg.study.rounds + 1), desc=cfg.study.name, unit="round", disable=not progress)
     with run.metrics.open("w") as metrics_file:
         for rnd in bar:
+            if not _budget_covers_round(cfg, nodes):
+                result.stopped = f"ended after round {rnd - 1}: too few members' privacy budgets cover another round"
+                break
             before, t0 = (_stats(chain.backend) if chain else {}), time.perf_counter()
             outcome: RoundResult = rounds.run_round(rnd, model, state)
             model, state = outcome.model, outcome.state
@@ -179,6 +202,13 @@ def _run_rounds(cfg: Config, run: RunDir, rounds: LooseRounds | CommitteeRounds 
             bar.set_postfix(accuracy=f"{entry['metrics']['pooled']['accuracy']:.3f}")
     if progress:
         print(results_table(result.final))
+
+
+def _budget_covers_round(cfg: Config, nodes: list[InstitutionNode]) -> bool:
+    """Whether enough members can still afford a release to run a round (semi and full need
+    [protocol].min_participants commitments to close one)."""
+    able = sum(1 for n in nodes if n.privacy is None or n.privacy.can_release())
+    return able >= (1 if cfg.study.architecture == "loose" else min(cfg.protocol.min_participants, len(nodes)))
 
 
 def _details(outcome: RoundResult) -> dict[str, Any]:
