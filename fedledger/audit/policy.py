@@ -29,11 +29,6 @@ NOT_RESCREENED = frozenset({Reason.NOT_MEMBER, Reason.SUSPENDED, Reason.WRONG_RO
                             Reason.BAD_SIGNATURE, Reason.MISSING, Reason.PRIVACY_BUDGET})
 
 
-def rules_from_config(config: Mapping[str, Any] | None) -> ValidationRules:
-    section = (config or {}).get("validation", {})
-    return ValidationRules(float(section.get("max_update_norm", 0.0)), float(section.get("outlier_factor", 0.0)))
-
-
 def penalty_reason(code: int) -> str | None:
     """The ReputationChanged reason an update's outcome causes (None: no change)."""
     if code == Reason.ACCEPTED:

@@ -22,7 +22,6 @@ from fedledger.audit.base import Auditor
 from fedledger.audit.policy import (
     ReputationReplay,
     penalty_reason,
-    rules_from_config,
     verify_rejections,
     verify_screening,
 )
@@ -43,7 +42,7 @@ from fedledger.chain import Rejection as ChainRejection
 from fedledger.protocol import MANIFEST_FORMAT, exclusion_rule, rewards, updates_root
 from fedledger.protocol.rounds import reason_codes
 from fedledger.store import ArtifactStore
-from fedledger.validation import Candidate, Rejection
+from fedledger.validation import Candidate, Rejection, ValidationRules
 
 
 def _digest(value: bytes) -> str:
@@ -78,7 +77,7 @@ class RoundStudyAuditor(Auditor):
         r = self.report
         config, strategy = self._study_config(self.study.config_digest(), self.study.initial_model())
         self.margin = (config or {}).get("protocol", {}).get("exclusion_margin")
-        self.rules = rules_from_config(config)
+        self.rules = ValidationRules.from_config(config)
         started = [e for e in self.events if e["event"] == "StudyStarted"]
         if not r.record("study", "started once", len(started) == 1, f"{len(started)} StudyStarted events"):
             return

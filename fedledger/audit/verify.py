@@ -19,7 +19,6 @@ from fedledger.audit.base import Auditor
 from fedledger.audit.policy import (
     ReputationReplay,
     penalty_reason,
-    rules_from_config,
     verify_rejections,
     verify_screening,
 )
@@ -33,7 +32,7 @@ from fedledger.protocol import MANIFEST_FORMAT, updates_root
 from fedledger.simulation.rundir import RunDir
 from fedledger.store import ArtifactStore
 from fedledger.store.peers import PeerStore
-from fedledger.validation import Candidate, Rejection
+from fedledger.validation import Candidate, Rejection, ValidationRules
 
 
 def verify_run(run_dir: str | Path, expected_head: str | None = None) -> AuditReport:
@@ -83,7 +82,7 @@ class LedgerAuditor(Auditor):
 
     def verify(self) -> None:
         config, strategy = self._study_config(self.ledger.config_digest(), self.ledger.initial_model())
-        self.rules = rules_from_config(config)
+        self.rules = ValidationRules.from_config(config)
         self.expected_changes: Counter = Counter()
         self.samples: dict[tuple[int, str], int] = {}   # (round, member) -> committed samples
         self.aggregated: dict[int, int] = {}

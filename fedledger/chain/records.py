@@ -24,7 +24,7 @@ class Role(enum.IntFlag):
 class Rejection(NamedTuple):
     """An update left out of a round, as the contracts record it (UpdateRejected, CommitRejected).
 
-    `reason` is a code of fedledger.validation.reasons (1..15); `update` is None where no digest
+    `reason` is a code of fedledger.validation.reasons (1..16); `update` is None where no digest
     was named (the chain's empty bytes32).
     """
     member: str
@@ -37,7 +37,7 @@ class RoundRecord:
     """One anchored round, as stored by StudyLedger.anchor_round.
 
     `rejected`: the updates the coordinator left out, (member, update digest or None, reason
-    code 1..15) each, in the order anchored; the contract keeps them in UpdateRejected events.
+    code 1..16) each, in the order anchored; the contract keeps them in UpdateRejected events.
     """
     round: int
     parent_model: str

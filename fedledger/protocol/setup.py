@@ -111,7 +111,7 @@ def initial_params(cfg: Config, spec: ModelSpec) -> np.ndarray:
 
 def validation_rules(cfg: Config) -> ValidationRules:
     """The checks every aggregator runs on an update besides the fixed ones ([validation])."""
-    return ValidationRules(cfg.validation.max_update_norm, cfg.validation.outlier_factor)
+    return ValidationRules.from_config(cfg.to_dict())
 
 
 def privacy_plan(cfg: Config) -> PrivacyPlan | None:

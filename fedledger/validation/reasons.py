@@ -26,6 +26,7 @@ class Reason(IntEnum):
     OUTLIER = 13           # far from the round's median update ([validation].outlier_factor)
     LOW_SCORE = 14         # the validators scored it far below the median update (fully coupled)
     PRIVACY_BUDGET = 15    # releasing it would take the member past the study's privacy budget
+    TOO_FEW_FOR_NOISE = 16  # DP-FedAvg: fewer updates passed than the noise is shared among
 
     @property
     def label(self) -> str:

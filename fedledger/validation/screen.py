@@ -64,6 +64,19 @@ class ValidationRules:
     """The study's validation settings ([validation] in the config); 0 switches a rule off."""
     max_update_norm: float = 0.0
     outlier_factor: float = 0.0
+    # DP-FedAvg: the number of updates whose noise shares add up to the full noise; with fewer
+    # passing, none is aggregated (TOO_FEW_FOR_NOISE) and the round keeps its parent model
+    min_aggregated: int = 0
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None) -> ValidationRules:
+        """The rules of a study config given as plain data (Config.to_dict(), or the anchored
+        config an auditor reads), so that aggregators and auditors apply the same ones."""
+        config = config or {}
+        section = config.get("validation", {})
+        dp_fedavg = config.get("privacy", {}).get("mechanism") == "dp-fedavg"
+        return cls(float(section.get("max_update_norm", 0.0)), float(section.get("outlier_factor", 0.0)),
+                   int(config["protocol"]["min_participants"]) if dp_fedavg else 0)
 
 
 def screen_updates(store: ArtifactStore, global_params: np.ndarray, candidates: Sequence[Candidate],
@@ -76,7 +89,8 @@ def screen_updates(store: ArtifactStore, global_params: np.ndarray, candidates: 
     blob must load from the store and fit the model (MISSING, DIGEST_MISMATCH, INVALID_FORMAT,
     WRONG_LAYOUT, NOT_FINITE, OUT_OF_RANGE) and stay within the norm bound (NORM_ABOVE_BOUND);
     if the claimed sample counts together overflow the fixed-point sums, the largest claims are
-    rejected until they fit; last, updates far from the rest are rejected as OUTLIER.
+    rejected until they fit; then updates far from the rest are rejected as OUTLIER; last, if
+    fewer than `rules.min_aggregated` remain, they are rejected as TOO_FEW_FOR_NOISE.
     """
     excluded = excluded or {}
     rejected: list[Rejection] = []
@@ -101,6 +115,10 @@ def screen_updates(store: ArtifactStore, global_params: np.ndarray, candidates: 
         rejected += [Rejection.of(c, Reason.OUTLIER, outliers[c.institution])
                      for c, _ in loaded if c.institution in outliers]
         loaded = [(c, p) for c, p in loaded if c.institution not in outliers]
+    if 0 < len(loaded) < rules.min_aggregated:
+        rejected += [Rejection.of(c, Reason.TOO_FEW_FOR_NOISE, f"only {len(loaded)} updates passed; DP-FedAvg's "
+                                  f"noise is shared among {rules.min_aggregated}") for c, _ in loaded]
+        loaded = []
     return ([c for c, _ in sorted(loaded, key=lambda item: item[0].institution.lower())],
             sorted(rejected, key=lambda r: r.institution.lower()))
 

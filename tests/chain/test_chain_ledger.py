@@ -101,9 +101,9 @@ REFUSED = {   # case: (sender and record, reason)
                               r"participants not strictly increasing \(duplicate\?\)"),
     "empty model digest": (lambda s, a: (s.coordinator, _round2(s, model="00" * 32)), "empty model digest"),
     "rejection with reason 0": (lambda s, a: (s.coordinator, _round2(s, rejected=((a.address, None, 0),))),
-                                r"reason code must be 1\.\.15"),
-    "rejection with reason 16": (lambda s, a: (s.coordinator, _round2(s, rejected=(
-        (a.address, digest("x"), OUTLIER), (s.outsider.address, digest("y"), 16)))), r"reason code must be 1\.\.15"),
+                                r"reason code must be 1\.\.16"),
+    "rejection with reason 17": (lambda s, a: (s.coordinator, _round2(s, rejected=(
+        (a.address, digest("x"), OUTLIER), (s.outsider.address, digest("y"), 17)))), r"reason code must be 1\.\.16"),
 }
 
 

@@ -116,6 +116,28 @@ def test_outliers_are_rejected_and_a_zero_factor_switches_the_rule_off(store, gl
     assert far in accepted and rejected == []
 
 
+def test_too_few_updates_for_the_dp_noise_pass_none(store, global_params):
+    """DP-FedAvg's noise is split among min_aggregated updates: with fewer passing, none is aggregated."""
+    honest = _honest(store, global_params, 3)
+    broken = Candidate("0xbroken", "ab" * 32, 10)        # not in the store: MISSING
+    accepted, rejected = screen_updates(store, global_params, honest + [broken], ValidationRules(min_aggregated=3))
+    assert len(accepted) == 3 and _codes(rejected) == {"0xbroken": Reason.MISSING}
+    accepted, rejected = screen_updates(store, global_params, honest + [broken], ValidationRules(min_aggregated=4))
+    assert accepted == [] and _codes(rejected) == {**{c.institution: Reason.TOO_FEW_FOR_NOISE for c in honest},
+                                                   "0xbroken": Reason.MISSING}
+    assert all("only 3 updates passed" in r.reason for r in rejected if r.code == Reason.TOO_FEW_FOR_NOISE)
+
+
+def test_rules_come_from_the_config_alike_for_aggregators_and_auditors():
+    from fedledger.config import config_from_dict
+    dp = config_from_dict({"protocol": {"min_participants": 3}, "validation": {"max_update_norm": 2},
+                           "privacy": {"mechanism": "dp-fedavg", "epsilon": 4}}).to_dict()
+    assert ValidationRules.from_config(dp) == ValidationRules(2.0, 0.0, 3)
+    dp["privacy"]["mechanism"] = "dp-sgd"
+    assert ValidationRules.from_config(dp) == ValidationRules(2.0, 0.0, 0)
+    assert ValidationRules.from_config(None) == ValidationRules()
+
+
 def test_inflated_sample_claims_are_cut_until_the_sums_fit(store, global_params):
     honest = _honest(store, global_params, 3)
     greedy = [Candidate(f"0xg{i}", store.put_params(global_params), fx.MAX_TOTAL_SAMPLES // 2 + i) for i in range(3)]

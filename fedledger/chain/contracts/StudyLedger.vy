@@ -109,7 +109,7 @@ def anchor_round(
             not suspended, listed in strictly increasing address order (which also rules out
             duplicates cheaply). `rejected`, `rejected_updates` and `reasons` list the updates
             left out, in any order: who sent each, its digest (empty if there was none to
-            name) and why (a code 1..15); anyone may appear there, members or not, several
+            name) and why (a code 1..16); anyone may appear there, members or not, several
             times. In a study with a privacy budget, `spends` holds each participant's privacy
             spend, in `participants` order, then one per rejection, in `rejected` order: a
             rejected update was released too, so its spend counts (an empty one where there is
@@ -145,7 +145,7 @@ def anchor_round(
     for i: uint256 in range(MAX_PARTICIPANTS):
         if i == len(rejected):
             break
-        assert reasons[i] != policy.ACCEPTED and reasons[i] <= policy.MAX_REASON, "reason code must be 1..15"
+        assert reasons[i] != policy.ACCEPTED and reasons[i] <= policy.MAX_REASON, "reason code must be 1..16"
         member: address = rejected[i]
         institution: bool = staticcall self.consortium.has_role(member, INSTITUTION)
         if institution:

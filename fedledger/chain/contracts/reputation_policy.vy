@@ -33,7 +33,8 @@ NORM_ABOVE_BOUND: constant(uint8) = 12
 OUTLIER: constant(uint8) = 13
 LOW_SCORE: constant(uint8) = 14
 PRIVACY_BUDGET: constant(uint8) = 15
-MAX_REASON: constant(uint8) = 15
+TOO_FEW_FOR_NOISE: constant(uint8) = 16
+MAX_REASON: constant(uint8) = 16
 
 # Reputation deltas of the policy's own reasons (the contracts add "agreed", "disagreed", "absent").
 UPDATE_ACCEPTED: constant(int256) = 1
@@ -146,7 +147,8 @@ def _judge_update(member: address, round_number: uint256, update: bytes32, reaso
             fault is the member's own: codes below MISSING (not a member, suspended, wrong round,
             duplicate, bad signature) are recorded without a penalty, because anyone can claim
             another's address, replay its old update or forge a signature in its name; nor is
-            PRIVACY_BUDGET penalized, since keeping to its budget is the member's right.
+            PRIVACY_BUDGET or TOO_FEW_FOR_NOISE penalized: keeping to its privacy budget is the
+            member's right, and too few others passing is not its fault.
     """
     if reason == ACCEPTED:
         self._change(member, round_number, UPDATE_ACCEPTED, "update accepted")
