@@ -1,10 +1,12 @@
-"""Privacy protections for the updates members send: secure aggregation (pairwise masking)."""
+"""Privacy protections for the updates members send: secure aggregation (pairwise masking, SecAgg and SecAgg+)."""
 
 from fedledger.privacy.secagg import (
+    MaskGraph,
     PublicKeys,
     SecAggError,
     SecAggMember,
+    secagg_plus_parameters,
     unmask_sum,
 )
 
-__all__ = ["PublicKeys", "SecAggError", "SecAggMember", "unmask_sum"]
+__all__ = ["MaskGraph", "PublicKeys", "SecAggError", "SecAggMember", "secagg_plus_parameters", "unmask_sum"]
