@@ -19,3 +19,12 @@ def reconstruct_logreg_record(global_params: np.ndarray, update_params: np.ndarr
     if delta[-1] == 0:
         raise ValueError("the bias did not move: no record can be read from this update")
     return delta[:-1] / delta[-1]
+
+
+def reconstruction_error(global_params: np.ndarray, update_params: np.ndarray, record: np.ndarray) -> float:
+    """How far the attack lands from the true record: ||reconstruction - record|| / ||record||.
+    Relative, so records of any scale compare. Guessing the all-zero record scores exactly 1, and
+    on standardized features that is the average record, what an attacker who learnt nothing
+    would guess: an error above 1 is worse than knowing nothing."""
+    x = np.asarray(record, dtype=np.float64).ravel()
+    return float(np.linalg.norm(reconstruct_logreg_record(global_params, update_params) - x) / np.linalg.norm(x))
