@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import secrets
 from collections.abc import Sequence
 
 import numpy as np
@@ -50,7 +51,8 @@ def derive_seed(seed: int, *parts: object) -> int:
 
 class InstitutionNode:
     def __init__(self, name: str, account: LocalAccount, data: ClientData, model: ModelSpec,
-                 training: TrainConfig, store: ArtifactStore, seed: int, privacy: PrivacyPlan | None = None) -> None:
+                 training: TrainConfig, store: ArtifactStore, seed: int, privacy: PrivacyPlan | None = None,
+                 noise_seed: int | None = None) -> None:
         self.name = name
         self.account = account
         self.data = data
@@ -60,6 +62,11 @@ class InstitutionNode:
         self.seed = seed
         # the study's differential privacy, from this member's side (None: none)
         self.privacy = MemberPrivacy(privacy, data.num_train, training) if privacy else None
+        # Where the DP noise and sampling come from. It must be secret: anyone who could redraw the
+        # noise could subtract it. A deployed node draws it from the OS; a simulation passes one
+        # derived from the study seed, so that it repeats (its noise hides nothing from a reader
+        # of its config, which is fine for measuring).
+        self._noise_seed = secrets.randbits(63) if noise_seed is None else noise_seed
 
     @property
     def address(self) -> str:
@@ -92,13 +99,14 @@ class InstitutionNode:
         if self.privacy is None:
             return train_local(model, data, cfg, seed=seed, global_params=global_params)
         plan, mechanism = self.privacy.plan, self.privacy.mechanism
+        secret = derive_seed(self._noise_seed, task.round, self.name)
         if plan.mechanism == "dp-sgd":
             return train_dp_sgd(model, data, cfg, noise_multiplier=mechanism.noise_multiplier,
-                                max_grad_norm=plan.max_grad_norm, sample_rate=mechanism.sample_rate, seed=seed)
+                                max_grad_norm=plan.max_grad_norm, sample_rate=mechanism.sample_rate, seed=secret)
         params = train_local(model, data, cfg, seed=seed, global_params=global_params)
         return privatize_update(params, global_params, clip_norm=plan.max_grad_norm,
                                 noise_multiplier=mechanism.noise_multiplier, noise_shares=plan.noise_shares,
-                                seed=derive_seed(self.seed, task.round, self.name, "noise"))
+                                seed=secret)
 
     def publish(self, task: RoundTask, params: np.ndarray) -> SignedUpdate:
         """Put `params` in the store and sign the commitment binding them to `task`'s round,

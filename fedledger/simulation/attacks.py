@@ -101,8 +101,9 @@ class AttackingNode(InstitutionNode):
 
     def __init__(self, name: str, account: LocalAccount, data: ClientData, model: ModelSpec,
                  training: TrainConfig, store: ArtifactStore, seed: int, attack: AttackSection,
-                 sybils: SybilGroup | None = None, privacy: PrivacyPlan | None = None) -> None:
-        super().__init__(name, account, data, model, training, store, seed, privacy)
+                 sybils: SybilGroup | None = None, privacy: PrivacyPlan | None = None,
+                 noise_seed: int | None = None) -> None:
+        super().__init__(name, account, data, model, training, store, seed, privacy, noise_seed)
         if attack.kind not in ATTACK_KINDS:
             raise ValueError(f"attack kind {attack.kind!r} is not one of {', '.join(ATTACK_KINDS)}")
         if attack.kind == "sybil" and sybils is None:
@@ -142,12 +143,14 @@ def build_nodes(cfg: Config, clients: Sequence[ClientData], spec: ModelSpec, tra
                  else choose_attackers([c.name for c in clients], attack.fraction, cfg.study.seed))
     sybils = SybilGroup() if attack.kind == "sybil" else None
     privacy = PrivacyPlan.from_config(cfg.to_dict())
+    # simulated DP noise repeats with the study seed (a deployed node's is secret: InstitutionNode)
+    noise_seed = derive_seed(cfg.study.seed, "dp noise")
     nodes: list[InstitutionNode] = []
     for client, account in zip(clients, accounts):
         if client.name in attackers:
             nodes.append(AttackingNode(client.name, account, client, spec, training, store, cfg.study.seed,
-                                       attack, sybils, privacy))
+                                       attack, sybils, privacy, noise_seed))
         else:
             nodes.append(InstitutionNode(client.name, account, client, spec, training, store, cfg.study.seed,
-                                         privacy))
+                                         privacy, noise_seed))
     return nodes, attackers
