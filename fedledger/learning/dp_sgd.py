@@ -9,6 +9,7 @@ sampling rate and steps.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from itertools import chain, islice, repeat
 
@@ -25,6 +26,17 @@ from fedledger.errors import ConfigError, DataError
 from fedledger.learning.data import ClientData
 from fedledger.learning.models import get_flat_params
 from fedledger.learning.training import TrainConfig
+
+
+class _EmptyBatchNotice(logging.Filter):
+    """Drops Opacus's warning that a Poisson sample came out empty: with small hospitals and
+    small batches that happens routinely, and the step (noise only) is what DP-SGD prescribes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("First batch is empty")
+
+
+logging.getLogger("opacus.data_loader").addFilter(_EmptyBatchNotice())
 
 
 def dp_sample_rate(cfg: TrainConfig, num_rows: int) -> float:
