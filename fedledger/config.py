@@ -27,6 +27,8 @@ OPTIMIZERS = ("sgd", "adam")
 ATTACKS = ("none", "label_flip", "sign_flip", "scale", "noise", "free_rider", "sybil")
 # differential privacy ([privacy]): record-level inside each institution, or client-level
 PRIVACY_MECHANISMS = ("none", "dp-sgd", "dp-fedavg")
+# secure aggregation ([privacy].secure_aggregation): "secagg" is pairwise masking
+SECURE_AGGREGATION = ("none", "secagg")
 MAX_SUSPENSION_THRESHOLD = 1000   # reputation is kept on a 0..1000 scale by the study contracts
 
 
@@ -144,6 +146,8 @@ class PrivacySection:
     # 0: the smallest noise that keeps [study].rounds releases within epsilon, per institution
     noise_multiplier: float = 0.0
     max_grad_norm: float = 1.0   # dp-sgd: each record's gradient; dp-fedavg: each update's change
+    # "secagg": members mask their updates in pairs, and the aggregators learn only their sum
+    secure_aggregation: str = "none"
 
 
 @dataclass(frozen=True)
@@ -345,6 +349,7 @@ def _check_attack(c: Config) -> None:
 def _check_privacy(c: Config) -> None:
     p = c.privacy
     _one_of("[privacy].mechanism", p.mechanism, PRIVACY_MECHANISMS)
+    _check_secure_aggregation(c)
     if p.mechanism == "none":
         if p.epsilon != 0.0:
             raise ConfigError(f"[privacy].epsilon = {p.epsilon} needs a mechanism: set [privacy].mechanism "
@@ -363,6 +368,27 @@ def _check_privacy(c: Config) -> None:
     if p.mechanism == "dp-sgd" and c.aggregation.strategy == "fedprox":
         raise ConfigError("[privacy].mechanism = \"dp-sgd\" clips each record's gradient, and FedProx's "
                           "proximal term is not a per-record loss: use another [aggregation].strategy")
+
+
+def _check_secure_aggregation(c: Config) -> None:
+    """Secure aggregation hides every single update: the checks and rules that need one cannot run."""
+    _one_of("[privacy].secure_aggregation", c.privacy.secure_aggregation, SECURE_AGGREGATION)
+    if c.privacy.secure_aggregation == "none":
+        return
+    from fedledger.aggregation import make_strategy   # here: the aggregation package imports errors only
+
+    why = "secure aggregation reveals only the sum of the updates, and"
+    if c.study.architecture == "full":
+        raise ConfigError(f"{why} the fully coupled architecture's validators score each update: "
+                          "use [study].architecture = \"semi\" or \"loose\"")
+    if make_strategy(c.aggregation.strategy, **c.aggregation.params).combines_individually:
+        raise ConfigError(f"{why} [aggregation].strategy = {c.aggregation.strategy!r} needs each one: use "
+                          "fedavg, fedprox, fedadam, fedadagrad or fedyogi")
+    if c.validation.max_update_norm > 0:
+        raise ConfigError(f"{why} [validation].max_update_norm checks each one: bound the updates on the "
+                          "members' side instead, with [privacy].mechanism = \"dp-fedavg\" (max_grad_norm)")
+    if c.validation.outlier_factor > 0:
+        raise ConfigError(f"{why} [validation].outlier_factor compares each one with the others")
 
 
 def attacker_count(fraction: float, institutions: int) -> int:

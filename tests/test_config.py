@@ -166,7 +166,22 @@ DP = {"mechanism": "dp-sgd", "epsilon": 3.0}
     ({"privacy": DP, "aggregation": {"strategy": "fedprox", "params": {"mu": 0.01}}},
      "FedProx's proximal term is not a per-record loss"),
     ({"privacy": {**DP, "clip": 1}},
-     "unknown key [privacy].clip; allowed: mechanism, epsilon, delta, noise_multiplier, max_grad_norm"),
+     "unknown key [privacy].clip; allowed: mechanism, epsilon, delta, noise_multiplier, max_grad_norm, "
+     "secure_aggregation"),
+    ({"privacy": {"secure_aggregation": "ckks"}}, "[privacy].secure_aggregation is 'ckks'; allowed: none, secagg"),
+    ({"privacy": {"secure_aggregation": "secagg"}, "study": {"architecture": "full"},
+      "data": {"validation_fraction": 0.2}},
+     "secure aggregation reveals only the sum of the updates, and the fully coupled architecture's validators "
+     "score each update"),
+    ({"privacy": {"secure_aggregation": "secagg"}, "aggregation": {"strategy": "fedmedian"}},
+     "[aggregation].strategy = 'fedmedian' needs each one: use fedavg, fedprox, fedadam, fedadagrad or fedyogi"),
+    ({"privacy": {"secure_aggregation": "secagg"}, "aggregation": {"strategy": "multikrum"}}, "needs each one"),
+    ({"privacy": {"secure_aggregation": "secagg"}, "aggregation": {"strategy": "normclip"}}, "needs each one"),
+    ({"privacy": {"secure_aggregation": "secagg"}, "validation": {"max_update_norm": 2.0}},
+     "[validation].max_update_norm checks each one: bound the updates on the members' side instead, with "
+     "[privacy].mechanism = \"dp-fedavg\""),
+    ({"privacy": {"secure_aggregation": "secagg"}, "validation": {"outlier_factor": 4.0}},
+     "[validation].outlier_factor compares each one with the others"),
 ])
 def test_privacy_mistakes_name_the_key(raw, message):
     with pytest.raises(ConfigError) as err:
@@ -176,6 +191,14 @@ def test_privacy_mistakes_name_the_key(raw, message):
 
 def test_privacy_is_off_by_default_and_recorded():
     assert config_from_dict({}).to_dict()["privacy"] == {
-        "mechanism": "none", "epsilon": 0.0, "delta": 1e-5, "noise_multiplier": 0.0, "max_grad_norm": 1.0}
+        "mechanism": "none", "epsilon": 0.0, "delta": 1e-5, "noise_multiplier": 0.0, "max_grad_norm": 1.0,
+        "secure_aggregation": "none"}
     cfg = config_from_dict({"privacy": {"mechanism": "dp-fedavg", "epsilon": 8, "noise_multiplier": 1.5}})
     assert (cfg.privacy.mechanism, cfg.privacy.epsilon, cfg.privacy.noise_multiplier) == ("dp-fedavg", 8.0, 1.5)
+
+
+@pytest.mark.parametrize("strategy", ["fedavg", "fedprox", "fedadam", "fedadagrad", "fedyogi"])
+def test_secure_aggregation_takes_every_rule_that_needs_only_the_mean(strategy):
+    cfg = config_from_dict({"privacy": {"secure_aggregation": "secagg", "mechanism": "dp-fedavg", "epsilon": 4},
+                            "aggregation": {"strategy": strategy}})
+    assert cfg.privacy.secure_aggregation == "secagg"

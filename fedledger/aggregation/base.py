@@ -144,7 +144,41 @@ class Strategy(ABC):
         g = fx.to_fixed(global_params)
         locals_q = np.stack([fx.to_fixed(u.params) for u in updates])
         weights = np.array([int(u.num_samples) for u in updates], dtype=np.int64)
-        delta = fx.to_float(self._combine(g, locals_q, weights) - g)
+        return self._step_to(g, self._combine(g, locals_q, weights), state)
+
+    @property
+    def combines_individually(self) -> bool:
+        """Whether the rule looks at each update (a robust rule), not only at their weighted mean:
+        such a rule cannot run on a secure aggregate, which reveals only the sum."""
+        return type(self)._combine is not Strategy._combine
+
+    def aggregate_sum(self, global_params: np.ndarray, weighted_sum: np.ndarray, total_weight: int,
+                      state: Mapping[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """`aggregate` from the sum of the updates' sample-weighted fixed-point parameters (int64)
+        and their total weight, as secure aggregation gives them: the same bytes `aggregate` gives
+        for those updates. Only for rules that need no more than the weighted mean."""
+        if self.combines_individually:
+            raise ConfigError(f"{self.name} needs each update, not only their sum")
+        problem = _vector_problem(global_params, None)
+        if problem:
+            raise UpdateRejected(f"global model rejected: {problem}")
+        if weighted_sum.shape != global_params.shape or weighted_sum.dtype != np.int64:
+            raise UpdateRejected(f"the sum has shape {weighted_sum.shape} and dtype {weighted_sum.dtype}, "
+                                 f"expected int64 of shape {global_params.shape}")
+        if not 0 < total_weight <= fx.MAX_TOTAL_SAMPLES:
+            raise UpdateRejected(f"the updates weigh {total_weight} samples in all, expected 1 to "
+                                 f"{fx.MAX_TOTAL_SAMPLES}")
+        self._check_state(state, global_params.size)
+        mean = fx.divide_rounded(weighted_sum, total_weight)
+        if np.abs(mean).max() > fx.MAX_FIXED:
+            raise UpdateRejected("the mean of the updates exceeds the fixed-point bound: some update "
+                                 f"has a parameter beyond {fx.MAX_ABS:g}")
+        return self._step_to(fx.to_fixed(global_params), mean, state)
+
+    def _step_to(self, g: np.ndarray, combined: np.ndarray, state: Mapping[str, np.ndarray]
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The new model and state from the clients' combined parameters (fixed point)."""
+        delta = fx.to_float(combined - g)
         step, new_state = self._server_step(delta, state)
         # Bounding the step before rint keeps the float -> int64 cast defined (NaN or huge values
         # would wrap); the bound on the result keeps the next round's input in range.

@@ -12,6 +12,7 @@ from fedledger.chain import ChainBackend, Consortium, Role
 from fedledger.chain.consortium import held_role_at
 from fedledger.errors import FedLedgerError
 from fedledger.protocol import aggregate_round
+from fedledger.protocol.secure import SecureRecord
 from fedledger.store import ArtifactStore, encode_arrays, encode_params, sha256_hex
 
 
@@ -52,10 +53,11 @@ class Auditor:
             return config, None
 
     def _recompute(self, subject: str, parent: str, model: str, manifest: dict[str, Any],
-                   entries: list[dict[str, Any]], strategy: Strategy) -> None:
-        """Aggregate the entries again; the result must hash to `model` and the manifest's state."""
+                   entries: list[dict[str, Any]], strategy: Strategy, secure: SecureRecord | None = None) -> None:
+        """Aggregate the entries again (under secure aggregation: unmask their sum with the
+        revealed shares); the result must hash to `model` and the manifest's state."""
         try:
-            params, state = aggregate_round(self.store, strategy, parent, entries, manifest["state_before"])
+            params, state = aggregate_round(self.store, strategy, parent, entries, manifest["state_before"], secure)
         except FedLedgerError as exc:
             self.report.record(subject, "aggregation recomputed", False, str(exc))
             return

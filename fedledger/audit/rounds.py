@@ -27,6 +27,7 @@ from fedledger.audit.policy import (
 )
 from fedledger.audit.privacy import verify_privacy
 from fedledger.audit.report import AuditReport
+from fedledger.audit.secure import masked_updates, verify_secure_record
 from fedledger.chain import (
     INITIAL_REPUTATION,
     ChainBackend,
@@ -39,7 +40,8 @@ from fedledger.chain import (
     result_key,
 )
 from fedledger.chain import Rejection as ChainRejection
-from fedledger.protocol import MANIFEST_FORMAT, exclusion_rule, rewards, updates_root
+from fedledger.chain.secagg import SHARES
+from fedledger.protocol import MANIFEST_FORMAT, RoundTask, exclusion_rule, rewards, updates_root
 from fedledger.protocol.rounds import reason_codes
 from fedledger.store import ArtifactStore
 from fedledger.validation import Candidate, Rejection, ValidationRules
@@ -76,6 +78,7 @@ class RoundStudyAuditor(Auditor):
     def verify(self) -> None:
         r = self.report
         config, strategy = self._study_config(self.study.config_digest(), self.study.initial_model())
+        self.config = config
         self.margin = (config or {}).get("protocol", {}).get("exclusion_margin")
         self.rules = ValidationRules.from_config(config)
         started = [e for e in self.events if e["event"] == "StudyStarted"]
@@ -144,8 +147,13 @@ class RoundStudyAuditor(Auditor):
                  all(e["institution"] in committed and (e["update"], e["num_samples"]) == (
                      committed[e["institution"]].update, committed[e["institution"]].num_samples) for e in entries),
                  "an aggregated update's digest or sample count differs from its on-chain commitment")
+        task = RoundTask(n, parent, self.backend.chain_id, self.study.address)
+        secure = verify_secure_record(r, subject, self.config, self.study, task, manifest,
+                                      [e["institution"] for e in entries])
+        shared = list(self.study.secagg_posts(n, SHARES)) if masked_updates(self.config) else None
+        loader = self.store.get_arrays if shared is not None else self.store.get_params
         intact = all([self._artifact(f"{subject} update of {e['institution']}", "update", e["update"],
-                                     self.store.get_params) is not None for e in entries])
+                                     loader) is not None for e in entries])
         r.record(subject, "rejected updates are the committed ones",
                  all(x.institution in committed and (x.update, x.num_samples) == (
                      committed[x.institution].update, committed[x.institution].num_samples) for x in rejections),
@@ -153,9 +161,9 @@ class RoundStudyAuditor(Auditor):
         self._verify_outcomes(subject, n, commitments, manifest, reasons)
         verify_screening(r, subject, self.store, parent,
                          [Candidate(e["institution"], e["update"], e["num_samples"]) for e in entries],
-                         rejections, self.rules, judged[1] if judged else None)
+                         rejections, self.rules, judged[1] if judged else None, shared)
         if strategy is not None and intact:
-            self._recompute(subject, parent, model, manifest, entries, strategy)
+            self._recompute(subject, parent, model, manifest, entries, strategy, secure)
         if judged is not None:
             self._verify_exclusions(subject, n, commitments, judged, rejected, manifest)
         return manifest["state_after"]

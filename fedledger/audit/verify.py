@@ -24,11 +24,13 @@ from fedledger.audit.policy import (
 )
 from fedledger.audit.privacy import verify_privacy
 from fedledger.audit.report import AuditReport
+from fedledger.audit.secure import masked_updates, verify_secure_record
 from fedledger.audit.rounds import RoundStudyAuditor
 from fedledger.chain import ChainBackend, Role, RoundRecord, StudyLedger, open_chain
 from fedledger.crypto import UpdateCommitment, recover_signer
 from fedledger.errors import FedLedgerError
-from fedledger.protocol import MANIFEST_FORMAT, updates_root
+from fedledger.chain.secagg import SHARES
+from fedledger.protocol import MANIFEST_FORMAT, RoundTask, updates_root
 from fedledger.simulation.rundir import RunDir
 from fedledger.store import ArtifactStore
 from fedledger.store.peers import PeerStore
@@ -82,6 +84,7 @@ class LedgerAuditor(Auditor):
 
     def verify(self) -> None:
         config, strategy = self._study_config(self.ledger.config_digest(), self.ledger.initial_model())
+        self.config = config
         self.rules = ValidationRules.from_config(config)
         self.expected_changes: Counter = Counter()
         self.samples: dict[tuple[int, str], int] = {}   # (round, member) -> committed samples
@@ -134,13 +137,18 @@ class LedgerAuditor(Auditor):
                  f"state_before {manifest['state_before']} but the previous round left {state_before}")
         r.record(subject, "Merkle root of the updates", updates_root(entries) == rec.updates_root,
                  f"updates hash to {updates_root(entries)}, the record says {rec.updates_root}")
-        intact = all([self._verify_update(subject, rec, e, block) for e in entries])
-        self._verify_outcomes(subject, rec, block, manifest)
+        task = RoundTask(rec.round, rec.parent_model, self.backend.chain_id, self.ledger.address)
+        secure = verify_secure_record(r, subject, self.config, self.ledger, task, manifest,
+                                      [e["institution"] for e in entries])
+        shared = list(self.ledger.secagg_posts(rec.round, SHARES)) if masked_updates(self.config) else None
+        intact = all([self._verify_update(subject, rec, e, block, shared is not None) for e in entries])
+        self._verify_outcomes(subject, rec, block, manifest, shared)
         if strategy is not None and intact:
-            self._recompute(subject, rec.parent_model, rec.model, manifest, entries, strategy)
+            self._recompute(subject, rec.parent_model, rec.model, manifest, entries, strategy, secure)
         return manifest["state_after"]
 
-    def _verify_outcomes(self, subject: str, rec: RoundRecord, block: int, manifest: dict[str, Any]) -> None:
+    def _verify_outcomes(self, subject: str, rec: RoundRecord, block: int, manifest: dict[str, Any],
+                         shared: list[str] | None) -> None:
         """The anchored rejections are the manifest's, screening again agrees, and the round moved
         reputation as the policy says: +1 per participant, a penalty per institution's rejection
         that was its own fault."""
@@ -154,7 +162,8 @@ class LedgerAuditor(Auditor):
         for x in [*accepted, *rejections]:
             self.samples.setdefault((rec.round, x.institution), x.num_samples)
         self.aggregated[rec.round] = len(accepted)
-        verify_screening(self.report, subject, self.store, rec.parent_model, accepted, rejections, self.rules)
+        verify_screening(self.report, subject, self.store, rec.parent_model, accepted, rejections, self.rules,
+                         shared=shared)
         for member in rec.participants:
             self.expected_changes[(rec.round, member, "update accepted")] += 1
         for x in rec.rejected:
@@ -162,7 +171,7 @@ class LedgerAuditor(Auditor):
             if change and self._held_role(x.member, block, Role.INSTITUTION):
                 self.expected_changes[(rec.round, x.member, change)] += 1
 
-    def _verify_update(self, subject: str, rec: RoundRecord, entry: dict[str, Any], block: int) -> bool:
+    def _verify_update(self, subject: str, rec: RoundRecord, entry: dict[str, Any], block: int, masked: bool) -> bool:
         who = entry["institution"]
         sub = f"{subject} update of {who}"
         commitment = UpdateCommitment(chain_id=self.backend.chain_id, ledger=self.ledger.address, round=rec.round,
@@ -174,4 +183,5 @@ class LedgerAuditor(Auditor):
         ok &= self.report.record(sub, "institution was a member when anchored",
                                  self._held_role(who, block, Role.INSTITUTION),
                                  f"{who} did not hold the institution role at block {block}")
-        return ok & (self._artifact(sub, "update", entry["update"], self.store.get_params) is not None)
+        loader = self.store.get_arrays if masked else self.store.get_params
+        return ok & (self._artifact(sub, "update", entry["update"], loader) is not None)

@@ -23,9 +23,10 @@ from fedledger.chain.records import (
     optional_digest_to_bytes32,
 )
 from fedledger.chain.reputation import ReputationPolicy
+from fedledger.chain.secagg import SecAggBoard
 
 
-class StudyLedger(ReputationPolicy, PrivacyBudget):
+class StudyLedger(ReputationPolicy, PrivacyBudget, SecAggBoard):
     """One study's ledger at `address`: its configuration, every anchored round, and the shared
     reputation policy applied to the institutions the anchors name, and the privacy budget."""
 

@@ -28,6 +28,7 @@ from fedledger.chain.records import (
     digest_to_bytes32,
 )
 from fedledger.chain.reputation import ReputationPolicy
+from fedledger.chain.secagg import SecAggBoard
 from fedledger.errors import ChainError
 
 
@@ -60,7 +61,7 @@ class StudyTerms:
     delta: int = 0                  # the budget's delta (1e-18 units)
 
 
-class RoundStudy(ReputationPolicy, PrivacyBudget):
+class RoundStudy(ReputationPolicy, PrivacyBudget, SecAggBoard):
     """Base wrapper: what both chain-coordinated contracts share."""
 
     contract_name = ""

@@ -166,6 +166,14 @@ def _check_roles(cfg: Config, members: list[MemberEntry]) -> None:
                           f"{', '.join(coordinators)} as one")
     if len(institutions) < 2:
         raise ConfigError("a study needs at least two institutions")
+    check_deployable(cfg)
+
+
+def check_deployable(cfg: Config) -> None:
+    """ConfigError for what deployed nodes cannot do yet."""
+    if cfg.privacy.secure_aggregation != "none":
+        raise ConfigError("[privacy].secure_aggregation runs in simulated studies (fedledger run) for now: "
+                          "deployed nodes do not take part in it yet")
 
 
 def init_consortium(roster: list[MemberEntry], cfg: Config, rpc_url: str, admin: LocalAccount, out_dir: Path,

@@ -42,7 +42,7 @@ from fedledger.deploy.agents import (
     LooseInstitutionAgent,
     NodeContext,
 )
-from fedledger.deploy.consortium import ConsortiumFile, load_consortium
+from fedledger.deploy.consortium import ConsortiumFile, check_deployable, load_consortium
 from fedledger.deploy.keys import load_keystore, read_password
 from fedledger.deploy.server import NodeServer
 from fedledger.errors import ChainUnreachable, ConfigError, FedLedgerError
@@ -115,6 +115,7 @@ class NodeRuntime:
             raise ConfigError(f"the key in {node_cfg.keystore} belongs to {me.name}, not {node_cfg.name}")
         self.me, self.consortium = me, consortium
         cfg = consortium.study_config()
+        check_deployable(cfg)
         self.cfg = cfg
         endpoints = {m.address: m.endpoint for m in consortium.members}
         store = PeerStore(node_cfg.state_dir / "store", [url for a, url in endpoints.items() if a != me.address])

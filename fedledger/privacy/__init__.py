@@ -1,5 +1,7 @@
-"""Privacy protections for the updates members send: secure aggregation (pairwise masking, SecAgg and SecAgg+)."""
+"""Privacy protections for the updates members send: differential-privacy accounting and client-level
+DP, secure aggregation (pairwise masking, SecAgg and SecAgg+), CKKS aggregation (`ckks`)."""
 
+from fedledger.privacy import shamir
 from fedledger.privacy.secagg import (
     MaskGraph,
     PublicKeys,
@@ -9,4 +11,5 @@ from fedledger.privacy.secagg import (
     unmask_sum,
 )
 
-__all__ = ["MaskGraph", "PublicKeys", "SecAggError", "SecAggMember", "secagg_plus_parameters", "unmask_sum"]
+__all__ = ["MaskGraph", "PublicKeys", "SecAggError", "SecAggMember", "secagg_plus_parameters", "shamir",
+           "unmask_sum"]

@@ -13,6 +13,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import nullcontext
+from typing import Any
 
 from fedledger.aggregation import Strategy
 from fedledger.chain import CommitteeStudy, committee_seed, draw_committee
@@ -29,7 +30,9 @@ from fedledger.protocol.rounds import (
     pass_deadline,
     reason_codes,
     round_task,
+    screen_commitments,
 )
+from fedledger.protocol.secure import reveal_masks, run_masking
 from fedledger.validation import ValidationRules
 
 ARCHITECTURE = "semi"
@@ -41,7 +44,8 @@ LEDGER_OFF_REPUTATION = 100
 
 class CommitteeRounds:
     def __init__(self, nodes: Sequence[InstitutionNode], strategy: Strategy, study: CommitteeStudy | None,
-                 committee_size: int, faults: Faults, seed: int, rules: ValidationRules = ValidationRules()) -> None:
+                 committee_size: int, faults: Faults, seed: int, rules: ValidationRules = ValidationRules(),
+                 board: Any | None = None) -> None:
         self.nodes = list(nodes)
         self.strategy = strategy
         self.study = study
@@ -49,12 +53,13 @@ class CommitteeRounds:
         self.faults = faults
         self.seed = seed
         self.rules = rules
+        self.board = board      # secure aggregation's messages (the study contract); None: plain updates
         self.index = {node.address: i for i, node in enumerate(self.nodes)}
 
     def run_round(self, round: int, parent: str, state_before: str | None) -> RoundResult:
         study, nodes = self.study, self.nodes
         task = round_task(study, self.strategy, round, parent)
-        commitments = commit_phase(nodes, task, study, self.faults)
+        commitments = self._commit(task)
         committees = []
         for attempt in range(1, MAX_DRAWS + 1):
             committee = self._committee(round, attempt)
@@ -76,6 +81,18 @@ class CommitteeRounds:
                             "outvoted": sorted(m for m, r in results.items()
                                                if r.manifest_digest != final.manifest_digest)})
 
+    def _commit(self, task: RoundTask) -> list:
+        """The commit phase; under secure aggregation with the masking before it and the reveal
+        of the members whose masked updates pass screening after it."""
+        study, nodes, batch = self.study, self.nodes, (self.study.batch if self.study is not None else nullcontext)
+        if self.board is None:
+            return commit_phase(nodes, task, study, self.faults)
+        made, parties = run_masking(nodes, task, self.board, self.faults.commits, batch)
+        commitments = commit_phase(nodes, task, study, self.faults, {u.institution: u for u in made if u is not None})
+        senders, _ = screen_commitments(nodes[0].store, task, commitments, self.rules, board=self.board)
+        reveal_masks(parties, self.board, nodes[0].store, task, [c.institution for c in senders], batch)
+        return commitments
+
     def _committee(self, round: int, attempt: int) -> list[str]:
         if self.study is not None:
             return self.study.committee(round, attempt)
@@ -95,7 +112,8 @@ class CommitteeRounds:
                 if behaviour == "silent":
                     continue
                 result = aggregate_commitments(node.store, self.strategy, architecture=ARCHITECTURE, task=task,
-                                               state_before=state_before, commitments=commitments, rules=self.rules)
+                                               state_before=state_before, commitments=commitments, rules=self.rules,
+                                               board=self.board)
                 if behaviour == "wrong_result":
                     result = falsify(node.store, self.strategy, result, ARCHITECTURE, task, state_before)
                 results[member] = result

@@ -10,19 +10,29 @@ from fedledger.errors import FedLedgerError
 from fedledger.protocol.coordinator import Coordinator, RoundOutcome
 from fedledger.protocol.node import InstitutionNode
 from fedledger.protocol.rounds import Faults, RoundResult
+from fedledger.protocol.secure import reveal_masks, run_masking
 
 Evaluate = Callable[[str], Mapping[str, Any]]   # model digest -> the metrics document of that model
 
 
-def run_loosely_round(coordinator: Coordinator, trainers: Sequence[InstitutionNode], round: int,
-                      global_model: str, state: str | None, evaluate: Evaluate) -> RoundOutcome:
-    """Run round `round` from `global_model` with the institutions that train; returns what was
-    anchored. `evaluate` gives the metrics document anchored with the new model."""
+def run_loosely_round(coordinator: Coordinator, nodes: Sequence[InstitutionNode], round: int,
+                      global_model: str, state: str | None, evaluate: Evaluate,
+                      commits: Callable[[int], bool] = lambda index: True) -> RoundOutcome:
+    """Run round `round` from `global_model` with the institutions that send an update
+    (`commits(index)`); returns what was anchored. `evaluate` gives the metrics document anchored
+    with the new model. Under secure aggregation the others still share their secrets, and drop
+    out after that."""
     task = coordinator.open_round(round, global_model)
-    submissions = [update for update in (node.train(task) for node in trainers) if update is not None]
-    accepted, rejected = coordinator.screen(task, submissions)
+    board = coordinator.board
+    if board is None:
+        updates = [node.train(task) for index, node in enumerate(nodes) if commits(index)]
+    else:
+        updates, parties = run_masking(nodes, task, board, commits)
+    accepted, rejected = coordinator.screen(task, [u for u in updates if u is not None])
+    if board is not None:
+        reveal_masks(parties, board, coordinator.store, task, [u.institution for u in accepted])
     outcome = coordinator.finalize(task, accepted, rejected, state, evaluate)
-    by_address = {node.address: node for node in trainers}
+    by_address = {node.address: node for node in nodes}
     for update in outcome.accepted:
         node = by_address[update.institution]
         if not node.check_inclusion(update, outcome.proofs[node.address], outcome.record.updates_root):
@@ -41,7 +51,7 @@ class LooseRounds:
     def __init__(self, coordinator: Coordinator, nodes: Sequence[InstitutionNode], faults: Faults,
                  evaluate: Evaluate) -> None:
         self.coordinator = coordinator
-        self.trainers = [node for index, node in enumerate(nodes) if faults.commits(index)]
+        self.nodes = list(nodes)
         self.faults = faults
         self.evaluate = evaluate
         coordinator.falsify = faults.wrong_result > 0
@@ -49,7 +59,8 @@ class LooseRounds:
     def run_round(self, round: int, parent: str, state_before: str | None) -> RoundResult:
         if self.faults.silent > 0:
             raise FedLedgerError(f"round {round}: the coordinator did not answer, and no one else may aggregate")
-        outcome = run_loosely_round(self.coordinator, self.trainers, round, parent, state_before, self.evaluate)
+        outcome = run_loosely_round(self.coordinator, self.nodes, round, parent, state_before, self.evaluate,
+                                    self.faults.commits)
         return RoundResult(round, outcome.model, outcome.state, outcome.manifest,
                            tuple(u.institution for u in outcome.accepted), outcome.rejected,
                            metrics=self.coordinator.store.get_json(outcome.record.metrics_digest))

@@ -15,6 +15,7 @@ import numpy as np
 
 from fedledger.aggregation import ClientUpdate, Strategy, make_strategy
 from fedledger.crypto import merkle_leaf, merkle_root
+from fedledger.protocol.secure import SecureRecord, aggregate_masked
 from fedledger.store import ArtifactStore
 
 MANIFEST_FORMAT = "fedledger.round/1"
@@ -34,19 +35,23 @@ def strategy_from_manifest(manifest: Mapping[str, Any]) -> Strategy:
 
 
 def aggregate_round(store: ArtifactStore, strategy: Strategy, parent_model: str,
-                    entries: Sequence[Mapping[str, Any]], state_before: str | None
-                    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                    entries: Sequence[Mapping[str, Any]], state_before: str | None,
+                    secure: SecureRecord | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Aggregate the stored updates named by `entries`; returns (new params, new server state).
 
     It only reads the store: the coordinator stores the result, while an auditor just hashes it
     (an auditor writing into the store it audits could repair the very blob that went missing).
     The strategies are order independent, so any process reading the same artifacts gets the
     same bytes. A round in which no update passed validation keeps its parent model and state.
+    Under secure aggregation (`secure`: what the unmasking uses) the entries are masked updates,
+    and their unmasked sum is aggregated, to the same bytes.
     """
     global_params = store.get_params(parent_model)
     if not entries:     # every update was rejected: the round carries the model and state over
         return global_params, store.get_arrays(state_before) if state_before else {}
     state = store.get_arrays(state_before) if state_before else strategy.initial_state(global_params)
+    if secure is not None:
+        return aggregate_masked(store, strategy, global_params, entries, secure, state)
     updates = [ClientUpdate(client=e["institution"], params=store.get_params(e["update"]),
                             num_samples=e["num_samples"]) for e in entries]
     return strategy.aggregate(global_params, updates, state)

@@ -31,6 +31,7 @@ from fedledger.privacy.client_dp import privatize_update
 from fedledger.protocol.manifest import update_leaves
 from fedledger.protocol.messages import RoundTask, SignedUpdate
 from fedledger.protocol.privacy import MemberPrivacy, PrivacyPlan
+from fedledger.protocol.secure import SecureParty
 from fedledger.store import ArtifactStore
 
 SCORE_SCALE = 1_000_000   # scores are parts per million, as ConsensusStudy.vy stores them
@@ -78,12 +79,19 @@ class InstitutionNode:
         set_flat_params(model, params)
         return model
 
-    def train(self, task: RoundTask) -> SignedUpdate | None:
+    def can_take_part(self) -> bool:
+        """False once this member's privacy budget would not cover another release."""
+        return self.privacy is None or self.privacy.can_release()
+
+    def train(self, task: RoundTask, masking: SecureParty | None = None, peers: Sequence[str] = ()
+              ) -> SignedUpdate | None:
         """Train from the task's global model, publish the update, sign the commitment; None
-        when this member's privacy budget would not cover another release (it sits out)."""
-        if self.privacy is not None and not self.privacy.can_release():
+        when this member's privacy budget would not cover another release (it sits out).
+        Under secure aggregation `masking` is this member's party in the round and `peers` the
+        members that shared their secrets: the update published is the masked one."""
+        if not self.can_take_part():
             return None
-        return self.publish(task, self.local_params(task))
+        return self.publish(task, self.local_params(task), masking, peers)
 
     def local_params(self, task: RoundTask) -> np.ndarray:
         """The parameters this institution sends for `task`: the task's global model trained on
@@ -108,12 +116,14 @@ class InstitutionNode:
                                 noise_multiplier=mechanism.noise_multiplier, noise_shares=plan.noise_shares,
                                 seed=secret)
 
-    def publish(self, task: RoundTask, params: np.ndarray) -> SignedUpdate:
+    def publish(self, task: RoundTask, params: np.ndarray, masking: SecureParty | None = None,
+                peers: Sequence[str] = ()) -> SignedUpdate:
         """Put `params` in the store and sign the commitment binding them to `task`'s round,
         parent model and ledger (UpdateRejected if they are not a finite float32 vector); under
         differential privacy, count the release and attach its spend record."""
-        digest = self.store.put_params(params)
         num_samples = self.privacy.plan.committed_samples(self.data.num_train) if self.privacy else self.data.num_train
+        digest = (self.store.put_params(params) if masking is None
+                  else masking.masked_update(params, num_samples, peers, self.store))
         commitment = UpdateCommitment(chain_id=task.chain_id, ledger=task.ledger, round=task.round,
                                       parent_model=task.global_model, update=digest, num_samples=num_samples)
         spend = self.privacy.release() if self.privacy else None

@@ -120,13 +120,18 @@ def privacy_plan(cfg: Config) -> PrivacyPlan | None:
 
 
 def loose_coordinator(account: LocalAccount, store: ArtifactStore, strategy: Strategy, consortium: Consortium,
-                      ledger: StudyLedger, rules: ValidationRules) -> Coordinator:
+                      ledger: StudyLedger, rules: ValidationRules, secure: bool = False) -> Coordinator:
     """The loosely coupled study's coordinator, checking membership, suspension and the privacy
-    budget on chain."""
+    budget on chain; with `secure`, aggregating masked updates whose messages are on chain."""
     return Coordinator(account, store, strategy, lambda addrs: consortium.holders_of(addrs, Role.INSTITUTION),
                        ledger, ledger.backend.chain_id, ledger.address, rules=rules,
                        suspended=lambda addrs: {a for a in addrs if ledger.suspended(a)},
-                       epsilon_budget=ledger.epsilon_budget())
+                       epsilon_budget=ledger.epsilon_budget(), board=ledger if secure else None)
+
+
+def secure_aggregation(cfg: Config) -> bool:
+    """Whether the study aggregates masked updates ([privacy] secure_aggregation)."""
+    return cfg.privacy.secure_aggregation == "secagg"
 
 
 def connect_rpc(url: str, funder_key_env: str = "") -> RpcChain:
@@ -183,7 +188,9 @@ def set_up_chain(backend: ChainBackend, admin: LocalAccount, coordinator: LocalA
     starts the study (its sponsor), and the institutions send their own transactions.
     """
     cfg = cfg or Config()
-    senders = [admin, coordinator] + ([a for _, a in institutions] if cfg.study.architecture != "loose" else [])
+    # loose: institutions send nothing themselves, except secure aggregation's messages
+    sending = cfg.study.architecture != "loose" or secure_aggregation(cfg)
+    senders = [admin, coordinator] + ([a for _, a in institutions] if sending else [])
     backend.fund([a.address for a in senders], FUNDING_WEI)
     consortium = enrol_consortium(backend, admin, [("coordinator", coordinator.address)],
                                   [(name, a.address) for name, a in institutions])

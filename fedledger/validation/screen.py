@@ -137,12 +137,8 @@ def _load(store: ArtifactStore, c: Candidate, global_params: np.ndarray, rules: 
     """The update's parameters, or why it cannot be aggregated."""
     try:
         params = store.get_params(c.update)
-    except ArtifactMissing as exc:
-        return Rejection.of(c, Reason.MISSING, str(exc))
-    except ArtifactCorrupt as exc:
-        return Rejection.of(c, _CORRUPT.get(exc.kind, Reason.INVALID_FORMAT), str(exc))
-    except StoreError as exc:           # e.g. not a digest at all
-        return Rejection(c.institution, Reason.INVALID_FORMAT, str(exc))   # not a digest: nothing to name
+    except StoreError as exc:
+        return unloadable(c, exc)
     if params.size != global_params.size:
         return Rejection.of(c, Reason.WRONG_LAYOUT,
                             f"update has {params.size} parameters, the model has {global_params.size}")
@@ -154,6 +150,15 @@ def _load(store: ArtifactStore, c: Candidate, global_params: np.ndarray, rules: 
                             f"update changes the model by norm {update_norm(global_params, params):.6g}, "
                             f"above the study's bound {rules.max_update_norm:g}")
     return params
+
+
+def unloadable(c: Candidate, exc: StoreError) -> Rejection:
+    """The rejection of an update the store cannot give: missing, corrupt, or not a digest."""
+    if isinstance(exc, ArtifactMissing):
+        return Rejection.of(c, Reason.MISSING, str(exc))
+    if isinstance(exc, ArtifactCorrupt):
+        return Rejection.of(c, _CORRUPT.get(exc.kind, Reason.INVALID_FORMAT), str(exc))
+    return Rejection(c.institution, Reason.INVALID_FORMAT, str(exc))   # not a digest: nothing to name
 
 
 def _fit_sample_total(loaded: list[tuple[Candidate, np.ndarray]]

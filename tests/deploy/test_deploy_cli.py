@@ -145,3 +145,12 @@ def test_init_without_a_chain_is_one_clear_line(tmp_path):
     one_clear_line(fedledger("consortium", "init", roster, "--config", semi_study(tmp_path), "--rpc",
                              "http://127.0.0.1:9", "--out", tmp_path / "c", "--admin-keystore",
                              tmp_path / "admin.json"), "no Ethereum JSON-RPC node answers")
+
+
+def test_init_refuses_secure_aggregation_which_deployed_nodes_do_not_run_yet(tmp_path):
+    roster = make_roster(tmp_path, SITES[:2])
+    study = semi_study(tmp_path)
+    study.write_text(study.read_text() + '\n[privacy]\nsecure_aggregation = "secagg"\n')
+    one_clear_line(fedledger("consortium", "init", roster, "--config", study, "--rpc", "http://127.0.0.1:9",
+                             "--out", tmp_path / "c", "--admin-keystore", tmp_path / "admin.json"),
+                   "deployed nodes do not take part in it yet")

@@ -20,6 +20,7 @@
 
 import privacy_budget as privacy
 import reputation_policy as policy
+import secagg_board as secagg
 
 initializes: policy
 initializes: privacy
@@ -184,6 +185,34 @@ def reinstate(member: address):
             consortium's admin may.
     """
     policy._reinstate(member, self.consortium.address, self.round_count + 1)
+
+
+@internal
+@view
+def _check_poster(round_number: uint256):
+    assert self.coordinator != empty(address), "study not started"
+    assert staticcall self.consortium.has_role(msg.sender, INSTITUTION), "not an active institution"
+    assert not policy._suspended(msg.sender), "member is suspended"
+    assert round_number == self.round_count + 1, "not the open round"
+
+
+@external
+def advertise_keys(round_number: uint256, cipher_key: bytes32, mask_key: bytes32):
+    """
+    @notice Secure aggregation: publish the caller's X25519 public keys for the open round.
+    """
+    self._check_poster(round_number)
+    secagg._advertise(msg.sender, round_number, cipher_key, mask_key)
+
+
+@external
+def post_secagg(round_number: uint256, step: uint8, digest: bytes32):
+    """
+    @notice Secure aggregation: log the digest of the caller's shares (step 1) or of the
+            shares it reveals for unmasking (step 2) in the open round.
+    """
+    self._check_poster(round_number)
+    secagg._post(msg.sender, round_number, step, digest)
 
 
 @external

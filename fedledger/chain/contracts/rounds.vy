@@ -14,6 +14,7 @@
 
 import privacy_budget as privacy
 import reputation_policy as policy
+import secagg_board as secagg
 
 uses: policy
 uses: privacy
@@ -291,6 +292,27 @@ def reinstate(member: address):
             consortium's admin may.
     """
     policy._reinstate(member, self.consortium.address, self.round_count + 1)
+
+
+@external
+def advertise_keys(round_number: uint256, cipher_key: bytes32, mask_key: bytes32):
+    """
+    @notice Secure aggregation: publish the caller's X25519 public keys for the open round.
+    """
+    self._check_active_member(msg.sender)
+    assert round_number == self.round_count + 1, "not the open round"
+    secagg._advertise(msg.sender, round_number, cipher_key, mask_key)
+
+
+@external
+def post_secagg(round_number: uint256, step: uint8, digest: bytes32):
+    """
+    @notice Secure aggregation: log the digest of the caller's shares (step 1) or of the
+            shares it reveals for unmasking (step 2) in the open round.
+    """
+    self._check_active_member(msg.sender)
+    assert round_number == self.round_count + 1, "not the open round"
+    secagg._post(msg.sender, round_number, step, digest)
 
 
 @external

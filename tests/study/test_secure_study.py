@@ -1,0 +1,105 @@
+"""Secure aggregation in studies, end to end: members mask their updates, the keys, shares and
+reveals are on chain, the aggregate is bit for bit the plain one, dropouts after sharing are
+unmasked, and `audit verify` redoes the unmasking."""
+
+import numpy as np
+import pytest
+
+from fedledger.audit import verify_run
+from fedledger.chain import open_chain
+from fedledger.chain.ledger import StudyLedger
+from fedledger.chain.rounds import CommitteeStudy
+from fedledger.chain.secagg import REVEAL, SHARES
+from fedledger.protocol.secure import MASKED, SecureParty
+from fedledger.simulation import RunDir, run_study
+from fedledger.store import ArtifactStore
+from fedledger.validation import Reason
+
+WRAPPERS = {"loose": StudyLedger, "semi": CommitteeStudy}
+
+
+def _run(make_study, tmp_path, architecture, secure, **sections):
+    cfg = make_study(tmp_path / f"{architecture}-{secure}", study={"architecture": architecture, "rounds": 2},
+                     privacy={**sections.pop("privacy", {}), "secure_aggregation": secure}, **sections)
+    return run_study(cfg, run_dir=tmp_path / f"{architecture}-{secure}" / "run", progress=False)
+
+
+def _board(run_dir):
+    info = RunDir(run_dir).read_run_info()
+    backend = open_chain(info["chain"], RunDir(run_dir).chain)
+    return backend, WRAPPERS[info["architecture"]](backend, info["contracts"]["ledger"])
+
+
+@pytest.mark.parametrize("architecture", ["loose", "semi"])
+def test_masked_updates_aggregate_to_the_plain_model_and_audit(make_study, tmp_path, architecture):
+    plain = _run(make_study, tmp_path, architecture, "none")
+    secure = _run(make_study, tmp_path, architecture, "secagg")
+    assert [r["model"] for r in secure.rounds] == [r["model"] for r in plain.rounds]
+    store = ArtifactStore(RunDir(secure.run_dir).store)
+    backend, board = _board(secure.run_dir)
+    try:
+        for r in secure.rounds:
+            manifest = store.get_json(r["manifest"])
+            record = manifest["secure_aggregation"]
+            members = set(board.advertised_keys(r["round"]))
+            assert len(members) == 4 and set(board.secagg_posts(r["round"], SHARES)) == members
+            assert set(record["reveals"]) == set(board.secagg_posts(r["round"], REVEAL)) == members
+            assert record["dropped"] == [] and sorted(record["senders"]) == sorted(members)
+            for entry in manifest["updates"]:     # what the aggregator holds is masked, not parameters
+                assert set(store.get_arrays(entry["update"])) == {MASKED}
+    finally:
+        backend.close()
+    report = verify_run(secure.run_dir)
+    assert report.ok, report.summary()
+    assert any(f.check == "keys and shares are the ones logged on chain" and f.ok for f in report.findings)
+
+
+def test_a_member_dropping_out_after_sharing_is_unmasked(make_study, tmp_path):
+    plain = _run(make_study, tmp_path, "semi", "none", faults={"no_update": 1})
+    secure = _run(make_study, tmp_path, "semi", "secagg", faults={"no_update": 1})
+    assert [r["model"] for r in secure.rounds] == [r["model"] for r in plain.rounds]
+    dropped = RunDir(secure.run_dir).read_run_info()["institutions"]["cleveland"]
+    store = ArtifactStore(RunDir(secure.run_dir).store)
+    for r in secure.rounds:
+        assert store.get_json(r["manifest"])["secure_aggregation"]["dropped"] == [dropped]
+    report = verify_run(secure.run_dir)
+    assert report.ok, report.summary()
+
+
+def test_a_malformed_masked_update_is_rejected_and_its_masks_removed(make_study, tmp_path, monkeypatch):
+    honest = SecureParty.masked_update
+    sent = []
+
+    def first_one_broken(self, params, num_samples, peers, store):
+        sent.append(self.account.address)
+        if len(sent) == 1:
+            return store.put_arrays({MASKED: np.zeros(3, dtype=np.int64)})
+        return honest(self, params, num_samples, peers, store)
+
+    monkeypatch.setattr(SecureParty, "masked_update", first_one_broken)
+    result = _run(make_study, tmp_path, "loose", "secagg")
+    first = result.rounds[0]
+    assert [(x["institution"], x["code"]) for x in first["rejected"]] == [(sent[0], Reason.WRONG_LAYOUT)]
+    store = ArtifactStore(RunDir(result.run_dir).store)
+    assert store.get_json(first["manifest"])["secure_aggregation"]["dropped"] == [sent[0]]
+    assert len(first["accepted"]) == 3
+    report = verify_run(result.run_dir)
+    assert report.ok, report.summary()
+
+
+def test_a_lost_reveal_fails_the_audit(make_study, tmp_path):
+    result = _run(make_study, tmp_path, "loose", "secagg")
+    store = ArtifactStore(RunDir(result.run_dir).store)
+    reveal = next(iter(store.get_json(result.rounds[0]["manifest"])["secure_aggregation"]["reveals"].values()))
+    path = store._path(reveal)   # lost from the store: nothing else changes
+    path.unlink()
+    report = verify_run(result.run_dir)
+    assert [f.check for f in report.failures] == ["aggregation recomputed"]
+
+
+def test_with_the_ledger_off_and_client_level_dp(make_study, tmp_path):
+    dp = {"mechanism": "dp-fedavg", "epsilon": 8.0}
+    plain = _run(make_study, tmp_path, "loose", "none", chain={"enabled": False}, privacy=dp)
+    secure = _run(make_study, tmp_path, "loose", "secagg", chain={"enabled": False}, privacy=dp)
+    assert [r["model"] for r in secure.rounds] == [r["model"] for r in plain.rounds]
+    assert all(len(r["accepted"]) == 4 for r in secure.rounds)
