@@ -32,7 +32,6 @@ from fedledger.protocol.rounds import (
     round_task,
     screen_commitments,
 )
-from fedledger.protocol.secure import reveal_masks, run_masking
 from fedledger.validation import ValidationRules
 
 ARCHITECTURE = "semi"
@@ -45,7 +44,7 @@ LEDGER_OFF_REPUTATION = 100
 class CommitteeRounds:
     def __init__(self, nodes: Sequence[InstitutionNode], strategy: Strategy, study: CommitteeStudy | None,
                  committee_size: int, faults: Faults, seed: int, rules: ValidationRules = ValidationRules(),
-                 board: Any | None = None) -> None:
+                 scheme: Any | None = None) -> None:
         self.nodes = list(nodes)
         self.strategy = strategy
         self.study = study
@@ -53,7 +52,7 @@ class CommitteeRounds:
         self.faults = faults
         self.seed = seed
         self.rules = rules
-        self.board = board      # secure aggregation's messages (the study contract); None: plain updates
+        self.scheme = scheme    # secure aggregation (fedledger.protocol.secure.Masking); None: plain updates
         self.index = {node.address: i for i, node in enumerate(self.nodes)}
 
     def run_round(self, round: int, parent: str, state_before: str | None) -> RoundResult:
@@ -85,12 +84,12 @@ class CommitteeRounds:
         """The commit phase; under secure aggregation with the masking before it and the reveal
         of the members whose masked updates pass screening after it."""
         study, nodes, batch = self.study, self.nodes, (self.study.batch if self.study is not None else nullcontext)
-        if self.board is None:
+        if self.scheme is None:
             return commit_phase(nodes, task, study, self.faults)
-        made, parties = run_masking(nodes, task, self.board, self.faults.commits, batch)
+        made = self.scheme.updates(nodes, task, self.faults.commits, batch)
         commitments = commit_phase(nodes, task, study, self.faults, {u.institution: u for u in made if u is not None})
-        senders, _ = screen_commitments(nodes[0].store, task, commitments, self.rules, board=self.board)
-        reveal_masks(parties, self.board, nodes[0].store, task, [c.institution for c in senders], batch)
+        senders, _ = screen_commitments(nodes[0].store, task, commitments, self.rules, scheme=self.scheme)
+        self.scheme.conclude(nodes[0].store, task, [c.institution for c in senders], batch)
         return commitments
 
     def _committee(self, round: int, attempt: int) -> list[str]:
@@ -113,7 +112,7 @@ class CommitteeRounds:
                     continue
                 result = aggregate_commitments(node.store, self.strategy, architecture=ARCHITECTURE, task=task,
                                                state_before=state_before, commitments=commitments, rules=self.rules,
-                                               board=self.board)
+                                               scheme=self.scheme)
                 if behaviour == "wrong_result":
                     result = falsify(node.store, self.strategy, result, ARCHITECTURE, task, state_before)
                 results[member] = result

@@ -21,12 +21,10 @@ from fedledger.chain import (
     StudyLedger,
     spend_problem,
 )
-from fedledger.chain.secagg import SHARES
 from fedledger.crypto import merkle_proof, recover_signer
 from fedledger.errors import StoreError
 from fedledger.protocol.manifest import aggregate_round, build_manifest, update_leaves
 from fedledger.protocol.messages import Rejection, RoundTask, SignedUpdate
-from fedledger.protocol.secure import screen_masked, secure_record
 from fedledger.store import ArtifactStore, check_digest
 from fedledger.validation import Reason, ValidationRules, screen_updates
 
@@ -49,7 +47,7 @@ class Coordinator:
                  chain_id: int, ledger_address: str, architecture: str = "loose",
                  rules: ValidationRules = ValidationRules(),
                  suspended: Callable[[Sequence[str]], set[str]] = lambda addresses: set(),
-                 epsilon_budget: int = 0, board: Any | None = None) -> None:
+                 epsilon_budget: int = 0, scheme: Any | None = None) -> None:
         self.account = account
         self.store = store
         self.strategy = strategy
@@ -69,9 +67,8 @@ class Coordinator:
         self.epsilon_budget = epsilon_budget
         self.epsilon_spent: dict[str, int] = {}
         self._released: dict[tuple[str, str], PrivacySpend | None] = {}
-        # secure aggregation: where the round's keys, shares and reveals are (the ledger, or a
-        # LocalBoard with the ledger off); None: plain updates
-        self.board = board
+        # secure aggregation (fedledger.protocol.secure.Masking); None: plain updates
+        self.scheme = scheme
 
     def open_round(self, round: int, global_model: str) -> RoundTask:
         return RoundTask(round=round, global_model=global_model, chain_id=self.chain_id,
@@ -97,9 +94,8 @@ class Coordinator:
         self._released = {(s.institution, s.commitment.update): s.spend for s in eligible}
         global_params = self.store.get_params(task.global_model)
         candidates = [s.candidate() for s in eligible]
-        if self.board is not None:
-            passed, invalid = screen_masked(self.store, global_params.size, candidates,
-                                            list(self.board.secagg_posts(task.round, SHARES)), self.rules.min_aggregated)
+        if self.scheme is not None:
+            passed, invalid = self.scheme.screen(self.store, task, candidates, self.rules.min_aggregated)
         else:
             passed, invalid = screen_updates(self.store, global_params, candidates, self.rules)
         by_candidate = {s.candidate(): s for s in reversed(eligible)}   # identical resubmissions: keep the first
@@ -155,7 +151,8 @@ class Coordinator:
         """Aggregate the accepted updates, store model and manifest, anchor the round record (with
         no accepted update the round keeps its parent model, and the rejections are anchored)."""
         entries = [u.as_entry() for u in accepted]
-        secure = secure_record(self.board, task, [u.institution for u in accepted]) if self.board and entries else None
+        secure = (self.scheme.record(self.store, task, [u.institution for u in accepted])
+                  if self.scheme is not None and entries else None)
         params, state = aggregate_round(self.store, self.strategy, task.global_model, entries, state_before, secure)
         if self.falsify:
             params = params + np.float32(0.01)

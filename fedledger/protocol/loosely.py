@@ -10,7 +10,6 @@ from fedledger.errors import FedLedgerError
 from fedledger.protocol.coordinator import Coordinator, RoundOutcome
 from fedledger.protocol.node import InstitutionNode
 from fedledger.protocol.rounds import Faults, RoundResult
-from fedledger.protocol.secure import reveal_masks, run_masking
 
 Evaluate = Callable[[str], Mapping[str, Any]]   # model digest -> the metrics document of that model
 
@@ -23,14 +22,14 @@ def run_loosely_round(coordinator: Coordinator, nodes: Sequence[InstitutionNode]
     with the new model. Under secure aggregation the others still share their secrets, and drop
     out after that."""
     task = coordinator.open_round(round, global_model)
-    board = coordinator.board
-    if board is None:
+    scheme = coordinator.scheme
+    if scheme is None:
         updates = [node.train(task) for index, node in enumerate(nodes) if commits(index)]
     else:
-        updates, parties = run_masking(nodes, task, board, commits)
+        updates = scheme.updates(nodes, task, commits)
     accepted, rejected = coordinator.screen(task, [u for u in updates if u is not None])
-    if board is not None:
-        reveal_masks(parties, board, coordinator.store, task, [u.institution for u in accepted])
+    if scheme is not None:
+        scheme.conclude(coordinator.store, task, [u.institution for u in accepted])
     outcome = coordinator.finalize(task, accepted, rejected, state, evaluate)
     by_address = {node.address: node for node in nodes}
     for update in outcome.accepted:

@@ -15,7 +15,7 @@ import numpy as np
 
 from fedledger.aggregation import ClientUpdate, Strategy, make_strategy
 from fedledger.crypto import merkle_leaf, merkle_root
-from fedledger.protocol.secure import SecureRecord, aggregate_masked
+from fedledger.protocol.secure import SecureRecord
 from fedledger.store import ArtifactStore
 
 MANIFEST_FORMAT = "fedledger.round/1"
@@ -51,7 +51,7 @@ def aggregate_round(store: ArtifactStore, strategy: Strategy, parent_model: str,
         return global_params, store.get_arrays(state_before) if state_before else {}
     state = store.get_arrays(state_before) if state_before else strategy.initial_state(global_params)
     if secure is not None:
-        return aggregate_masked(store, strategy, global_params, entries, secure, state)
+        return secure.aggregate(store, strategy, global_params, entries, state)
     updates = [ClientUpdate(client=e["institution"], params=store.get_params(e["update"]),
                             num_samples=e["num_samples"]) for e in entries]
     return strategy.aggregate(global_params, updates, state)

@@ -17,11 +17,9 @@ import numpy as np
 
 from fedledger.aggregation import Strategy
 from fedledger.chain import NO_SPEND, Commitment, RoundStudy
-from fedledger.chain.secagg import SHARES
 from fedledger.protocol.manifest import aggregate_round, build_manifest
 from fedledger.protocol.messages import Rejection, RoundTask, SignedUpdate
 from fedledger.protocol.node import InstitutionNode
-from fedledger.protocol.secure import screen_masked, secure_record
 from fedledger.store import ArtifactStore
 from fedledger.validation import Candidate, ValidationRules, screen_updates
 
@@ -118,33 +116,32 @@ def commit_phase(nodes: Sequence[InstitutionNode], task: RoundTask, study: Round
 
 def screen_commitments(store: ArtifactStore, task: RoundTask, commitments: Sequence[Commitment],
                        rules: ValidationRules, excluded: Mapping[str, Rejection] | None = None,
-                       board: Any | None = None) -> tuple[list[Candidate], list[Rejection]]:
-    """Validate the committed updates (`screen_updates`; masked ones, with a secure-aggregation
-    `board`, as far as they can be: `screen_masked`). Every member and aggregator gets the same
-    verdicts from the same chain and store."""
+                       scheme: Any | None = None) -> tuple[list[Candidate], list[Rejection]]:
+    """Validate the committed updates (`screen_updates`; under secure aggregation, `scheme`, as
+    far as they can be). Every member and aggregator gets the same verdicts from the same chain
+    and store."""
     candidates = [Candidate(c.member, c.update, c.num_samples) for c in commitments]
-    global_params = store.get_params(task.global_model)
-    if board is None:
-        return screen_updates(store, global_params, candidates, rules, excluded)
-    return screen_masked(store, global_params.size, candidates, list(board.secagg_posts(task.round, SHARES)),
-                         rules.min_aggregated)
+    if scheme is None:
+        return screen_updates(store, store.get_params(task.global_model), candidates, rules, excluded)
+    return scheme.screen(store, task, candidates, rules.min_aggregated)
 
 
 def aggregate_commitments(store: ArtifactStore, strategy: Strategy, *, architecture: str, task: RoundTask,
                           state_before: str | None, commitments: Sequence[Commitment],
                           rules: ValidationRules = ValidationRules(),
                           excluded: Mapping[str, Rejection] | None = None, extra: Mapping[str, Any] | None = None,
-                          board: Any | None = None) -> Aggregate:
+                          scheme: Any | None = None) -> Aggregate:
     """Screen and aggregate the committed updates; store the model, state and manifest.
 
     Every update is validated (`screen_commitments`) and rejected with its reason code if it
     fails, as is one in `excluded`; all honest aggregators see the same store and apply the same
     rules, so they reject the same ones. If none passes, the round keeps its parent model. Under
-    secure aggregation (`board`) the sum of the masked updates is unmasked and aggregated.
+    secure aggregation (`scheme`) only the sum of the updates is had, and aggregated.
     """
-    accepted, rejected = screen_commitments(store, task, commitments, rules, excluded, board)
+    accepted, rejected = screen_commitments(store, task, commitments, rules, excluded, scheme)
     entries = [{"institution": c.institution, "update": c.update, "num_samples": c.num_samples} for c in accepted]
-    secure = secure_record(board, task, [c.institution for c in accepted]) if board is not None and entries else None
+    secure = (scheme.record(store, task, [c.institution for c in accepted])
+              if scheme is not None and entries else None)
     params, state = aggregate_round(store, strategy, task.global_model, entries, state_before, secure)
     if secure is not None:
         extra = {**(extra or {}), "secure_aggregation": secure.as_manifest()}

@@ -222,6 +222,16 @@ class SecureRecord:
         return {"scheme": SCHEME, "context": self.context, "keys": self.keys, "shares": self.shares,
                 "reveals": self.reveals, "senders": self.senders, "dropped": self.dropped}
 
+    def aggregate(self, store: ArtifactStore, strategy: Strategy, global_params: np.ndarray,
+                  entries: Sequence[Mapping[str, Any]], state: Mapping[str, np.ndarray]
+                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The round's new model and state from its masked entries (institution, update, num_samples)."""
+        if sorted(e["institution"] for e in entries) != sorted(self.senders):
+            raise SecAggError("the masked updates aggregated are not the record's senders")
+        weighted_sum = unmask_round(store, {e["institution"]: e["update"] for e in entries}, self)
+        total = sum(int(e["num_samples"]) for e in entries)
+        return strategy.aggregate_sum(global_params, weighted_sum, total, state)
+
     @classmethod
     def from_manifest(cls, doc: Mapping[str, Any] | None) -> SecureRecord | None:
         """The record a manifest names (None for a round without secure aggregation); ValueError
@@ -265,12 +275,29 @@ def unmask_round(store: ArtifactStore, updates: Mapping[str, str], record: Secur
     return unmask_sum(masked, shared, revealed, threshold, context, graph)
 
 
-def aggregate_masked(store: ArtifactStore, strategy: Strategy, global_params: np.ndarray,
-                     entries: Sequence[Mapping[str, Any]], record: SecureRecord, state: Mapping[str, np.ndarray]
-                     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The round's new model and state from its masked entries (institution, update, num_samples)."""
-    if sorted(e["institution"] for e in entries) != sorted(record.senders):
-        raise SecAggError("the masked updates aggregated are not the record's senders")
-    weighted_sum = unmask_round(store, {e["institution"]: e["update"] for e in entries}, record)
-    total = sum(int(e["num_samples"]) for e in entries)
-    return strategy.aggregate_sum(global_params, weighted_sum, total, state)
+class Masking:
+    """Pairwise masking as the round runners use it: the steps around the commitment, the
+    screening, and the record the aggregation and the audit use."""
+
+    def __init__(self, board: Any) -> None:
+        self.board = board
+        self._parties: dict[str, SecureParty] = {}
+
+    def updates(self, nodes: Sequence[Any], task: RoundTask, commits: Callable[[int], bool],
+                batch: Callable[[], ContextManager[Any]] = nullcontext) -> list[Any]:
+        """Keys, shares and masked updates (`run_masking`): the signed updates to commit."""
+        made, self._parties = run_masking(nodes, task, self.board, commits, batch)
+        return made
+
+    def screen(self, store: ArtifactStore, task: RoundTask, candidates: Sequence[Candidate], min_aggregated: int
+               ) -> tuple[list[Candidate], list[Rejection]]:
+        return screen_masked(store, store.get_params(task.global_model).size, candidates,
+                             list(self.board.secagg_posts(task.round, SHARES)), min_aggregated)
+
+    def conclude(self, store: ArtifactStore, task: RoundTask, senders: Sequence[str],
+                 batch: Callable[[], ContextManager[Any]] = nullcontext) -> None:
+        """The senders reveal what unmasking their sum needs."""
+        reveal_masks(self._parties, self.board, store, task, senders, batch)
+
+    def record(self, store: ArtifactStore, task: RoundTask, senders: Sequence[str]) -> SecureRecord:
+        return secure_record(self.board, task, senders)

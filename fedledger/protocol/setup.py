@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from eth_account.signers.local import LocalAccount
@@ -120,13 +121,13 @@ def privacy_plan(cfg: Config) -> PrivacyPlan | None:
 
 
 def loose_coordinator(account: LocalAccount, store: ArtifactStore, strategy: Strategy, consortium: Consortium,
-                      ledger: StudyLedger, rules: ValidationRules, secure: bool = False) -> Coordinator:
+                      ledger: StudyLedger, rules: ValidationRules, scheme: Any | None = None) -> Coordinator:
     """The loosely coupled study's coordinator, checking membership, suspension and the privacy
-    budget on chain; with `secure`, aggregating masked updates whose messages are on chain."""
+    budget on chain; with a secure-aggregation `scheme`, aggregating what only it can."""
     return Coordinator(account, store, strategy, lambda addrs: consortium.holders_of(addrs, Role.INSTITUTION),
                        ledger, ledger.backend.chain_id, ledger.address, rules=rules,
                        suspended=lambda addrs: {a for a in addrs if ledger.suspended(a)},
-                       epsilon_budget=ledger.epsilon_budget(), board=ledger if secure else None)
+                       epsilon_budget=ledger.epsilon_budget(), scheme=scheme)
 
 
 def secure_aggregation(cfg: Config) -> bool:

@@ -32,7 +32,7 @@ from fedledger.protocol import (
     RoundResult,
 )
 from fedledger.protocol.privacy import MemberPrivacy
-from fedledger.protocol.secure import LocalBoard
+from fedledger.protocol.secure import LocalBoard, Masking
 from fedledger.protocol.setup import (
     ChainSetup,
     connect_rpc,
@@ -93,10 +93,10 @@ def make_rounds(cfg: Config, chain: ChainSetup | None, coordinator_key: LocalAcc
     """The round runner of the configured architecture."""
     faults, rules = faults_of(cfg), validation_rules(cfg)
     contract = chain.ledger if chain else None
-    board = (contract or LocalBoard()) if secure_aggregation(cfg) else None
+    scheme = Masking(contract or LocalBoard()) if secure_aggregation(cfg) else None
     if cfg.study.architecture == "semi":
         return CommitteeRounds(nodes, strategy, contract, cfg.protocol.committee_size, faults, cfg.study.seed, rules,
-                               board)
+                               scheme)
     if cfg.study.architecture == "full":
         return ConsensusRounds(nodes, strategy, contract, cfg.protocol.exclusion_margin, faults, rules)
     if chain is None:
@@ -104,10 +104,10 @@ def make_rounds(cfg: Config, chain: ChainSetup | None, coordinator_key: LocalAcc
         plan = privacy_plan(cfg)
         coordinator = Coordinator(coordinator_key, store, strategy, lambda addrs: members.intersection(addrs),
                                   None, 0, ZERO_ADDRESS, rules=rules,
-                                  epsilon_budget=plan.budget_on_chain()[0] if plan else 0, board=board)
+                                  epsilon_budget=plan.budget_on_chain()[0] if plan else 0, scheme=scheme)
     else:
         coordinator = loose_coordinator(coordinator_key, store, strategy, chain.consortium, chain.ledger, rules,
-                                        board is not None)
+                                        scheme)
     return LooseRounds(coordinator, nodes, faults, lambda model: _evaluate(nodes, model))
 
 
