@@ -27,8 +27,9 @@ OPTIMIZERS = ("sgd", "adam")
 ATTACKS = ("none", "label_flip", "sign_flip", "scale", "noise", "free_rider", "sybil")
 # differential privacy ([privacy]): record-level inside each institution, or client-level
 PRIVACY_MECHANISMS = ("none", "dp-sgd", "dp-fedavg")
-# secure aggregation ([privacy].secure_aggregation): "secagg" is pairwise masking
-SECURE_AGGREGATION = ("none", "secagg")
+# secure aggregation ([privacy].secure_aggregation): "secagg" is pairwise masking, "ckks"
+# homomorphic encryption
+SECURE_AGGREGATION = ("none", "secagg", "ckks")
 MAX_SUSPENSION_THRESHOLD = 1000   # reputation is kept on a 0..1000 scale by the study contracts
 
 
@@ -146,7 +147,8 @@ class PrivacySection:
     # 0: the smallest noise that keeps [study].rounds releases within epsilon, per institution
     noise_multiplier: float = 0.0
     max_grad_norm: float = 1.0   # dp-sgd: each record's gradient; dp-fedavg: each update's change
-    # "secagg": members mask their updates in pairs, and the aggregators learn only their sum
+    # "secagg": members mask their updates in pairs, and the aggregators learn only their sum;
+    # "ckks": members encrypt them (CKKS), the coordinator adds ciphertexts, a member decrypts the sum
     secure_aggregation: str = "none"
 
 
@@ -378,6 +380,10 @@ def _check_secure_aggregation(c: Config) -> None:
     from fedledger.aggregation import make_strategy   # here: the aggregation package imports errors only
 
     why = "secure aggregation reveals only the sum of the updates, and"
+    if c.privacy.secure_aggregation == "ckks" and c.study.architecture != "loose":
+        raise ConfigError("[privacy].secure_aggregation = \"ckks\" hides the updates from an aggregator that "
+                          "holds no key: the loosely coupled coordinator. In the semi and fully coupled "
+                          "architectures members aggregate, and every member holds the key: use \"secagg\"")
     if c.study.architecture == "full":
         raise ConfigError(f"{why} the fully coupled architecture's validators score each update: "
                           "use [study].architecture = \"semi\" or \"loose\"")

@@ -168,7 +168,11 @@ DP = {"mechanism": "dp-sgd", "epsilon": 3.0}
     ({"privacy": {**DP, "clip": 1}},
      "unknown key [privacy].clip; allowed: mechanism, epsilon, delta, noise_multiplier, max_grad_norm, "
      "secure_aggregation"),
-    ({"privacy": {"secure_aggregation": "ckks"}}, "[privacy].secure_aggregation is 'ckks'; allowed: none, secagg"),
+    ({"privacy": {"secure_aggregation": "paillier"}},
+     "[privacy].secure_aggregation is 'paillier'; allowed: none, secagg, ckks"),
+    ({"privacy": {"secure_aggregation": "ckks"}, "study": {"architecture": "semi"}},
+     "hides the updates from an aggregator that holds no key: the loosely coupled coordinator"),
+    ({"privacy": {"secure_aggregation": "ckks"}, "aggregation": {"strategy": "krum"}}, "needs each one"),
     ({"privacy": {"secure_aggregation": "secagg"}, "study": {"architecture": "full"},
       "data": {"validation_fraction": 0.2}},
      "secure aggregation reveals only the sum of the updates, and the fully coupled architecture's validators "

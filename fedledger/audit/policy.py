@@ -12,7 +12,7 @@ change leaves a member below the threshold, and every re-admission must be the a
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from fedledger.audit.report import AuditReport
@@ -20,7 +20,6 @@ from fedledger.chain import INITIAL_REPUTATION, REINSTATED, reputation_after
 from fedledger.chain import Rejection as ChainRejection
 from fedledger.chain.reputation import suspends
 from fedledger.errors import FedLedgerError
-from fedledger.protocol.secure import screen_masked
 from fedledger.store import ArtifactStore
 from fedledger.validation import Candidate, Reason, Rejection, ValidationRules, screen_updates
 
@@ -48,10 +47,12 @@ def verify_rejections(report: AuditReport, subject: str, manifest_rejected: Sequ
 
 def verify_screening(report: AuditReport, subject: str, store: ArtifactStore, parent: str,
                      accepted: Sequence[Candidate], rejected: Sequence[Rejection], rules: ValidationRules,
-                     excluded: Mapping[str, Rejection] | None = None, shared: Sequence[str] | None = None) -> None:
+                     excluded: Mapping[str, Rejection] | None = None,
+                     screen: Callable[[Sequence[Candidate], int], tuple[list[Candidate], list[Rejection]]] | None = None
+                     ) -> None:
     """Screen the round's updates again; every verdict that depends only on the stored bytes and
-    the rules must come out the same. `shared`: under secure aggregation, the members that shared
-    their secrets (the updates are masked and screened as such)."""
+    the rules must come out the same. `screen`: under secure aggregation, how its masked or
+    encrypted updates are screened (fedledger.audit.secure.update_screening)."""
     # a rejection that names no update (a malformed submission) leaves nothing to screen again
     again = [r for r in rejected if r.code not in NOT_RESCREENED and r.update is not None
              and r.num_samples is not None]
@@ -61,10 +62,10 @@ def verify_screening(report: AuditReport, subject: str, store: ArtifactStore, pa
     except FedLedgerError as exc:
         report.record(subject, "rejections screened again", False, str(exc))
         return
-    if shared is None:
+    if screen is None:
         passed, failed = screen_updates(store, global_params, candidates, rules, excluded)
     else:
-        passed, failed = screen_masked(store, global_params.size, candidates, shared, rules.min_aggregated)
+        passed, failed = screen(candidates, rules.min_aggregated)
     expected = (sorted(c.institution for c in accepted), sorted((r.institution, int(r.code)) for r in again))
     found = (sorted(c.institution for c in passed), sorted((r.institution, int(r.code)) for r in failed))
     report.record(subject, "rejections screened again", found == expected,

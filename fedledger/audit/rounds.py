@@ -27,7 +27,7 @@ from fedledger.audit.policy import (
 )
 from fedledger.audit.privacy import verify_privacy
 from fedledger.audit.report import AuditReport
-from fedledger.audit.secure import masked_updates, verify_secure_record
+from fedledger.audit.secure import update_screening, verify_secure_record
 from fedledger.chain import (
     INITIAL_REPUTATION,
     ChainBackend,
@@ -40,7 +40,6 @@ from fedledger.chain import (
     result_key,
 )
 from fedledger.chain import Rejection as ChainRejection
-from fedledger.chain.secagg import SHARES
 from fedledger.protocol import MANIFEST_FORMAT, RoundTask, exclusion_rule, rewards, updates_root
 from fedledger.protocol.rounds import reason_codes
 from fedledger.store import ArtifactStore
@@ -150,8 +149,7 @@ class RoundStudyAuditor(Auditor):
         task = RoundTask(n, parent, self.backend.chain_id, self.study.address)
         secure = verify_secure_record(r, subject, self.config, self.study, task, manifest,
                                       [e["institution"] for e in entries])
-        shared = list(self.study.secagg_posts(n, SHARES)) if masked_updates(self.config) else None
-        loader = self.store.get_arrays if shared is not None else self.store.get_params
+        loader, screen = update_screening(self.config, self.study, self.store, task)
         intact = all([self._artifact(f"{subject} update of {e['institution']}", "update", e["update"],
                                      loader) is not None for e in entries])
         r.record(subject, "rejected updates are the committed ones",
@@ -161,7 +159,7 @@ class RoundStudyAuditor(Auditor):
         self._verify_outcomes(subject, n, commitments, manifest, reasons)
         verify_screening(r, subject, self.store, parent,
                          [Candidate(e["institution"], e["update"], e["num_samples"]) for e in entries],
-                         rejections, self.rules, judged[1] if judged else None, shared)
+                         rejections, self.rules, judged[1] if judged else None, screen)
         if strategy is not None and intact:
             self._recompute(subject, parent, model, manifest, entries, strategy, secure)
         if judged is not None:

@@ -11,6 +11,7 @@ each checked against its digest like any other.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,11 @@ from fedledger.audit.policy import (
 )
 from fedledger.audit.privacy import verify_privacy
 from fedledger.audit.report import AuditReport
-from fedledger.audit.secure import masked_updates, verify_secure_record
+from fedledger.audit.secure import Screen, update_screening, verify_secure_record
 from fedledger.audit.rounds import RoundStudyAuditor
 from fedledger.chain import ChainBackend, Role, RoundRecord, StudyLedger, open_chain
 from fedledger.crypto import UpdateCommitment, recover_signer
 from fedledger.errors import FedLedgerError
-from fedledger.chain.secagg import SHARES
 from fedledger.protocol import MANIFEST_FORMAT, RoundTask, updates_root
 from fedledger.simulation.rundir import RunDir
 from fedledger.store import ArtifactStore
@@ -140,15 +140,15 @@ class LedgerAuditor(Auditor):
         task = RoundTask(rec.round, rec.parent_model, self.backend.chain_id, self.ledger.address)
         secure = verify_secure_record(r, subject, self.config, self.ledger, task, manifest,
                                       [e["institution"] for e in entries])
-        shared = list(self.ledger.secagg_posts(rec.round, SHARES)) if masked_updates(self.config) else None
-        intact = all([self._verify_update(subject, rec, e, block, shared is not None) for e in entries])
-        self._verify_outcomes(subject, rec, block, manifest, shared)
+        loader, screen = update_screening(self.config, self.ledger, self.store, task)
+        intact = all([self._verify_update(subject, rec, e, block, loader) for e in entries])
+        self._verify_outcomes(subject, rec, block, manifest, screen)
         if strategy is not None and intact:
             self._recompute(subject, rec.parent_model, rec.model, manifest, entries, strategy, secure)
         return manifest["state_after"]
 
     def _verify_outcomes(self, subject: str, rec: RoundRecord, block: int, manifest: dict[str, Any],
-                         shared: list[str] | None) -> None:
+                         screen: Screen | None) -> None:
         """The anchored rejections are the manifest's, screening again agrees, and the round moved
         reputation as the policy says: +1 per participant, a penalty per institution's rejection
         that was its own fault."""
@@ -163,7 +163,7 @@ class LedgerAuditor(Auditor):
             self.samples.setdefault((rec.round, x.institution), x.num_samples)
         self.aggregated[rec.round] = len(accepted)
         verify_screening(self.report, subject, self.store, rec.parent_model, accepted, rejections, self.rules,
-                         shared=shared)
+                         screen=screen)
         for member in rec.participants:
             self.expected_changes[(rec.round, member, "update accepted")] += 1
         for x in rec.rejected:
@@ -171,7 +171,8 @@ class LedgerAuditor(Auditor):
             if change and self._held_role(x.member, block, Role.INSTITUTION):
                 self.expected_changes[(rec.round, x.member, change)] += 1
 
-    def _verify_update(self, subject: str, rec: RoundRecord, entry: dict[str, Any], block: int, masked: bool) -> bool:
+    def _verify_update(self, subject: str, rec: RoundRecord, entry: dict[str, Any], block: int,
+                       loader: Callable[[str], Any]) -> bool:
         who = entry["institution"]
         sub = f"{subject} update of {who}"
         commitment = UpdateCommitment(chain_id=self.backend.chain_id, ledger=self.ledger.address, round=rec.round,
@@ -183,5 +184,4 @@ class LedgerAuditor(Auditor):
         ok &= self.report.record(sub, "institution was a member when anchored",
                                  self._held_role(who, block, Role.INSTITUTION),
                                  f"{who} did not hold the institution role at block {block}")
-        loader = self.store.get_arrays if masked else self.store.get_params
         return ok & (self._artifact(sub, "update", entry["update"], loader) is not None)

@@ -15,6 +15,9 @@ from fedledger.chain.records import bytes32_to_digest, digest_to_bytes32
 
 SHARES = 1   # post_secagg steps, as secagg_board.vy numbers them
 REVEAL = 2
+CKKS_CONTEXT = 3
+CKKS_KEYS = 4
+CKKS_SUM = 5
 
 
 class SecAggBoard:
@@ -30,7 +33,7 @@ class SecAggBoard:
         return self._send(member, self.contract.functions.advertise_keys(round, cipher_key, mask_key))
 
     def post_secagg(self, member: LocalAccount, round: int, step: int, digest: str) -> TxReceipt | PendingTx:
-        """`member` logs the digest of its shares (SHARES) or of its revealed shares (REVEAL)."""
+        """`member` logs the digest of what it sends at `step` (SHARES, REVEAL, CKKS_...)."""
         return self._send(member, self.contract.functions.post_secagg(round, step, digest_to_bytes32(digest)))
 
     def advertised_keys(self, round: int, from_block: int = 0) -> dict[str, tuple[bytes, bytes]]:

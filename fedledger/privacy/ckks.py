@@ -109,6 +109,13 @@ def _unpack(data: bytes) -> tuple[bytes, int, list[bytes]]:
     return key_digest, size, chunks
 
 
+def describe(ciphertext: bytes) -> tuple[str, int]:
+    """(digest of the public context it was made under, number of values) of a ciphertext, from
+    its header alone (CkksError if the framing is wrong): what an aggregator checks before adding."""
+    key_digest, size, _ = _unpack(ciphertext)
+    return key_digest.hex(), size
+
+
 def _vectors(context: ts.Context, key_digest: bytes, data: bytes) -> tuple[int, list[ts.CKKSVector]]:
     """The chunks of a ciphertext as TenSEAL vectors, refused unless made under `key_digest`."""
     digest, size, chunks = _unpack(data)

@@ -205,6 +205,18 @@ def add_pair_mask(acc: np.ndarray, private: X25519PrivateKey, me: str, other: Pu
     (np.add if other.member > me else np.subtract)(acc, prg(seed, acc.size), out=acc)
 
 
+def _seal(channel: AESGCM, sender: str, payload: bytes) -> bytes:
+    nonce = os.urandom(12)
+    return nonce + channel.encrypt(nonce, payload, sender.encode())
+
+
+def _open(channel: AESGCM, sender: str, sealed: bytes, me: str) -> bytes:
+    try:
+        return channel.decrypt(sealed[:12], sealed[12:], sender.encode())
+    except (InvalidTag, ValueError):
+        raise SecAggError(f"what {sender} sealed does not open: tampered or not meant for {me}") from None
+
+
 class SecAggMember:
     """One member's side of a round: its keys and secrets, the shares it holds for others."""
 
@@ -247,10 +259,17 @@ class SecAggMember:
         key_shares = shamir.split(_private_raw(self._mask), threshold, len(holders))
         sealed = {}
         for v, seed_share, key_share in zip(holders, seed_shares, key_shares):
-            nonce = os.urandom(12)
-            payload = shamir.encode(seed_share) + shamir.encode(key_share)
-            sealed[v] = nonce + self._channels[v].encrypt(nonce, payload, self.member.encode())
+            sealed[v] = _seal(self._channels[v], self.member, shamir.encode(seed_share) + shamir.encode(key_share))
         return sealed
+
+    def seal_to(self, other: PublicKeys, payload: bytes) -> bytes:
+        """`payload` sealed for `other` alone, over this round's pairwise channel (e.g. a CKKS
+        secret context handed to another key holder)."""
+        return _seal(self._channel(other), self.member, payload)
+
+    def open_from(self, sender: PublicKeys, sealed: bytes) -> bytes:
+        """What `sender` sealed for this member with `seal_to` (SecAggError if it does not open)."""
+        return _open(self._channel(sender), sender.member, sealed, self.member)
 
     def receive_share(self, sender: str, sealed: bytes) -> None:
         """Keep `sender`'s shares meant for this member (SecAggError if they do not decrypt)."""
@@ -258,11 +277,7 @@ class SecAggMember:
             raise SecAggError(f"shares from {sender}, who is not on the roster")
         if sender not in self._channels:
             raise SecAggError(f"shares from {sender}, who is not a neighbour of {self.member} in the mask graph")
-        try:
-            payload = self._channels[sender].decrypt(sealed[:12], sealed[12:], sender.encode())
-        except (InvalidTag, ValueError):
-            raise SecAggError(f"the shares from {sender} do not decrypt: tampered or not meant for "
-                              f"{self.member}") from None
+        payload = _open(self._channels[sender], sender, sealed, self.member)
         half = len(payload) // 2
         self._held[sender] = (shamir.decode(payload[:half]), shamir.decode(payload[half:]))
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from fedledger.aggregation import ClientUpdate, Strategy, make_strategy
 from fedledger.crypto import merkle_leaf, merkle_root
+from fedledger.protocol.homomorphic import HomomorphicRecord
 from fedledger.protocol.secure import SecureRecord
 from fedledger.store import ArtifactStore
 
@@ -36,15 +37,16 @@ def strategy_from_manifest(manifest: Mapping[str, Any]) -> Strategy:
 
 def aggregate_round(store: ArtifactStore, strategy: Strategy, parent_model: str,
                     entries: Sequence[Mapping[str, Any]], state_before: str | None,
-                    secure: SecureRecord | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                    secure: SecureRecord | HomomorphicRecord | None = None
+                    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Aggregate the stored updates named by `entries`; returns (new params, new server state).
 
     It only reads the store: the coordinator stores the result, while an auditor just hashes it
     (an auditor writing into the store it audits could repair the very blob that went missing).
     The strategies are order independent, so any process reading the same artifacts gets the
     same bytes. A round in which no update passed validation keeps its parent model and state.
-    Under secure aggregation (`secure`: what the unmasking uses) the entries are masked updates,
-    and their unmasked sum is aggregated, to the same bytes.
+    Under secure aggregation (`secure`: the round's record) the entries are masked or encrypted
+    updates, and only their sum is aggregated (masked: to the same bytes).
     """
     global_params = store.get_params(parent_model)
     if not entries:     # every update was rejected: the round carries the model and state over

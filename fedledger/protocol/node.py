@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -31,10 +31,11 @@ from fedledger.privacy.client_dp import privatize_update
 from fedledger.protocol.manifest import update_leaves
 from fedledger.protocol.messages import RoundTask, SignedUpdate
 from fedledger.protocol.privacy import MemberPrivacy, PrivacyPlan
-from fedledger.protocol.secure import SecureParty
 from fedledger.store import ArtifactStore
 
 SCORE_SCALE = 1_000_000   # scores are parts per million, as ConsensusStudy.vy stores them
+# secure aggregation: stores a member's (params, sample count) masked or encrypted; returns the digest
+Protect = Callable[[np.ndarray, int, ArtifactStore], str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,15 +84,13 @@ class InstitutionNode:
         """False once this member's privacy budget would not cover another release."""
         return self.privacy is None or self.privacy.can_release()
 
-    def train(self, task: RoundTask, masking: SecureParty | None = None, peers: Sequence[str] = ()
-              ) -> SignedUpdate | None:
+    def train(self, task: RoundTask, protect: Protect | None = None) -> SignedUpdate | None:
         """Train from the task's global model, publish the update, sign the commitment; None
         when this member's privacy budget would not cover another release (it sits out).
-        Under secure aggregation `masking` is this member's party in the round and `peers` the
-        members that shared their secrets: the update published is the masked one."""
+        Under secure aggregation `protect` stores the masked or encrypted update instead."""
         if not self.can_take_part():
             return None
-        return self.publish(task, self.local_params(task), masking, peers)
+        return self.publish(task, self.local_params(task), protect)
 
     def local_params(self, task: RoundTask) -> np.ndarray:
         """The parameters this institution sends for `task`: the task's global model trained on
@@ -116,14 +115,12 @@ class InstitutionNode:
                                 noise_multiplier=mechanism.noise_multiplier, noise_shares=plan.noise_shares,
                                 seed=secret)
 
-    def publish(self, task: RoundTask, params: np.ndarray, masking: SecureParty | None = None,
-                peers: Sequence[str] = ()) -> SignedUpdate:
+    def publish(self, task: RoundTask, params: np.ndarray, protect: Protect | None = None) -> SignedUpdate:
         """Put `params` in the store and sign the commitment binding them to `task`'s round,
         parent model and ledger (UpdateRejected if they are not a finite float32 vector); under
         differential privacy, count the release and attach its spend record."""
         num_samples = self.privacy.plan.committed_samples(self.data.num_train) if self.privacy else self.data.num_train
-        digest = (self.store.put_params(params) if masking is None
-                  else masking.masked_update(params, num_samples, peers, self.store))
+        digest = self.store.put_params(params) if protect is None else protect(params, num_samples, self.store)
         commitment = UpdateCommitment(chain_id=task.chain_id, ledger=task.ledger, round=task.round,
                                       parent_model=task.global_model, update=digest, num_samples=num_samples)
         spend = self.privacy.release() if self.privacy else None

@@ -38,10 +38,12 @@ from fedledger.privacy import (
     shamir,
     unmask_sum,
 )
+from fedledger.protocol.homomorphic import SCHEME as HOMOMORPHIC
+from fedledger.protocol.homomorphic import HomomorphicRecord
 from fedledger.protocol.messages import RoundTask
 from fedledger.store import ArtifactStore
 from fedledger.validation import Candidate, Reason, Rejection
-from fedledger.validation.screen import unloadable
+from fedledger.validation.screen import screen_protected, unloadable
 
 SCHEME = "secagg/1"
 MASKED = "masked"   # the tensor name of a masked update artifact
@@ -152,8 +154,9 @@ def run_masking(nodes: Sequence[Any], task: RoundTask, board: Any, commits: Call
     updates = []
     for index, node in enumerate(nodes):
         if node.address in parties and commits(index):
-            peers = parties[node.address].receive(board, node.store)
-            updates.append(node.train(task, parties[node.address], peers))
+            party = parties[node.address]
+            peers = party.receive(board, node.store)
+            updates.append(node.train(task, lambda params, n, store: party.masked_update(params, n, peers, store)))
     return updates, parties
 
 
@@ -177,19 +180,7 @@ def screen_masked(store: ArtifactStore, size: int, candidates: Sequence[Candidat
     """What can be checked of masked updates: each is from a member that shared its secrets, and
     is a masked vector of the model's size (its values say nothing). The others are rejected as
     plain updates would be; `min_aggregated` as in ValidationRules."""
-    accepted: list[Candidate] = []
-    rejected: list[Rejection] = []
-    for c in sorted(candidates, key=lambda c: c.institution.lower()):
-        problem = _masked_problem(store, size, c, shared)
-        if problem is None:
-            accepted.append(c)
-        else:
-            rejected.append(problem)
-    if 0 < len(accepted) < min_aggregated:
-        rejected += [Rejection.of(c, Reason.TOO_FEW_FOR_NOISE, f"only {len(accepted)} updates passed; DP-FedAvg's "
-                                  f"noise is shared among {min_aggregated}") for c in accepted]
-        accepted = []
-    return accepted, sorted(rejected, key=lambda r: r.institution.lower())
+    return screen_protected(candidates, lambda c: _masked_problem(store, size, c, shared), min_aggregated)
 
 
 def _masked_problem(store: ArtifactStore, size: int, c: Candidate, shared: Sequence[str]) -> Rejection | None:
@@ -202,9 +193,6 @@ def _masked_problem(store: ArtifactStore, size: int, c: Candidate, shared: Seque
                                                      "parameters")
     if c.institution not in shared:
         return Rejection.of(c, Reason.INVALID_FORMAT, "a masked update from a member that shared no secrets")
-    if not 0 < c.num_samples <= fx.MAX_TOTAL_SAMPLES:
-        return Rejection.of(c, Reason.OUT_OF_RANGE, f"num_samples is {c.num_samples}, expected 1 to "
-                                                     f"{fx.MAX_TOTAL_SAMPLES}")
     return None
 
 
@@ -233,18 +221,25 @@ class SecureRecord:
         return strategy.aggregate_sum(global_params, weighted_sum, total, state)
 
     @classmethod
-    def from_manifest(cls, doc: Mapping[str, Any] | None) -> SecureRecord | None:
-        """The record a manifest names (None for a round without secure aggregation); ValueError
-        if it is malformed."""
-        if doc is None:
-            return None
+    def from_manifest(cls, doc: Mapping[str, Any]) -> SecureRecord:
+        """The record a manifest names; ValueError if it is malformed."""
         try:
-            if doc["scheme"] != SCHEME:
-                raise ValueError(f"unknown secure-aggregation scheme {doc['scheme']!r}")
             return cls(doc["context"], dict(doc["keys"]), dict(doc["shares"]), dict(doc["reveals"]),
                        list(doc["senders"]), list(doc["dropped"]))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed secure-aggregation record: {exc}") from None
+
+
+def record_from_manifest(doc: Mapping[str, Any] | None) -> SecureRecord | HomomorphicRecord | None:
+    """The secure-aggregation record a manifest names ("secure_aggregation"), by its scheme; None
+    for a round without one; ValueError if it is malformed."""
+    if doc is None:
+        return None
+    schemes = {SCHEME: SecureRecord, HOMOMORPHIC: HomomorphicRecord}
+    scheme = doc.get("scheme") if isinstance(doc, Mapping) else None
+    if scheme not in schemes:
+        raise ValueError(f"unknown secure-aggregation scheme {scheme!r}")
+    return schemes[scheme].from_manifest(doc)
 
 
 def secure_record(board: Any, task: RoundTask, senders: Sequence[str]) -> SecureRecord:

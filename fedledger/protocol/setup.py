@@ -41,7 +41,9 @@ from fedledger.learning import (
 )
 from fedledger.protocol.coordinator import Coordinator
 from fedledger.protocol.node import ModelSpec, derive_seed
+from fedledger.protocol.homomorphic import Homomorphic
 from fedledger.protocol.privacy import PrivacyPlan
+from fedledger.protocol.secure import Masking
 from fedledger.store import ArtifactStore
 from fedledger.validation import ValidationRules
 
@@ -131,8 +133,16 @@ def loose_coordinator(account: LocalAccount, store: ArtifactStore, strategy: Str
 
 
 def secure_aggregation(cfg: Config) -> bool:
-    """Whether the study aggregates masked updates ([privacy] secure_aggregation)."""
-    return cfg.privacy.secure_aggregation == "secagg"
+    """Whether the study aggregates masked or encrypted updates ([privacy] secure_aggregation)."""
+    return cfg.privacy.secure_aggregation != "none"
+
+
+def secure_scheme(cfg: Config, board: Any) -> Masking | Homomorphic | None:
+    """The study's secure aggregation, its messages logged on `board` (the study contract, or a
+    LocalBoard with the ledger off); None for plain updates."""
+    schemes = {"secagg": Masking, "ckks": Homomorphic}
+    kind = cfg.privacy.secure_aggregation
+    return schemes[kind](board) if kind in schemes else None
 
 
 def connect_rpc(url: str, funder_key_env: str = "") -> RpcChain:

@@ -32,7 +32,7 @@ from fedledger.protocol import (
     RoundResult,
 )
 from fedledger.protocol.privacy import MemberPrivacy
-from fedledger.protocol.secure import LocalBoard, Masking
+from fedledger.protocol.secure import LocalBoard
 from fedledger.protocol.setup import (
     ChainSetup,
     connect_rpc,
@@ -41,7 +41,7 @@ from fedledger.protocol.setup import (
     loose_coordinator,
     model_spec,
     privacy_plan,
-    secure_aggregation,
+    secure_scheme,
     set_up_chain,
     train_config,
     validation_rules,
@@ -93,7 +93,7 @@ def make_rounds(cfg: Config, chain: ChainSetup | None, coordinator_key: LocalAcc
     """The round runner of the configured architecture."""
     faults, rules = faults_of(cfg), validation_rules(cfg)
     contract = chain.ledger if chain else None
-    scheme = Masking(contract or LocalBoard()) if secure_aggregation(cfg) else None
+    scheme = secure_scheme(cfg, contract or LocalBoard())
     if cfg.study.architecture == "semi":
         return CommitteeRounds(nodes, strategy, contract, cfg.protocol.committee_size, faults, cfg.study.seed, rules,
                                scheme)

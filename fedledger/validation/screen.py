@@ -8,7 +8,7 @@ updates arrived in: the result is a function of the set of candidates, never of 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,12 +115,37 @@ def screen_updates(store: ArtifactStore, global_params: np.ndarray, candidates: 
         rejected += [Rejection.of(c, Reason.OUTLIER, outliers[c.institution])
                      for c, _ in loaded if c.institution in outliers]
         loaded = [(c, p) for c, p in loaded if c.institution not in outliers]
-    if 0 < len(loaded) < rules.min_aggregated:
-        rejected += [Rejection.of(c, Reason.TOO_FEW_FOR_NOISE, f"only {len(loaded)} updates passed; DP-FedAvg's "
-                                  f"noise is shared among {rules.min_aggregated}") for c, _ in loaded]
-        loaded = []
-    return ([c for c, _ in sorted(loaded, key=lambda item: item[0].institution.lower())],
-            sorted(rejected, key=lambda r: r.institution.lower()))
+    accepted, too_few = _enough_for_noise([c for c, _ in loaded], rules.min_aggregated)
+    return sorted(accepted, key=lambda c: c.institution.lower()), sorted(rejected + too_few, key=_by_member)
+
+
+def screen_protected(candidates: Sequence[Candidate], problem: Callable[[Candidate], Rejection | None],
+                     min_aggregated: int = 0) -> tuple[list[Candidate], list[Rejection]]:
+    """Screening of masked or encrypted updates, whose values cannot be seen: `problem` checks
+    what can be (the artifact, its layout), after the sample count; DP-FedAvg's `min_aggregated`
+    applies as to plain ones."""
+    accepted, rejected = [], []
+    for c in sorted(candidates, key=_by_member):
+        found = (problem(c) if 0 < c.num_samples <= fx.MAX_TOTAL_SAMPLES else Rejection.of(
+            c, Reason.OUT_OF_RANGE, f"num_samples is {c.num_samples}, expected 1 to {fx.MAX_TOTAL_SAMPLES}"))
+        if found is None:
+            accepted.append(c)
+        else:
+            rejected.append(found)
+    accepted, too_few = _enough_for_noise(accepted, min_aggregated)
+    return accepted, sorted(rejected + too_few, key=_by_member)
+
+
+def _enough_for_noise(accepted: list[Candidate], min_aggregated: int) -> tuple[list[Candidate], list[Rejection]]:
+    """With fewer than `min_aggregated` updates passing, none is aggregated (TOO_FEW_FOR_NOISE)."""
+    if not 0 < len(accepted) < min_aggregated:
+        return accepted, []
+    return [], [Rejection.of(c, Reason.TOO_FEW_FOR_NOISE, f"only {len(accepted)} updates passed; DP-FedAvg's "
+                             f"noise is shared among {min_aggregated}") for c in accepted]
+
+
+def _by_member(item: Candidate | Rejection) -> str:
+    return item.institution.lower()
 
 
 def _by_institution(candidates: Sequence[Candidate]) -> dict[str, list[Candidate]]:

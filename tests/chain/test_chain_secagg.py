@@ -19,7 +19,7 @@ from web3.exceptions import MismatchedABI
 from fedledger.chain import EmbeddedChain, Phase
 from fedledger.chain.artifacts import CONTRACTS_DIR
 from fedledger.chain.records import NO_DIGEST
-from fedledger.chain.secagg import REVEAL, SHARES
+from fedledger.chain.secagg import CKKS_CONTEXT, CKKS_KEYS, CKKS_SUM, REVEAL, SHARES
 
 from .conftest import Study, digest, set_up_study
 from .test_chain_reputation import play_round
@@ -108,8 +108,10 @@ def board(request, embedded) -> Board:
 
 def test_steps_match_the_contract():
     source = (CONTRACTS_DIR / "secagg_board.vy").read_text()
-    steps = dict(re.findall(r"^(SHARES|REVEAL): constant\(uint8\) = (\d+)", source, re.MULTILINE))
-    assert steps == {"SHARES": str(SHARES), "REVEAL": str(REVEAL)} and (SHARES, REVEAL) == (1, 2)
+    steps = dict(re.findall(r"^(\w+): constant\(uint8\) = (\d+)", source, re.MULTILINE))
+    assert steps == {"SHARES": str(SHARES), "REVEAL": str(REVEAL), "CKKS_CONTEXT": str(CKKS_CONTEXT),
+                     "CKKS_KEYS": str(CKKS_KEYS), "CKKS_SUM": str(CKKS_SUM)}
+    assert (SHARES, REVEAL, CKKS_CONTEXT, CKKS_KEYS, CKKS_SUM) == (1, 2, 3, 4, 5)
 
 
 # --- accepted messages ---------------------------------------------------------------------------
@@ -327,20 +329,20 @@ REFUSED_PAYLOADS = {   # case: (function, call(board, member 0), reason); the se
     "empty cipher key": ("advertise_keys", lambda b, m: advertise(b, m, 2, cipher=bytes(32)), "empty key"),
     "empty mask key": ("advertise_keys", lambda b, m: advertise(b, m, 2, mask=bytes(32)), "empty key"),
     "empty keys": ("advertise_keys", lambda b, m: advertise(b, m, 2, cipher=bytes(32), mask=bytes(32)), "empty key"),
-    "step 0": ("post_secagg", lambda b, m: post(b, m, 2, 0), "step must be 1 (shares) or 2 (reveal)"),
-    "step 3": ("post_secagg", lambda b, m: post(b, m, 2, 3), "step must be 1 (shares) or 2 (reveal)"),
-    "step 255": ("post_secagg", lambda b, m: post(b, m, 2, 255), "step must be 1 (shares) or 2 (reveal)"),
+    "step 0": ("post_secagg", lambda b, m: post(b, m, 2, 0), "step must be 1 to 5"),
+    "step 6": ("post_secagg", lambda b, m: post(b, m, 2, 6), "step must be 1 to 5"),
+    "step 255": ("post_secagg", lambda b, m: post(b, m, 2, 255), "step must be 1 to 5"),
     "empty digest": ("post_secagg", lambda b, m: post(b, m, 2, SHARES, value=NO_DIGEST), "empty digest"),
     "empty reveal digest": ("post_secagg", lambda b, m: post(b, m, 2, REVEAL, value=NO_DIGEST), "empty digest"),
     "bad step and empty digest": ("post_secagg", lambda b, m: post(b, m, 2, 0, value=NO_DIGEST),
-                                  "step must be 1 (shares) or 2 (reveal)"),
+                                  "step must be 1 to 5"),
     "empty key, wrong round": ("advertise_keys", lambda b, m: advertise(b, m, 3, cipher=bytes(32)),
                                "not the open round"),
     "empty digest, finalized round": ("post_secagg", lambda b, m: post(b, m, 1, SHARES, value=NO_DIGEST),
                                       "not the open round"),
     "empty key, outsider": ("advertise_keys", lambda b, m: advertise(b, b.s.outsider, 2, cipher=bytes(32)),
                             NOT_ON_ROSTER),
-    "bad step, suspended member": ("post_secagg", lambda b, m: post(b, b.members[3], 2, 3), "member is suspended"),
+    "bad step, suspended member": ("post_secagg", lambda b, m: post(b, b.members[3], 2, 6), "member is suspended"),
 }
 
 

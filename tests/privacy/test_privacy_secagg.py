@@ -91,10 +91,10 @@ def test_shares_are_sealed_to_their_recipient():
     sealed = members["a"].share_secrets(roster, 2)
     for m in members.values():
         m.share_secrets(roster, 2)
-    with pytest.raises(SecAggError, match="do not decrypt"):
+    with pytest.raises(SecAggError, match="does not open: tampered or not meant for c"):
         members["c"].receive_share("a", sealed["b"])        # b's shares delivered to c
     tampered = sealed["b"][:-1] + bytes([sealed["b"][-1] ^ 1])
-    with pytest.raises(SecAggError, match="do not decrypt"):
+    with pytest.raises(SecAggError, match="does not open"):
         members["b"].receive_share("a", tampered)
 
 
@@ -237,3 +237,13 @@ def test_a_graph_that_does_not_match_the_roster_is_refused():
         members["a"].share_secrets(roster, 2, MaskGraph.complete(["a", "b"]))
     with pytest.raises(SecAggError, match="threshold must be 1 to 3"):
         members["a"].share_secrets(roster, 4, MaskGraph.complete(["a", "b", "c"]))
+
+
+def test_a_payload_sealed_to_one_member_opens_for_it_alone():
+    a, b, c = (SecAggMember(m, CONTEXT) for m in ("a", "b", "c"))
+    sealed = a.seal_to(b.public_keys(), b"the secret context")
+    assert b.open_from(a.public_keys(), sealed) == b"the secret context"
+    with pytest.raises(SecAggError, match="does not open"):
+        c.open_from(a.public_keys(), sealed)
+    with pytest.raises(SecAggError, match="does not open"):
+        SecAggMember("b", b"another round").open_from(a.public_keys(), sealed)

@@ -1,6 +1,7 @@
-"""Secure aggregation in studies, end to end: members mask their updates, the keys, shares and
-reveals are on chain, the aggregate is bit for bit the plain one, dropouts after sharing are
-unmasked, and `audit verify` redoes the unmasking."""
+"""Secure aggregation in studies, end to end. Masking: the keys, shares and reveals are on chain,
+the aggregate is bit for bit the plain one, dropouts after sharing are unmasked, and `audit
+verify` redoes the unmasking. CKKS: the coordinator adds ciphertexts, a member decrypts the sum,
+the model is within float rounding of the plain one, and the audit re-adds the ciphertexts."""
 
 import numpy as np
 import pytest
@@ -9,7 +10,8 @@ from fedledger.audit import verify_run
 from fedledger.chain import open_chain
 from fedledger.chain.ledger import StudyLedger
 from fedledger.chain.rounds import CommitteeStudy
-from fedledger.chain.secagg import REVEAL, SHARES
+from fedledger.chain.secagg import CKKS_CONTEXT, CKKS_KEYS, CKKS_SUM, REVEAL, SHARES
+from fedledger.privacy import ckks
 from fedledger.protocol.secure import MASKED, SecureParty
 from fedledger.simulation import RunDir, run_study
 from fedledger.store import ArtifactStore
@@ -103,3 +105,45 @@ def test_with_the_ledger_off_and_client_level_dp(make_study, tmp_path):
     secure = _run(make_study, tmp_path, "loose", "secagg", chain={"enabled": False}, privacy=dp)
     assert [r["model"] for r in secure.rounds] == [r["model"] for r in plain.rounds]
     assert all(len(r["accepted"]) == 4 for r in secure.rounds)
+
+
+def test_ckks_the_coordinator_adds_ciphertexts_and_a_member_decrypts(make_study, tmp_path):
+    plain = _run(make_study, tmp_path, "loose", "none")
+    secure = _run(make_study, tmp_path, "loose", "ckks")
+    run = RunDir(secure.run_dir)
+    store = ArtifactStore(run.store)
+    for p, s in zip(plain.rounds, secure.rounds):   # CKKS is approximate: close to the plain model
+        assert np.abs(store.get_params(s["model"]) - ArtifactStore(RunDir(plain.run_dir).store).get_params(p["model"])
+                      ).max() < 1e-6
+    backend, board = _board(secure.run_dir)
+    try:
+        (dealer, context), = board.secagg_posts(1, CKKS_CONTEXT).items()
+        assert list(board.secagg_posts(1, CKKS_KEYS)) == [dealer] and len(board.advertised_keys(1)) == 4
+        assert board.secagg_posts(2, CKKS_CONTEXT) == {}
+        for r in secure.rounds:
+            record = store.get_json(r["manifest"])["secure_aggregation"]
+            assert record["scheme"] == "ckks/1" and record["context"] == context
+            assert board.secagg_posts(r["round"], CKKS_SUM) == {record["decrypted_by"]: record["decrypted_sum"]}
+            for entry in store.get_json(r["manifest"])["updates"]:
+                assert store.get(entry["update"]).startswith(b"FLCKKS")     # ciphertexts, not parameters
+    finally:
+        backend.close()
+    report = verify_run(secure.run_dir)
+    assert report.ok, report.summary()
+    assert any(f.check == "CKKS context is the one logged on chain" and f.ok for f in report.findings)
+
+
+def test_ckks_an_update_under_other_keys_is_rejected(make_study, tmp_path, monkeypatch):
+    honest = ckks.encrypt
+    calls = []
+
+    def first_under_other_keys(public_context, values):
+        calls.append(1)
+        return honest(ckks.CkksKeys.generate().public_context() if len(calls) == 1 else public_context, values)
+
+    monkeypatch.setattr(ckks, "encrypt", first_under_other_keys)
+    result = _run(make_study, tmp_path, "loose", "ckks")
+    first = result.rounds[0]
+    assert [x["code"] for x in first["rejected"]] == [Reason.INVALID_FORMAT]
+    assert "another key set" in first["rejected"][0]["reason"] and len(first["accepted"]) == 3
+    assert verify_run(result.run_dir).ok

@@ -1,10 +1,12 @@
 # pragma version 0.4.3
 """
 @title Secure-aggregation messages of a round, shared by every FedLedger study contract
-@notice Secure aggregation (fedledger.privacy.secagg) needs three messages from each member in a
+@notice Pairwise masking (fedledger.privacy.secagg) needs three messages from each member in a
         round: its X25519 public keys, its sealed secret shares and, once the round's updates
-        are in, the shares it reveals for unmasking. The keys are logged here as they are; the
-        shares travel through the artifact store and only their digests are logged. Logging them
+        are in, the shares it reveals for unmasking. CKKS aggregation (fedledger.privacy.ckks)
+        needs the public context and the sealed secret contexts from the member that made the
+        keys, and each round's decrypted sum from a key holder. The keys are logged here as they
+        are; everything else travels through the artifact store and only its digest is logged. Logging them
         from the member's own account authenticates them, so an aggregator cannot substitute
         keys (the attack on pairwise masking), and gives the audit everything the unmasking used.
         The contract stores nothing: the study contracts check who may post, this module logs.
@@ -12,6 +14,9 @@
 
 SHARES: constant(uint8) = 1  # the member's sealed shares of its secrets, one per holder
 REVEAL: constant(uint8) = 2  # the shares it reveals to unmask the round's sum
+CKKS_CONTEXT: constant(uint8) = 3  # the CKKS public context (its digest identifies the key set)
+CKKS_KEYS: constant(uint8) = 4  # the CKKS secret context, sealed for each key holder
+CKKS_SUM: constant(uint8) = 5  # a key holder's decryption of the round's encrypted sum
 
 
 event KeysAdvertised:
@@ -35,6 +40,6 @@ def _advertise(member: address, round_number: uint256, cipher_key: bytes32, mask
 
 @internal
 def _post(member: address, round_number: uint256, step: uint8, digest: bytes32):
-    assert step == SHARES or step == REVEAL, "step must be 1 (shares) or 2 (reveal)"
+    assert step >= SHARES and step <= CKKS_SUM, "step must be 1 to 5"
     assert digest != empty(bytes32), "empty digest"
     log SecAggPosted(round_number=round_number, member=member, step=step, digest=digest)
