@@ -15,9 +15,6 @@ from itertools import chain, islice, repeat
 
 import numpy as np
 import torch
-from opacus import GradSampleModule
-from opacus.data_loader import DPDataLoader
-from opacus.optimizers import DPOptimizer
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import TensorDataset
@@ -64,6 +61,12 @@ def train_dp_sgd(model: nn.Module, data: ClientData, cfg: TrainConfig, *, noise_
                           f"({max_grad_norm}) and a sampling rate in (0, 1] ({sample_rate})")
     if data.num_train == 0:
         raise DataError(f"client {data.name!r} has no training rows")
+    # Imported here: Opacus loads in about a second, which every fedledger command would otherwise
+    # pay at start-up, DP or not (fedledger.privacy.accountant does the same).
+    from opacus import GradSampleModule
+    from opacus.data_loader import DPDataLoader
+    from opacus.optimizers import DPOptimizer
+
     dataset = TensorDataset(torch.from_numpy(data.x_train), torch.from_numpy(data.y_train))
     sampling = torch.Generator().manual_seed(seed)
     noise = torch.Generator().manual_seed(seed ^ 0x5EED)

@@ -18,8 +18,6 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from opacus.accountants.analysis.rdp import compute_rdp, get_privacy_spent
-
 from fedledger.errors import ConfigError
 
 NOISE_SCALE = 1_000_000            # noise multipliers on chain: millionths
@@ -66,6 +64,9 @@ def epsilon(history: Sequence[Mechanism], delta: float) -> float:
         raise ValueError(f"delta must be between 0 and 1, got {delta}")
     if not history:
         return 0.0
+    # Imported here: importing anything of Opacus loads the whole package (about a second), which
+    # every fedledger command would pay at start-up, DP or not.
+    from opacus.accountants.analysis.rdp import compute_rdp, get_privacy_spent
     # RDP adds up over steps: runs of the same (noise, rate) are one computation.
     steps: dict[tuple[int, int], int] = {}
     for m in history:
