@@ -25,8 +25,9 @@ from fedledger.crypto import merkle_proof, recover_signer
 from fedledger.errors import StoreError
 from fedledger.protocol.manifest import aggregate_round, build_manifest, update_leaves
 from fedledger.protocol.messages import Rejection, RoundTask, SignedUpdate
+from fedledger.protocol.secure import screen_round
 from fedledger.store import ArtifactStore, check_digest
-from fedledger.validation import Reason, ValidationRules, screen_updates
+from fedledger.validation import Reason, ValidationRules
 
 
 @dataclass(frozen=True)
@@ -92,12 +93,8 @@ class Coordinator:
                 eligible.append(sub)
         # what each screened submission released, for anchoring the spends of rejected ones
         self._released = {(s.institution, s.commitment.update): s.spend for s in eligible}
-        global_params = self.store.get_params(task.global_model)
-        candidates = [s.candidate() for s in eligible]
-        if self.scheme is not None:
-            passed, invalid = self.scheme.screen(self.store, task, candidates, self.rules.min_aggregated)
-        else:
-            passed, invalid = screen_updates(self.store, global_params, candidates, self.rules)
+        passed, invalid = screen_round(self.store, task, [s.candidate() for s in eligible], self.rules,
+                                       scheme=self.scheme)
         by_candidate = {s.candidate(): s for s in reversed(eligible)}   # identical resubmissions: keep the first
         return [by_candidate[c] for c in passed], rejected + invalid
 

@@ -103,9 +103,10 @@ class Homomorphic:
         """The coordinator adds the senders' ciphertexts; the first sender decrypts the sum."""
         if not senders:
             return
-        total = store.put(ckks.add(self.public_context, [store.get(self._updates[m]) for m in sorted(senders)]))
+        encrypted = ckks.add(self.public_context, [store.get(self._updates[m]) for m in sorted(senders)])
+        total = store.put(encrypted)
         decrypter = sorted(senders)[0]
-        decrypted = self._keys[decrypter].decrypt(store.get(total))
+        decrypted = self._keys[decrypter].decrypt(encrypted)
         self.board.post_secagg(self._accounts[decrypter], task.round, CKKS_SUM, store.put_arrays({SUM: decrypted}))
         self._sums[task.round] = total
 

@@ -20,8 +20,9 @@ from fedledger.chain import NO_SPEND, Commitment, RoundStudy
 from fedledger.protocol.manifest import aggregate_round, build_manifest
 from fedledger.protocol.messages import Rejection, RoundTask, SignedUpdate
 from fedledger.protocol.node import InstitutionNode
+from fedledger.protocol.secure import screen_round
 from fedledger.store import ArtifactStore
-from fedledger.validation import Candidate, ValidationRules, screen_updates
+from fedledger.validation import Candidate, ValidationRules
 
 NO_CONTRACT = "0x" + "00" * 20   # what updates are bound to when the ledger is off
 
@@ -121,9 +122,7 @@ def screen_commitments(store: ArtifactStore, task: RoundTask, commitments: Seque
     far as they can be). Every member and aggregator gets the same verdicts from the same chain
     and store."""
     candidates = [Candidate(c.member, c.update, c.num_samples) for c in commitments]
-    if scheme is None:
-        return screen_updates(store, store.get_params(task.global_model), candidates, rules, excluded)
-    return scheme.screen(store, task, candidates, rules.min_aggregated)
+    return screen_round(store, task, candidates, rules, excluded, scheme)
 
 
 def aggregate_commitments(store: ArtifactStore, strategy: Strategy, *, architecture: str, task: RoundTask,

@@ -42,7 +42,13 @@ from fedledger.protocol.homomorphic import SCHEME as HOMOMORPHIC
 from fedledger.protocol.homomorphic import HomomorphicRecord
 from fedledger.protocol.messages import RoundTask
 from fedledger.store import ArtifactStore
-from fedledger.validation import Candidate, Reason, Rejection
+from fedledger.validation import (
+    Candidate,
+    Reason,
+    Rejection,
+    ValidationRules,
+    screen_updates,
+)
 from fedledger.validation.screen import screen_protected, unloadable
 
 SCHEME = "secagg/1"
@@ -173,6 +179,16 @@ def reveal_masks(parties: Mapping[str, SecureParty], board: Any, store: Artifact
 
 def _roster(keys: Mapping[str, tuple[bytes, bytes]]) -> list[PublicKeys]:
     return [PublicKeys(m, cipher, mask) for m, (cipher, mask) in keys.items()]
+
+
+def screen_round(store: ArtifactStore, task: RoundTask, candidates: Sequence[Candidate], rules: ValidationRules,
+                 excluded: Mapping[str, Rejection] | None = None, scheme: Any | None = None
+                 ) -> tuple[list[Candidate], list[Rejection]]:
+    """A round's screening, for every architecture: `screen_updates` for plain updates; under
+    secure aggregation (`scheme`: Masking or Homomorphic), what its updates allow to be checked."""
+    if scheme is None:
+        return screen_updates(store, store.get_params(task.global_model), candidates, rules, excluded)
+    return scheme.screen(store, task, candidates, rules.min_aggregated)
 
 
 def screen_masked(store: ArtifactStore, size: int, candidates: Sequence[Candidate], shared: Sequence[str],

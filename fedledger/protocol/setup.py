@@ -40,8 +40,8 @@ from fedledger.learning import (
     load_fed_heart_disease,
 )
 from fedledger.protocol.coordinator import Coordinator
-from fedledger.protocol.node import ModelSpec, derive_seed
 from fedledger.protocol.homomorphic import Homomorphic
+from fedledger.protocol.node import ModelSpec, derive_seed
 from fedledger.protocol.privacy import PrivacyPlan
 from fedledger.protocol.secure import Masking
 from fedledger.store import ArtifactStore
