@@ -1,7 +1,7 @@
 """Ledger throughput: transactions sent one at a time (`transact`) versus in batches (`transact_all`).
 
 Two workloads of 10 transactions, each on fresh contracts (deployments are not timed):
-  commit  10 institutions each commit an update to round 1 of a CommitteeStudy (10 senders)
+  commit  10 institutions each commit an update to round 1 of a SemiStudy (10 senders)
   enrol   the consortium admin enrols 10 members (one sender, 10 nonces in flight)
 Trials alternate between the two ways of sending; the table gives medians over trials. Runs on
 the embedded EVM persisted to disk, as studies use it, and on a local Hardhat node when
@@ -32,7 +32,7 @@ from eth_account import Account  # noqa: E402
 from eth_account.signers.local import LocalAccount  # noqa: E402
 from web3.contract.contract import ContractFunction  # noqa: E402
 
-from fedledger.chain import ChainBackend, CommitteeStudy, Consortium, EmbeddedChain, Role, RpcChain, StudyTerms  # noqa: E402
+from fedledger.chain import ChainBackend, SemiStudy, Consortium, EmbeddedChain, Role, RpcChain, StudyTerms  # noqa: E402
 from fedledger.report import format_table  # noqa: E402
 
 HARDHAT_DIR = Path(__file__).resolve().parents[1] / "hardhat"
@@ -62,7 +62,7 @@ class Workloads:
                                 min_participants=MEMBERS)
 
     def commit(self) -> Calls:
-        study = CommitteeStudy.deploy(self.backend, self.sponsor, self.consortium, self.terms, committee_size=3)
+        study = SemiStudy.deploy(self.backend, self.sponsor, self.consortium, self.terms, committee_size=3)
         return [(m, study.contract.functions.commit_update(1, digest("model 0"), digest(f"update {i}"), 100 + i,
                                                             digest(f"metrics {i}")))
                 for i, m in enumerate(self.members)]

@@ -12,7 +12,7 @@ from fedledger.chain import ChainBackend, Consortium, Role
 from fedledger.chain.consortium import held_role_at
 from fedledger.errors import FedLedgerError
 from fedledger.protocol import aggregate_round
-from fedledger.protocol.secure import SecureRecord
+from fedledger.protocol import AggregationRecord
 from fedledger.store import ArtifactStore, encode_arrays, encode_params, sha256_hex
 
 
@@ -53,11 +53,11 @@ class Auditor:
             return config, None
 
     def _recompute(self, subject: str, parent: str, model: str, manifest: dict[str, Any],
-                   entries: list[dict[str, Any]], strategy: Strategy, secure: SecureRecord | None = None) -> None:
+                   entries: list[dict[str, Any]], strategy: Strategy, record: AggregationRecord | None = None) -> None:
         """Aggregate the entries again (under secure aggregation: unmask their sum with the
         revealed shares); the result must hash to `model` and the manifest's state."""
         try:
-            params, state = aggregate_round(self.store, strategy, parent, entries, manifest["state_before"], secure)
+            params, state = aggregate_round(self.store, strategy, parent, entries, manifest["state_before"], record)
         except FedLedgerError as exc:
             self.report.record(subject, "aggregation recomputed", False, str(exc))
             return

@@ -12,7 +12,7 @@ change leaves a member below the threshold, and every re-admission must be the a
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from fedledger.audit.report import AuditReport
@@ -21,7 +21,8 @@ from fedledger.chain import Rejection as ChainRejection
 from fedledger.chain.reputation import suspends
 from fedledger.errors import FedLedgerError
 from fedledger.store import ArtifactStore
-from fedledger.validation import Candidate, Reason, Rejection, ValidationRules, screen_updates
+from fedledger.protocol import RoundTask, UpdateScheme
+from fedledger.validation import Candidate, Reason, Rejection, ValidationRules
 
 # Verdicts that depend on more than the stored bytes and the rules: whether a blob could be
 # fetched at the time, and the signature/membership/round checks of submissions that were not kept.
@@ -45,27 +46,20 @@ def verify_rejections(report: AuditReport, subject: str, manifest_rejected: Sequ
                   f"manifest rejects {sorted(listed.elements())}, the chain records {sorted(recorded.elements())}")
 
 
-def verify_screening(report: AuditReport, subject: str, store: ArtifactStore, parent: str,
+def verify_screening(report: AuditReport, subject: str, scheme: UpdateScheme, store: ArtifactStore, task: RoundTask,
                      accepted: Sequence[Candidate], rejected: Sequence[Rejection], rules: ValidationRules,
-                     excluded: Mapping[str, Rejection] | None = None,
-                     screen: Callable[[Sequence[Candidate], int], tuple[list[Candidate], list[Rejection]]] | None = None
-                     ) -> None:
-    """Screen the round's updates again; every verdict that depends only on the stored bytes and
-    the rules must come out the same. `screen`: under secure aggregation, how its masked or
-    encrypted updates are screened (fedledger.audit.secure.update_screening)."""
+                     excluded: Mapping[str, Rejection] | None = None) -> None:
+    """Screen the round's updates again, as the study's update scheme screens them; every
+    verdict that depends only on the stored bytes and the rules must come out the same."""
     # a rejection that names no update (a malformed submission) leaves nothing to screen again
     again = [r for r in rejected if r.code not in NOT_RESCREENED and r.update is not None
              and r.num_samples is not None]
     candidates = list(accepted) + [Candidate(r.institution, r.update, r.num_samples) for r in again]
     try:
-        global_params = store.get_params(parent)
+        passed, failed = scheme.screen(store, task, candidates, rules, excluded)
     except FedLedgerError as exc:
         report.record(subject, "rejections screened again", False, str(exc))
         return
-    if screen is None:
-        passed, failed = screen_updates(store, global_params, candidates, rules, excluded)
-    else:
-        passed, failed = screen(candidates, rules.min_aggregated)
     expected = (sorted(c.institution for c in accepted), sorted((r.institution, int(r.code)) for r in again))
     found = (sorted(c.institution for c in passed), sorted((r.institution, int(r.code)) for r in failed))
     report.record(subject, "rejections screened again", found == expected,

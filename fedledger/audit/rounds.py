@@ -27,13 +27,13 @@ from fedledger.audit.policy import (
 )
 from fedledger.audit.privacy import verify_privacy
 from fedledger.audit.report import AuditReport
-from fedledger.audit.secure import update_screening, verify_secure_record
+from fedledger.audit.secure import study_scheme, verify_record
 from fedledger.chain import (
     INITIAL_REPUTATION,
     ChainBackend,
     Commitment,
-    CommitteeStudy,
-    ConsensusStudy,
+    SemiStudy,
+    FullStudy,
     Role,
     committee_seed,
     draw_committee,
@@ -41,7 +41,7 @@ from fedledger.chain import (
 )
 from fedledger.chain import Rejection as ChainRejection
 from fedledger.protocol import MANIFEST_FORMAT, RoundTask, exclusion_rule, rewards, updates_root
-from fedledger.protocol.rounds import reason_codes
+from fedledger.protocol.aggregate import reason_codes
 from fedledger.store import ArtifactStore
 from fedledger.validation import Candidate, Rejection, ValidationRules
 
@@ -54,7 +54,7 @@ class RoundStudyAuditor(Auditor):
     def __init__(self, report: AuditReport, backend: ChainBackend, info: dict[str, Any], store: ArtifactStore) -> None:
         super().__init__(report, backend, info, store)
         self.architecture = info["architecture"]
-        wrapper = CommitteeStudy if self.architecture == "semi" else ConsensusStudy
+        wrapper = SemiStudy if self.architecture == "semi" else FullStudy
         self.study = wrapper(backend, info["contracts"]["ledger"])
         self.events = self.study.all_events()
         self.by_round: dict[int, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
@@ -147,19 +147,18 @@ class RoundStudyAuditor(Auditor):
                      committed[e["institution"]].update, committed[e["institution"]].num_samples) for e in entries),
                  "an aggregated update's digest or sample count differs from its on-chain commitment")
         task = RoundTask(n, parent, self.backend.chain_id, self.study.address)
-        secure = verify_secure_record(r, subject, self.config, self.study, task, manifest,
-                                      [e["institution"] for e in entries])
-        loader, screen = update_screening(self.config, self.study, self.store, task)
+        scheme = study_scheme(self.config, self.study)
+        secure = verify_record(r, subject, scheme, task, manifest, [e["institution"] for e in entries])
         intact = all([self._artifact(f"{subject} update of {e['institution']}", "update", e["update"],
-                                     loader) is not None for e in entries])
+                                     lambda d: scheme.load(self.store, d)) is not None for e in entries])
         r.record(subject, "rejected updates are the committed ones",
                  all(x.institution in committed and (x.update, x.num_samples) == (
                      committed[x.institution].update, committed[x.institution].num_samples) for x in rejections),
                  "a rejection names a digest or sample count other than its on-chain commitment")
         self._verify_outcomes(subject, n, commitments, manifest, reasons)
-        verify_screening(r, subject, self.store, parent,
+        verify_screening(r, subject, scheme, self.store, task,
                          [Candidate(e["institution"], e["update"], e["num_samples"]) for e in entries],
-                         rejections, self.rules, judged[1] if judged else None, screen)
+                         rejections, self.rules, judged[1] if judged else None)
         if strategy is not None and intact:
             self._recompute(subject, parent, model, manifest, entries, strategy, secure)
         if judged is not None:
@@ -323,5 +322,5 @@ def _result(event: dict[str, Any]) -> tuple[str, str, list[int]]:
 
 
 def _vote_key(event: dict[str, Any]) -> bytes:
-    """The key ConsensusStudy counts a vote under."""
+    """The key FullStudy counts a vote under."""
     return result_key(_digest(event["model"]), _digest(event["manifest_digest"]), event["reasons"], event["rewards"])

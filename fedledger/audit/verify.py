@@ -25,13 +25,13 @@ from fedledger.audit.policy import (
 )
 from fedledger.audit.privacy import verify_privacy
 from fedledger.audit.report import AuditReport
-from fedledger.audit.secure import Screen, update_screening, verify_secure_record
+from fedledger.audit.secure import study_scheme, verify_record
 from fedledger.audit.rounds import RoundStudyAuditor
-from fedledger.chain import ChainBackend, Role, RoundRecord, StudyLedger, open_chain
+from fedledger.chain import ChainBackend, Role, RoundRecord, LooseStudy, open_chain
 from fedledger.crypto import UpdateCommitment, recover_signer
 from fedledger.errors import FedLedgerError
-from fedledger.protocol import MANIFEST_FORMAT, RoundTask, updates_root
-from fedledger.simulation.rundir import RunDir
+from fedledger.protocol import MANIFEST_FORMAT, RoundTask, UpdateScheme, updates_root
+from fedledger.rundir import RunDir
 from fedledger.store import ArtifactStore
 from fedledger.store.peers import PeerStore
 from fedledger.validation import Candidate, Rejection, ValidationRules
@@ -80,7 +80,7 @@ class LedgerAuditor(Auditor):
 
     def __init__(self, report: AuditReport, backend: ChainBackend, info: dict[str, Any], store: ArtifactStore) -> None:
         super().__init__(report, backend, info, store)
-        self.ledger = StudyLedger(backend, info["contracts"]["ledger"])
+        self.ledger = LooseStudy(backend, info["contracts"]["ledger"])
 
     def verify(self) -> None:
         config, strategy = self._study_config(self.ledger.config_digest(), self.ledger.initial_model())
@@ -138,17 +138,17 @@ class LedgerAuditor(Auditor):
         r.record(subject, "Merkle root of the updates", updates_root(entries) == rec.updates_root,
                  f"updates hash to {updates_root(entries)}, the record says {rec.updates_root}")
         task = RoundTask(rec.round, rec.parent_model, self.backend.chain_id, self.ledger.address)
-        secure = verify_secure_record(r, subject, self.config, self.ledger, task, manifest,
-                                      [e["institution"] for e in entries])
-        loader, screen = update_screening(self.config, self.ledger, self.store, task)
-        intact = all([self._verify_update(subject, rec, e, block, loader) for e in entries])
-        self._verify_outcomes(subject, rec, block, manifest, screen)
+        scheme = study_scheme(self.config, self.ledger)
+        secure = verify_record(r, subject, scheme, task, manifest, [e["institution"] for e in entries])
+        intact = all([self._verify_update(subject, rec, e, block, lambda d: scheme.load(self.store, d))
+                      for e in entries])
+        self._verify_outcomes(subject, rec, block, manifest, scheme, task)
         if strategy is not None and intact:
             self._recompute(subject, rec.parent_model, rec.model, manifest, entries, strategy, secure)
         return manifest["state_after"]
 
     def _verify_outcomes(self, subject: str, rec: RoundRecord, block: int, manifest: dict[str, Any],
-                         screen: Screen | None) -> None:
+                         scheme: UpdateScheme, task: RoundTask) -> None:
         """The anchored rejections are the manifest's, screening again agrees, and the round moved
         reputation as the policy says: +1 per participant, a penalty per institution's rejection
         that was its own fault."""
@@ -162,8 +162,7 @@ class LedgerAuditor(Auditor):
         for x in [*accepted, *rejections]:
             self.samples.setdefault((rec.round, x.institution), x.num_samples)
         self.aggregated[rec.round] = len(accepted)
-        verify_screening(self.report, subject, self.store, rec.parent_model, accepted, rejections, self.rules,
-                         screen=screen)
+        verify_screening(self.report, subject, scheme, self.store, task, accepted, rejections, self.rules)
         for member in rec.participants:
             self.expected_changes[(rec.round, member, "update accepted")] += 1
         for x in rec.rejected:

@@ -7,7 +7,7 @@ Every transaction is signed locally; nodes never hold keys.
 from fedledger.chain.backend import ChainBackend, PendingTx
 from fedledger.chain.consortium import Consortium
 from fedledger.chain.embedded import EmbeddedChain
-from fedledger.chain.ledger import StudyLedger
+from fedledger.chain.loose import LooseStudy
 from fedledger.chain.privacy import (
     NO_SPEND,
     PrivacyBudget,
@@ -27,21 +27,23 @@ from fedledger.chain.reputation import (
 )
 from fedledger.chain.rounds import (
     Commitment,
-    CommitteeStudy,
-    ConsensusStudy,
+    SemiStudy,
+    FullStudy,
     Phase,
     RoundStudy,
     StudyTerms,
+    Verdict,
     committee_seed,
     draw_committee,
     result_key,
 )
 from fedledger.chain.rpc import RpcChain
+from fedledger.chain.studies import STUDY_CONTRACTS, study_contract
 
 __all__ = [
-    "INITIAL_REPUTATION", "MAX_REPUTATION", "NO_SPEND", "REINSTATED", "REPUTATION_DELTAS",
-    "ChainBackend", "Commitment", "CommitteeStudy", "ConsensusStudy", "Consortium", "EmbeddedChain", "Member",
+    "INITIAL_REPUTATION", "STUDY_CONTRACTS", "study_contract", "MAX_REPUTATION", "NO_SPEND", "REINSTATED", "REPUTATION_DELTAS",
+    "ChainBackend", "Commitment", "SemiStudy", "FullStudy", "Consortium", "EmbeddedChain", "Member",
     "PendingTx", "Phase", "PrivacyBudget", "PrivacySpend", "Rejection", "ReputationPolicy", "Role", "RoundRecord", "RoundStudy", "RpcChain",
-    "SpendRecord", "StudyLedger", "StudyTerms", "TxStats", "committee_seed", "draw_committee", "open_chain", "reputation_after",
+    "SpendRecord", "LooseStudy", "StudyTerms", "TxStats", "Verdict", "committee_seed", "draw_committee", "open_chain", "reputation_after",
     "result_key", "spend_problem",
 ]

@@ -11,7 +11,8 @@ account can have several transactions in flight.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from eth_abi import abi
@@ -121,6 +122,7 @@ class ChainBackend:
         self._contract_names: dict[str, str] = {}   # address -> contract name, for error messages
         self._nonces: dict[str, int] = {}           # address -> nonce of its next transaction
         self._block_gas_limit: int | None = None     # read once, for gas limits
+        self._batch: list[PendingTx] | None = None   # collecting, inside batch()
 
     # --- contracts -------------------------------------------------------------------------
 
@@ -149,12 +151,41 @@ class ChainBackend:
         """
         return self._submit(account, fn, self._label(fn))
 
-    def transact(self, account: LocalAccount, fn: ContractFunction) -> TxReceipt:
-        """Sign `fn` with `account`'s key, send it and wait for its receipt.
+    def transact(self, account: LocalAccount, fn: ContractFunction) -> TxReceipt | PendingTx:
+        """Sign `fn` with `account`'s key, send it and wait for its receipt; inside `batch`, send
+        it without waiting and return its PendingTx.
 
-        Raises TransactionReverted with the contract's reason when the call would revert.
+        Raises TransactionReverted with the contract's reason when the call would revert (inside
+        a batch: when it is known before the transaction is sent, as on the embedded chain).
         """
-        return self.submit(account, fn).wait()
+        pending = self.submit(account, fn)
+        if self._batch is None or pending.hash is None:
+            return pending.wait()
+        self._batch.append(pending)
+        return pending
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Members acting in the same block: inside, `transact` sends without waiting (on the
+        embedded chain the transactions share one block). Leaving waits for all of them and
+        raises the first failure once every one was waited for."""
+        if self._batch is not None:      # already collecting: the outer batch waits
+            yield
+            return
+        pending: list[PendingTx] = []
+        self._batch = pending
+        try:
+            yield
+        finally:
+            self._batch = None
+        failures = []
+        for tx in pending:
+            try:
+                tx.wait()
+            except ChainError as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
 
     def transact_all(self, calls: Sequence[tuple[LocalAccount, ContractFunction]]) -> list[TxReceipt]:
         """Send every call, then wait for all: on the embedded chain they share one block.
@@ -180,10 +211,17 @@ class ChainBackend:
 
     def call(self, fn: ContractFunction) -> Any:
         """Evaluate a view function; a revert becomes TransactionReverted with its reason."""
-        try:
-            return fn.call()
-        except self.revert_errors as exc:
-            raise TransactionReverted(f"{self._label(fn)} reverted: {revert_reason(exc)}") from None
+        def evaluate() -> Any:
+            try:
+                return fn.call()
+            except self.revert_errors as exc:
+                raise TransactionReverted(f"{self._label(fn)} reverted: {revert_reason(exc)}") from None
+        return self.read(("call", fn.address, fn.fn_name, repr(fn.args)), evaluate)
+
+    def read(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """`compute()`, a read of the latest block's state named by `key`. A chain that knows
+        when its head moves (the embedded one) answers a read repeated at the same head from memory."""
+        return compute()
 
     def block_number(self) -> int:
         """The number of the latest mined block."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -109,6 +109,7 @@ class _DeterministicBackend(PyEVMBackend):
 
     def __init__(self) -> None:
         self.on_block: Callable[[dict[str, Any]], None] | None = None
+        self.mined = 0      # blocks mined by this process: the head moved when it changes
         self._pending_raw: list[bytes] = []
         self._builder: _BlockBuilder | None = None
         self._last_block: dict[bytes, tuple[BlockAPI, list[ReceiptAPI], int]] = {}   # tx hash -> where
@@ -160,6 +161,7 @@ class _DeterministicBackend(PyEVMBackend):
                                              self.chain.get_vm())
 
     def mine_blocks(self, num_blocks: int = 1, coinbase: bytes = _ZERO_ADDRESS) -> tuple[bytes, ...]:
+        self.mined += num_blocks
         receipts = []
         if self._builder is not None:
             receipts = self._builder.receipts
@@ -192,6 +194,8 @@ class EmbeddedChain(ChainBackend):
         """Use `create` or `open`."""
         self._evm = evm
         self.state_dir = state_dir
+        self._reads: dict[Hashable, Any] = {}
+        self._reads_at = evm.mined
         self._log: TextIO | None = None
         # Of web3's default middleware only attrdict (receipts as attribute dicts) is of use here;
         # the ENS and chain-id validation layers cost more than a py-evm read.
@@ -238,6 +242,15 @@ class EmbeddedChain(ChainBackend):
             raise ChainError(f"persisted chain in {state_dir} ends at block {len(lines)} but was closed at "
                              f"block {recorded} with another hash: blocks were removed or altered")
         return cls(evm, state_dir)
+
+    def read(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        # Reads see the latest mined block, which only this process mines: until it mines
+        # again, the same read gives the same answer (a failed read is not kept).
+        if self._reads_at != self._evm.mined:
+            self._reads, self._reads_at = {}, self._evm.mined
+        if key not in self._reads:
+            self._reads[key] = compute()
+        return self._reads[key]
 
     def fund(self, addresses: Sequence[str], wei: int) -> None:
         """Top addresses up to `wei` from the genesis funding account."""

@@ -1,6 +1,6 @@
 """The differential-privacy budget every study contract shares (contracts/privacy_budget.vy):
 the spend record members attach to their updates, and `PrivacyBudget`, the reads and the
-governance call that the StudyLedger, CommitteeStudy and ConsensusStudy wrappers all offer.
+governance call that the LooseStudy, SemiStudy and FullStudy wrappers all offer.
 
 The chain stores integers; what they mean (and the accountant that turns mechanisms into
 epsilons) is `fedledger.privacy.accountant`'s business.
@@ -46,7 +46,7 @@ class SpendRecord:
 
 
 class PrivacyBudget:
-    """Mixin of the study wrappers: needs `contract`, `_view`, `_send` and `events`."""
+    """Mixin of the study wrappers (StudyContract)."""
 
     contract: Any
     _view: Callable[..., Any]

@@ -34,7 +34,7 @@ class Rejection(NamedTuple):
 
 @dataclass(frozen=True)
 class RoundRecord:
-    """One anchored round, as stored by StudyLedger.anchor_round.
+    """One anchored round, as stored by LooseStudy.anchor_round.
 
     `rejected`: the updates the coordinator left out, (member, update digest or None, reason
     code 1..16) each, in the order anchored; the contract keeps them in UpdateRejected events.
@@ -95,7 +95,7 @@ def bytes32_to_optional_digest(value: bytes) -> str | None:
 
 
 def address_order(address: str) -> int:
-    """The order StudyLedger requires for participants: by numeric address value."""
+    """The order LooseStudy requires for participants: by numeric address value."""
     return int(address, 16)
 
 

@@ -7,8 +7,7 @@ subclass adds its own phase.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +18,7 @@ from web3.types import TxReceipt
 
 from fedledger.chain.backend import ChainBackend, PendingTx
 from fedledger.chain.consortium import Consortium
+from fedledger.chain.contract import StudyContract
 from fedledger.chain.privacy import NO_SPEND, PrivacyBudget, PrivacySpend
 from fedledger.chain.records import (
     NO_DIGEST,
@@ -29,15 +29,14 @@ from fedledger.chain.records import (
 )
 from fedledger.chain.reputation import ReputationPolicy
 from fedledger.chain.secagg import SecAggBoard
-from fedledger.errors import ChainError
 
 
 class Phase:
     """The open round's phase, as the contracts number it."""
     COMMITTING = 1
-    AGGREGATING = 2   # CommitteeStudy
-    SCORING = 2       # ConsensusStudy
-    VOTING = 3        # ConsensusStudy
+    AGGREGATING = 2   # SemiStudy
+    SCORING = 2       # FullStudy
+    VOTING = 3        # FullStudy
 
 
 @dataclass(frozen=True)
@@ -45,6 +44,17 @@ class Commitment:
     member: str
     update: str
     num_samples: int
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A committee member's result (semi) or a validator's vote (full) for a round."""
+    member: str
+    model: str
+    manifest_digest: str
+    reasons: list[int]
+    attempt: int = 0                     # semi: the committee draw it answered
+    rewards: list[int] | None = None     # full: each committer's reward
 
 
 @dataclass(frozen=True)
@@ -61,16 +71,8 @@ class StudyTerms:
     delta: int = 0                  # the budget's delta (1e-18 units)
 
 
-class RoundStudy(ReputationPolicy, PrivacyBudget, SecAggBoard):
-    """Base wrapper: what both chain-coordinated contracts share."""
-
-    contract_name = ""
-
-    def __init__(self, backend: ChainBackend, address: str) -> None:
-        self.backend = backend
-        self.contract = backend.contract(self.contract_name, address)
-        self.address: str = self.contract.address
-        self._pending: list[PendingTx] | None = None   # collecting, inside batch()
+class RoundStudy(StudyContract, ReputationPolicy, PrivacyBudget, SecAggBoard):
+    """Base wrapper: what both chain-coordinated contracts (semi and full) share."""
 
     @classmethod
     def _deploy_with(cls, backend: ChainBackend, sponsor: LocalAccount, consortium: Consortium,
@@ -81,32 +83,6 @@ class RoundStudy(ReputationPolicy, PrivacyBudget, SecAggBoard):
                                  terms.result_window, terms.min_participants, terms.suspension_threshold,
                                  terms.epsilon_budget, terms.delta, *extra)
         return cls(backend, address)
-
-    def _send(self, account: LocalAccount, fn: Any) -> TxReceipt | PendingTx:
-        if self._pending is not None:
-            self._pending.append(self.backend.submit(account, fn))
-            return self._pending[-1]
-        return self.backend.transact(account, fn)
-
-    @contextmanager
-    def batch(self) -> Iterator[None]:
-        """Members acting in the same phase: inside, each transaction method sends without waiting
-        and returns a PendingTx; leaving waits for all (on the embedded chain they share one block)
-        and raises the first failure once every one was waited for."""
-        pending: list[PendingTx] = []
-        self._pending = pending
-        try:
-            yield
-        finally:
-            self._pending = None
-        failures = []
-        for tx in pending:
-            try:
-                tx.wait()
-            except ChainError as exc:
-                failures.append(exc)
-        if failures:
-            raise failures[0]
 
     # --- transactions ----------------------------------------------------------------------
 
@@ -130,6 +106,10 @@ class RoundStudy(ReputationPolicy, PrivacyBudget, SecAggBoard):
         return self._send(member, self.contract.functions.close_commits(round))
 
     # --- reads -----------------------------------------------------------------------------
+
+    def started(self) -> bool:
+        """Always: deploying the contract starts the study."""
+        return True
 
     def round_count(self) -> int:
         return self._view("round_count")
@@ -172,6 +152,18 @@ class RoundStudy(ReputationPolicy, PrivacyBudget, SecAggBoard):
             return None
         return model, bytes32_to_digest(self._view("finalized_manifest", round))
 
+    def round_manifest(self, round: int) -> str:
+        """The manifest digest of finalized round `round`."""
+        return bytes32_to_digest(self._view("finalized_manifest", round))
+
+    def suspended_count(self) -> int:
+        """How many roster members are suspended now (they do not count in quorums)."""
+        return self._view("suspended_count")
+
+    def first_commit_block(self, round: int) -> int:
+        """The block of the round's first commitment (latecomers are waited for from there)."""
+        return self.events("UpdateCommitted", round)[0]["block"]
+
     def final_key(self, round: int) -> bytes:
         """The key (`result_key`) of the result that finalized `round`; zeros before then."""
         return bytes(self._view("final_key", round))
@@ -187,14 +179,14 @@ class RoundStudy(ReputationPolicy, PrivacyBudget, SecAggBoard):
                 for e in self.events("CommitRejected", round, from_block)]
 
 
-class CommitteeStudy(RoundStudy):
+class SemiStudy(RoundStudy):
     """Semi-coupled study: a committee drawn by reputation aggregates each round."""
 
     contract_name = "CommitteeStudy"
 
     @classmethod
     def deploy(cls, backend: ChainBackend, sponsor: LocalAccount, consortium: Consortium, terms: StudyTerms,
-               committee_size: int) -> CommitteeStudy:
+               committee_size: int) -> SemiStudy:
         """Start the study (the sponsor must hold the coordinator role); round 1 opens at once."""
         return cls._deploy_with(backend, sponsor, consortium, terms, committee_size)
 
@@ -221,15 +213,20 @@ class CommitteeStudy(RoundStudy):
     def final_attempt(self, round: int) -> int:
         return self._view("final_attempt", round)
 
+    def results(self, round: int) -> list[Verdict]:
+        """The committee members' results of `round` (ResultSubmitted), in chain order."""
+        return [Verdict(e["member"], bytes32_to_digest(e["model"]), bytes32_to_digest(e["manifest_digest"]),
+                        list(e["reasons"]), e["attempt"]) for e in self.events("ResultSubmitted", round)]
 
-class ConsensusStudy(RoundStudy):
+
+class FullStudy(RoundStudy):
     """Fully coupled study: every member scores, aggregates and votes; two thirds finalize."""
 
     contract_name = "ConsensusStudy"
 
     @classmethod
     def deploy(cls, backend: ChainBackend, sponsor: LocalAccount, consortium: Consortium, terms: StudyTerms,
-               weight_by_reputation: bool = False) -> ConsensusStudy:
+               weight_by_reputation: bool = False) -> FullStudy:
         """Start the study (the sponsor must hold the coordinator role); round 1 opens at once."""
         return cls._deploy_with(backend, sponsor, consortium, terms, weight_by_reputation)
 
@@ -253,6 +250,11 @@ class ConsensusStudy(RoundStudy):
         `from_block`: where the round's scoring opened, if known."""
         return {e["validator"]: list(e["scores"]) for e in self.events("ScoresSubmitted", round, from_block)}
 
+    def votes(self, round: int) -> list[Verdict]:
+        """The validators' votes of `round` (VoteSubmitted), in chain order."""
+        return [Verdict(e["validator"], bytes32_to_digest(e["model"]), bytes32_to_digest(e["manifest_digest"]),
+                        list(e["reasons"]), rewards=list(e["rewards"])) for e in self.events("VoteSubmitted", round)]
+
     def score_count(self, round: int) -> int:
         """How many validators have submitted scores in `round`."""
         return self._view("score_count", round)
@@ -267,7 +269,7 @@ class ConsensusStudy(RoundStudy):
 def result_key(model: str, manifest_digest: str, reasons: Sequence[int],
                rewards: Sequence[int] | None = None) -> bytes:
     """The key a result is counted and judged by (`final_key`): keccak(model, manifest,
-    keccak(abi(reasons))) for a CommitteeStudy result; for a ConsensusStudy vote (with
+    keccak(abi(reasons))) for a SemiStudy result; for a FullStudy vote (with
     `rewards`), keccak(model, manifest, keccak(abi(rewards)), keccak(abi(reasons)))."""
     parts = digest_to_bytes32(model) + digest_to_bytes32(manifest_digest)
     if rewards is not None:
@@ -276,7 +278,7 @@ def result_key(model: str, manifest_digest: str, reasons: Sequence[int],
 
 
 def committee_seed(entropy: bytes, round: int, attempt: int) -> bytes:
-    """The seed CommitteeStudy derives for a draw: keccak(entropy, round, attempt).
+    """The seed SemiStudy derives for a draw: keccak(entropy, round, attempt).
 
     `entropy` is the hash of the block before the closing transaction's block for a round's
     first draw, and keccak(previous seed, that block hash) for a redraw.

@@ -1,10 +1,11 @@
 """The secure-aggregation messages every study contract logs (contracts/secagg_board.vy):
-`SecAggBoard`, the posts and reads that the StudyLedger, CommitteeStudy and ConsensusStudy
+`SecAggBoard`, the posts and reads that the LooseStudy, SemiStudy and FullStudy
 wrappers all offer."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -21,7 +22,7 @@ CKKS_SUM = 5
 
 
 class SecAggBoard:
-    """Mixin of the study wrappers: needs `contract`, `_send` and `events`."""
+    """Mixin of the study wrappers (StudyContract)."""
 
     contract: Any
     _send: Callable[[LocalAccount, Any], TxReceipt | PendingTx]
@@ -36,17 +37,35 @@ class SecAggBoard:
         """`member` logs the digest of what it sends at `step` (SHARES, REVEAL, CKKS_...)."""
         return self._send(member, self.contract.functions.post_secagg(round, step, digest_to_bytes32(digest)))
 
-    def advertised_keys(self, round: int, from_block: int = 0) -> dict[str, tuple[bytes, bytes]]:
-        """Each member's keys for `round` (its first advertisement counts), in chain order."""
-        keys: dict[str, tuple[bytes, bytes]] = {}
-        for e in self.events("KeysAdvertised", round, from_block):
-            keys.setdefault(e["member"], (bytes(e["cipher_key"]), bytes(e["mask_key"])))
-        return keys
+    def key_adverts(self, round: int) -> list[Posted]:
+        """Each member's keys for `round` as (cipher key, mask key), its first advertisement
+        only, in chain order with the block it landed in."""
+        return _first_each([Posted(e["member"], (bytes(e["cipher_key"]), bytes(e["mask_key"])), e["block"])
+                            for e in self.events("KeysAdvertised", round)])
 
-    def secagg_posts(self, round: int, step: int, from_block: int = 0) -> dict[str, str]:
+    def posts(self, round: int, step: int) -> list[Posted]:
+        """Each member's digest posted at `step` in `round`, its first post only, in chain order
+        with the block it landed in."""
+        return _first_each([Posted(e["member"], bytes32_to_digest(e["digest"]), e["block"])
+                            for e in self.events("SecAggPosted", round) if e["step"] == step])
+
+    def advertised_keys(self, round: int) -> dict[str, tuple[bytes, bytes]]:
+        """Each member's keys for `round` (its first advertisement counts), in chain order."""
+        return {p.member: p.value for p in self.key_adverts(round)}
+
+    def secagg_posts(self, round: int, step: int) -> dict[str, str]:
         """Each member's digest posted at `step` in `round` (its first post counts), in chain order."""
-        posts: dict[str, str] = {}
-        for e in self.events("SecAggPosted", round, from_block):
-            if e["step"] == step:
-                posts.setdefault(e["member"], bytes32_to_digest(e["digest"]))
-        return posts
+        return {p.member: p.value for p in self.posts(round, step)}
+
+
+@dataclass(frozen=True)
+class Posted:
+    """One member's secure-aggregation message as logged: its keys or digest, and its block."""
+    member: str
+    value: Any
+    block: int
+
+
+def _first_each(posted: list[Posted]) -> list[Posted]:
+    seen: set[str] = set()
+    return [p for p in posted if not (p.member in seen or seen.add(p.member))]

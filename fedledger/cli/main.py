@@ -126,7 +126,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from fedledger.config import load_config
     from fedledger.deploy.demo import run_demo, with_institutions
     from fedledger.report import results_table
-    from fedledger.simulation.rundir import RunDir
+    from fedledger.rundir import RunDir
 
     cfg = with_institutions(load_config(args.config), args.processes)
     out = args.out or RunDir.create(cfg.resolve_path(cfg.study.output_dir), f"demo-{cfg.study.name}").path

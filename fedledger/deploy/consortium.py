@@ -13,6 +13,7 @@ Nothing in it is secret: keys stay in each institution's keystore.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from urllib.parse import urlparse
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from fedledger.chain import ChainBackend, CommitteeStudy, ConsensusStudy, StudyLedger
+from fedledger.chain import ChainBackend, SemiStudy, FullStudy, LooseStudy
 from fedledger.config import Config, config_from_dict, read_toml
 from fedledger.errors import ConfigError
 from fedledger.protocol.setup import (
@@ -34,7 +35,7 @@ from fedledger.protocol.setup import (
     initial_params,
     model_spec,
 )
-from fedledger.simulation.rundir import RUN_FORMAT, RunDir
+from fedledger.rundir import RUN_FORMAT, RunDir
 from fedledger.store import ArtifactStore
 
 CONSORTIUM_FORMAT = "fedledger.consortium/1"
@@ -70,9 +71,9 @@ class ConsortiumFile:
                 return m
         raise ConfigError(f"{address} is not a member of this consortium")
 
-    def study(self, backend: ChainBackend) -> StudyLedger | CommitteeStudy | ConsensusStudy:
+    def study(self, backend: ChainBackend) -> LooseStudy | SemiStudy | FullStudy:
         """A handle on the study's contract, of the architecture's kind."""
-        kind = {"loose": StudyLedger, "semi": CommitteeStudy, "full": ConsensusStudy}[self.architecture]
+        kind = {"loose": LooseStudy, "semi": SemiStudy, "full": FullStudy}[self.architecture]
         return kind(backend, self.contracts["ledger"])
 
     @property
@@ -170,10 +171,14 @@ def _check_roles(cfg: Config, members: list[MemberEntry]) -> None:
 
 
 def check_deployable(cfg: Config) -> None:
-    """ConfigError for what deployed nodes cannot do yet."""
-    if cfg.privacy.secure_aggregation != "none":
-        raise ConfigError("[privacy].secure_aggregation runs in simulated studies (fedledger run) for now: "
-                          "deployed nodes do not take part in it yet")
+    """ConfigError for what only a simulation does: injected attacks and faults are experiments
+    on simulated members; a deployed node runs its institution's part honestly."""
+    if cfg.attack.kind != "none":
+        raise ConfigError("[attack] simulates attacking members in `fedledger run`; a deployed node runs its "
+                          "institution's part honestly: remove [attack] from the study config")
+    if any(dataclasses.astuple(cfg.faults)):
+        raise ConfigError("[faults] injects faults into simulated members in `fedledger run`; a deployed node "
+                          "runs its part honestly: remove [faults] from the study config")
 
 
 def init_consortium(roster: list[MemberEntry], cfg: Config, rpc_url: str, admin: LocalAccount, out_dir: Path,

@@ -30,29 +30,21 @@ from typing import Any
 from urllib.parse import urlparse
 
 from fedledger.aggregation import make_strategy
-from fedledger.chain import (
-    Consortium,
-    StudyLedger,
-    open_chain,
-)
+from fedledger.chain import open_chain
 from fedledger.config import read_toml
-from fedledger.deploy.agents import (
-    ChainRoundAgent,
-    LooseCoordinatorAgent,
-    LooseInstitutionAgent,
-    NodeContext,
-)
 from fedledger.deploy.consortium import ConsortiumFile, check_deployable, load_consortium
 from fedledger.deploy.keys import load_keystore, read_password
+from fedledger.deploy.notices import HttpNotices
 from fedledger.deploy.server import NodeServer
 from fedledger.errors import ChainUnreachable, ConfigError, FedLedgerError
-from fedledger.protocol import InstitutionNode
+from fedledger.protocol import InstitutionNode, MemberContext, Role, combine, coordinator_roles, institution_roles
 from fedledger.protocol.setup import (
     initial_params,
     load_clients,
     model_spec,
     privacy_plan,
     train_config,
+    update_scheme,
 )
 from fedledger.store.peers import PeerStore
 
@@ -104,7 +96,8 @@ def load_node_config(path: str | Path) -> NodeConfig:
 
 
 class NodeRuntime:
-    """One member's node: set up from its node file, run until `stop` is set."""
+    """One member's node: set up from its node file, run until `stop` is set. It carries its
+    member's roles (fedledger.protocol): it steps them, polling, and serves its store and notices."""
 
     def __init__(self, node_cfg: NodeConfig) -> None:
         self.node_cfg = node_cfg
@@ -121,24 +114,30 @@ class NodeRuntime:
         store = PeerStore(node_cfg.state_dir / "store", [url for a, url in endpoints.items() if a != me.address])
         spec = model_spec(cfg, consortium.num_features)
         self._check_study_artifacts(store, spec)
-        node = None
+        self.backend = open_chain(consortium.chain, None)
+        study = consortium.study(self.backend)
+        self.notices = HttpNotices(node_cfg.state_dir / "journal", endpoints)
+        self.ctx = MemberContext(cfg, account, study, store, make_strategy(cfg.aggregation.strategy,
+                                                                            **cfg.aggregation.params),
+                                 [m.address for m in consortium.institutions], self.notices, log,
+                                 {m.address: m.name for m in consortium.members})
+        self.node: InstitutionNode | None = None
         if me.role == "institution":
             data = load_clients(cfg, institution=me.name, csv_file=node_cfg.data)[0]
             if data.num_features != spec.num_features:
                 raise ConfigError(f"{me.name}'s data has {data.num_features} features; the study's model takes "
                                   f"{spec.num_features}")
-            node = InstitutionNode(me.name, account, data, spec, train_config(cfg), store, cfg.study.seed,
-                                   privacy_plan(cfg))
-        self.ctx = NodeContext(cfg, account, store, make_strategy(cfg.aggregation.strategy, **cfg.aggregation.params),
-                               node, endpoints, {m.address: m.name for m in consortium.members})
-        self.backend = open_chain(consortium.chain, None)
-        self.agent = self._agent()
-        self.round = 0
+            self.node = InstitutionNode(me.name, account, data, spec, train_config(cfg), store, cfg.study.seed,
+                                        privacy_plan(cfg))
+            self.roles: list[Role] = institution_roles(self.ctx, self.node, update_scheme(cfg, study))
+        else:
+            self.roles = coordinator_roles(self.ctx, update_scheme(cfg, study), consortium.config_digest,
+                                           consortium.initial_model)
         self.done = False
         self.final_evaluation: dict[str, Any] | None = None
         self.errors = 0
         host, port = _listen_address(node_cfg.listen or me.endpoint)
-        self.server = NodeServer(host, port, store, self._update_of, self.status)
+        self.server = NodeServer(host, port, store, self.notices.mine, self.status)
 
     def _check_study_artifacts(self, store: PeerStore, spec: Any) -> None:
         """The config and initial model in the consortium file are the ones their digests name:
@@ -150,29 +149,29 @@ class NodeRuntime:
             raise ConfigError("the initial model rebuilt from the study config does not match the consortium "
                               "file's initial_model (another FedLedger or torch version?)")
 
-    def _agent(self) -> ChainRoundAgent | LooseInstitutionAgent | LooseCoordinatorAgent:
-        c, ctx = self.consortium, self.ctx
-        ledger = c.study(self.backend)
-        if not isinstance(ledger, StudyLedger):
-            return ChainRoundAgent(ctx, ledger)
-        if self.me.role == "coordinator":
-            return LooseCoordinatorAgent(ctx, ledger, Consortium(self.backend, c.contracts["consortium"]),
-                                         c.config_digest, c.initial_model, [m.address for m in c.institutions])
-        return LooseInstitutionAgent(ctx, ledger, self.node_cfg.state_dir / "journal")
-
-    def _update_of(self, round: int) -> dict[str, Any] | None:
-        return self.agent.update_of(round) if isinstance(self.agent, LooseInstitutionAgent) else None
-
     def status(self) -> dict[str, Any]:
-        store = self.ctx.store
+        store, timings = self.ctx.store, self.ctx.timings
         return {"name": self.me.name, "address": self.me.address, "role": self.me.role,
                 "architecture": self.consortium.architecture, "done": self.done,
                 "final_evaluation": self.final_evaluation, "errors": self.errors,
-                "timings": _rounded(self.ctx.timings.seconds),
-                "timings_by_round": {str(r): _rounded(t) for r, t in sorted(self.ctx.timings.by_round.items())},
+                "timings": _rounded(timings.seconds),
+                "timings_by_round": {str(r): _rounded(t) for r, t in sorted(timings.by_round.items())},
                 "fetched": {"blobs": store.fetched, "bytes": store.fetched_bytes,
                             "seconds": round(store.fetch_seconds, 3)},
                 "served_bytes": self.server.served_bytes}
+
+    def step(self) -> bool:
+        """Step this member's roles once; whether one of them acted (then step again at once)."""
+        store, timings = self.ctx.store, self.ctx.timings
+        fetching = store.fetch_seconds
+        try:
+            with timings.measure("step"):   # all of a step: work, transfers, chain
+                step = combine([role.step() for role in self.roles])
+        finally:
+            timings.add("fetch", store.fetch_seconds - fetching)
+        if step.done:
+            self._finish()
+        return step.acted
 
     def run(self, stop: threading.Event) -> None:
         """Serve and follow the chain until `stop` is set; errors are logged and retried."""
@@ -184,15 +183,8 @@ class NodeRuntime:
             while not stop.is_set():
                 wait = self.node_cfg.poll_seconds
                 try:
-                    if not self.done:
-                        fetching = self.ctx.store.fetch_seconds
-                        try:
-                            with self.ctx.timings.measure("step"):   # all of a step: work, transfers, chain
-                                finished = self.agent.step()
-                        finally:
-                            self.ctx.timings.add("fetch", self.ctx.store.fetch_seconds - fetching)
-                        if finished:
-                            self._finish()
+                    if not self.done and self.step():
+                        wait = 0
                 except ChainUnreachable as exc:
                     self.errors += 1
                     log.warning("%s; retrying", exc)
@@ -213,14 +205,13 @@ class NodeRuntime:
 
     def _finish(self) -> None:
         """The study is complete: evaluate the final model on this institution's test set."""
-        if self.ctx.node is None:
+        if self.node is None:
             self.done = True
             log.info("the study is complete")
             return
-        model = self.agent.study.latest_model() if isinstance(self.agent, ChainRoundAgent) \
-            else self.agent.ledger.latest_model()
+        model = self.ctx.study.latest_model()
         with self.ctx.timings.measure("evaluate"):
-            self.final_evaluation = {"model": model, **self.ctx.node.evaluate(model)}
+            self.final_evaluation = {"model": model, **self.node.evaluate(model)}
         (self.node_cfg.state_dir / "final.json").write_text(json.dumps(self.final_evaluation, sort_keys=True))
         self.done = True     # last: /status says done only once the final evaluation is there
         log.info("the study is complete: final model %s, accuracy %.4f on my test set", model[:12],

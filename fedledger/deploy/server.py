@@ -1,4 +1,5 @@
-"""A node's HTTP endpoint: its artifact store by digest, its signed updates, its status.
+"""A node's HTTP endpoint: its artifact store by digest, its notices (signed updates, the
+coordinator's senders and proofs), its status.
 
 Read-only, GET only. Blobs are served from the node's own disk and never fetched on a peer's
 behalf, so one request cannot make a node talk to anyone else.
@@ -15,13 +16,14 @@ from typing import Any
 
 import requests
 
+from fedledger.deploy.journal import KIND
 from fedledger.errors import StoreError
 from fedledger.store import ArtifactStore
 from fedledger.store.peers import BLOB_ROUTE
 
 log = logging.getLogger("fedledger.node")
 
-UPDATE_ROUTE = "/rounds/"        # /rounds/N/update: the node's signed update of round N (loose)
+NOTICE_ROUTE = "/rounds/"        # /rounds/N/KIND: the node's KIND notice of round N (loose: "update"...)
 STATUS_ROUTE = "/status"
 
 Reply = tuple[int, str, bytes]   # HTTP status, content type, body
@@ -45,13 +47,13 @@ def get_json(url: str, timeout: float | tuple[float, float]) -> Any | None:
 
 
 class NodeServer:
-    """Serves `store` plus the node's signed updates (`update_of(round)`, a JSON-able document
-    or None) and `status()` on host:port, from a background thread."""
+    """Serves `store` plus the node's notices (`notice(round, kind)`, a JSON-able document or
+    None) and `status()` on host:port, from a background thread."""
 
     def __init__(self, host: str, port: int, store: ArtifactStore,
-                 update_of: Callable[[int], Any | None], status: Callable[[], Any]) -> None:
+                 notice: Callable[[int, str], Any | None], status: Callable[[], Any]) -> None:
         self.store = store
-        self.update_of = update_of
+        self.notice = notice
         self.status = status
         self.served_bytes = 0
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
@@ -72,10 +74,11 @@ class NodeServer:
     def reply(self, path: str) -> Reply:
         if path.startswith(BLOB_ROUTE):
             return self._blob(path[len(BLOB_ROUTE):])
-        if path.startswith(UPDATE_ROUTE) and path.endswith("/update"):
-            number = path[len(UPDATE_ROUTE):-len("/update")]
-            update = self.update_of(int(number)) if number.isascii() and number.isdigit() else None
-            return NOT_FOUND if update is None else json_reply(update)
+        if path.startswith(NOTICE_ROUTE):
+            number, _, kind = path[len(NOTICE_ROUTE):].partition("/")
+            known = number.isascii() and number.isdigit() and KIND.fullmatch(kind)
+            doc = self.notice(int(number), kind) if known else None
+            return NOT_FOUND if doc is None else json_reply(doc)
         if path == STATUS_ROUTE:
             return json_reply(self.status())
         return NOT_FOUND

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from fedledger.chain import (
-    CommitteeStudy,
+    SemiStudy,
     Consortium,
-    StudyLedger,
+    LooseStudy,
     open_chain,
 )
 from fedledger.deploy.consortium import load_consortium
@@ -30,7 +30,7 @@ def consortium_status(path: str | Path) -> dict[str, Any]:
                                "rounds": c.config["study"]["rounds"], "block": backend.block_number(),
                                "ledger": address}
         study = c.study(backend)
-        if isinstance(study, StudyLedger):
+        if isinstance(study, LooseStudy):
             finished, started = study.round_count(), study.coordinator() != "0x" + "00" * 20
             doc.update(finished=finished, phase="collecting updates" if started else "not started",
                        latest_model=study.latest_model() if started else None)
@@ -41,7 +41,7 @@ def consortium_status(path: str | Path) -> dict[str, Any]:
             doc.update(finished=finished, phase=PHASES[c.architecture].get(study.phase(), "?"),
                        phase_deadline=study.phase_deadline(), latest_model=study.latest_model())
             committed = study.committers(finished + 1)
-            if isinstance(study, CommitteeStudy) and doc["phase"] == "aggregating":
+            if isinstance(study, SemiStudy) and doc["phase"] == "aggregating":
                 doc["committee"] = study.committee(finished + 1, study.attempt())
         # every study contract keeps reputation and suspensions for its institutions
         reputation = {m.address: study.reputation(m.address) for m in c.institutions}

@@ -15,8 +15,7 @@ import numpy as np
 
 from fedledger.aggregation import ClientUpdate, Strategy, make_strategy
 from fedledger.crypto import merkle_leaf, merkle_root
-from fedledger.protocol.homomorphic import HomomorphicRecord
-from fedledger.protocol.secure import SecureRecord
+from fedledger.protocol.scheme import AggregationRecord
 from fedledger.store import ArtifactStore
 
 MANIFEST_FORMAT = "fedledger.round/1"
@@ -37,7 +36,7 @@ def strategy_from_manifest(manifest: Mapping[str, Any]) -> Strategy:
 
 def aggregate_round(store: ArtifactStore, strategy: Strategy, parent_model: str,
                     entries: Sequence[Mapping[str, Any]], state_before: str | None,
-                    secure: SecureRecord | HomomorphicRecord | None = None
+                    record: AggregationRecord | None = None
                     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Aggregate the stored updates named by `entries`; returns (new params, new server state).
 
@@ -45,15 +44,15 @@ def aggregate_round(store: ArtifactStore, strategy: Strategy, parent_model: str,
     (an auditor writing into the store it audits could repair the very blob that went missing).
     The strategies are order independent, so any process reading the same artifacts gets the
     same bytes. A round in which no update passed validation keeps its parent model and state.
-    Under secure aggregation (`secure`: the round's record) the entries are masked or encrypted
-    updates, and only their sum is aggregated (masked: to the same bytes).
+    Under secure aggregation (`record`: how the round's sum was had) the entries are masked or
+    encrypted updates, and only their sum is aggregated (masked: to the same bytes).
     """
     global_params = store.get_params(parent_model)
     if not entries:     # every update was rejected: the round carries the model and state over
         return global_params, store.get_arrays(state_before) if state_before else {}
     state = store.get_arrays(state_before) if state_before else strategy.initial_state(global_params)
-    if secure is not None:
-        return secure.aggregate(store, strategy, global_params, entries, state)
+    if record is not None:
+        return record.aggregate(store, strategy, global_params, entries, state)
     updates = [ClientUpdate(client=e["institution"], params=store.get_params(e["update"]),
                             num_samples=e["num_samples"]) for e in entries]
     return strategy.aggregate(global_params, updates, state)

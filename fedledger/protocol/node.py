@@ -123,7 +123,7 @@ class InstitutionNode:
         digest = self.store.put_params(params) if protect is None else protect(params, num_samples, self.store)
         commitment = UpdateCommitment(chain_id=task.chain_id, ledger=task.ledger, round=task.round,
                                       parent_model=task.global_model, update=digest, num_samples=num_samples)
-        spend = self.privacy.release() if self.privacy else None
+        spend = self.privacy.release(task.round) if self.privacy else None
         return SignedUpdate(self.address, commitment, sign_commitment(self.account, commitment), spend)
 
     def evaluate(self, model_digest: str) -> dict[str, float]:

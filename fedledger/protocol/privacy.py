@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from fedledger.chain import PrivacySpend
+from fedledger.chain import PrivacySpend, SpendRecord
 from fedledger.learning.dp_sgd import dp_sample_rate
 from fedledger.learning.training import TrainConfig
 from fedledger.privacy.accountant import (
@@ -79,25 +79,31 @@ def _calibrated(target: float, delta: float, rate: float, steps: int, rounds: in
 
 
 class MemberPrivacy:
-    """One member's side of the budget: its mechanism, its releases so far, its spend records."""
+    """One member's side of the budget: its mechanism, its releases so far (and the round of
+    each), its spend records."""
 
     def __init__(self, plan: PrivacyPlan, num_train: int, training: TrainConfig) -> None:
         self.plan = plan
         self.mechanism = plan.release(num_train, training)
         self.history: list[Mechanism] = []
+        self.rounds: list[int] = []           # the round of each release
         self._budget, _ = plan.budget_on_chain()
 
-    def restore(self, spends: Sequence[PrivacySpend]) -> None:
+    def restore(self, spends: Sequence[SpendRecord]) -> None:
         """Take up the releases the chain recorded for this member (a restarted node)."""
-        self.history = [Mechanism(x.noise_multiplier, x.sample_rate, x.steps) for x in spends]
+        self.history = [Mechanism(x.spend.noise_multiplier, x.spend.sample_rate, x.spend.steps) for x in spends]
+        self.rounds = [x.round for x in spends]
 
-    def can_release(self) -> bool:
-        """Whether one more release stays within the budget (a member past it sits rounds out)."""
-        return epsilon_micro([*self.history, self.mechanism], self.plan.delta) <= self._budget
+    def can_release(self, round: int | None = None) -> bool:
+        """Whether one more release stays within the budget (a member past it sits rounds out);
+        with `round`, counting only the releases made before that round."""
+        made = [m for m, r in zip(self.history, self.rounds) if round is None or r < round]
+        return epsilon_micro([*made, self.mechanism], self.plan.delta) <= self._budget
 
-    def release(self) -> PrivacySpend:
-        """Count one release of this round's update; the spend record that goes with it."""
+    def release(self, round: int) -> PrivacySpend:
+        """Count one release of this member's update of `round`; the spend record that goes with it."""
         self.history.append(self.mechanism)
+        self.rounds.append(round)
         m = self.mechanism
         return PrivacySpend(m.noise_micro, m.rate_ppb, m.steps, epsilon_micro(self.history, self.plan.delta))
 
@@ -105,3 +111,24 @@ class MemberPrivacy:
     def epsilon(self) -> float:
         """The epsilon spent so far, at the study's delta."""
         return epsilon(self.history, self.plan.delta)
+
+
+def budgets_end_study(plan: PrivacyPlan, study: Any, roster: Sequence[str], needed: int, round: int) -> bool:
+    """Whether the study ends before `round` because fewer than `needed` of the `roster`'s members
+    can afford another release: each member's releases before `round` as the chain records
+    them, against the budget the contract holds now. A member yet to release can. Every member
+    and the simulation decide it alike, from the chain."""
+    history: dict[str, list[Mechanism]] = {}
+    for x in study.privacy_spends():
+        if x.round < round:
+            history.setdefault(x.member, []).append(Mechanism(x.spend.noise_multiplier, x.spend.sample_rate,
+                                                              x.spend.steps))
+    budget = study.epsilon_budget()
+    able = sum(1 for m in roster if m not in history or epsilon_micro([*history[m], history[m][-1]], plan.delta) <= budget)
+    return able < needed
+
+
+def needed_per_round(architecture: str, min_participants: int, members: int) -> int:
+    """Releases a round needs: loose rounds go on with one; semi and full close a round's
+    commitments with [protocol].min_participants."""
+    return 1 if architecture == "loose" else min(min_participants, members)

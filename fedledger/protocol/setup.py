@@ -16,17 +16,17 @@ from typing import Any
 import numpy as np
 from eth_account.signers.local import LocalAccount
 
-from fedledger.aggregation import Strategy
 from fedledger.chain import (
     ChainBackend,
-    CommitteeStudy,
-    ConsensusStudy,
+    SemiStudy,
+    FullStudy,
     Consortium,
     Role,
     RpcChain,
-    StudyLedger,
+    LooseStudy,
     StudyTerms,
 )
+from fedledger.chain.local import LocalFullStudy, LocalLooseStudy, LocalSemiStudy
 from fedledger.config import Config
 from fedledger.errors import ConfigError
 from fedledger.learning import (
@@ -39,12 +39,10 @@ from fedledger.learning import (
     load_csv_clients,
     load_fed_heart_disease,
 )
-from fedledger.protocol.coordinator import Coordinator
-from fedledger.protocol.homomorphic import Homomorphic
 from fedledger.protocol.node import ModelSpec, derive_seed
 from fedledger.protocol.privacy import PrivacyPlan
-from fedledger.protocol.secure import Masking
-from fedledger.store import ArtifactStore
+from fedledger.protocol.scheme import UpdateScheme
+from fedledger.protocol.schemes import make_scheme
 from fedledger.validation import ValidationRules
 
 FUNDING_WEI = 10 * 10**18   # gas money for every sender; a whole study uses a small fraction
@@ -54,7 +52,7 @@ FUNDING_WEI = 10 * 10**18   # gas money for every sender; a whole study uses a s
 class ChainSetup:
     backend: ChainBackend
     consortium: Consortium
-    ledger: StudyLedger | CommitteeStudy | ConsensusStudy   # the study's contract, by architecture
+    study: LooseStudy | SemiStudy | FullStudy   # the study's contract, by architecture
 
 
 def load_clients(cfg: Config, institution: str | None = None, csv_file: str | Path | None = None
@@ -122,27 +120,11 @@ def privacy_plan(cfg: Config) -> PrivacyPlan | None:
     return PrivacyPlan.from_config(cfg.to_dict())
 
 
-def loose_coordinator(account: LocalAccount, store: ArtifactStore, strategy: Strategy, consortium: Consortium,
-                      ledger: StudyLedger, rules: ValidationRules, scheme: Any | None = None) -> Coordinator:
-    """The loosely coupled study's coordinator, checking membership, suspension and the privacy
-    budget on chain; with a secure-aggregation `scheme`, aggregating what only it can."""
-    return Coordinator(account, store, strategy, lambda addrs: consortium.holders_of(addrs, Role.INSTITUTION),
-                       ledger, ledger.backend.chain_id, ledger.address, rules=rules,
-                       suspended=lambda addrs: {a for a in addrs if ledger.suspended(a)},
-                       epsilon_budget=ledger.epsilon_budget(), scheme=scheme)
-
-
-def secure_aggregation(cfg: Config) -> bool:
-    """Whether the study aggregates masked or encrypted updates ([privacy] secure_aggregation)."""
-    return cfg.privacy.secure_aggregation != "none"
-
-
-def secure_scheme(cfg: Config, board: Any) -> Masking | Homomorphic | None:
-    """The study's secure aggregation, its messages logged on `board` (the study contract, or a
-    LocalBoard with the ledger off); None for plain updates."""
-    schemes = {"secagg": Masking, "ckks": Homomorphic}
-    kind = cfg.privacy.secure_aggregation
-    return schemes[kind](board) if kind in schemes else None
+def update_scheme(cfg: Config, board: Any) -> UpdateScheme:
+    """How the study's members send their updates ([privacy] secure_aggregation), with its
+    messages logged on `board` (the study contract, or its ledger-off stand-in). Each member
+    holds its own: it keeps that member's secrets."""
+    return make_scheme(cfg.privacy.secure_aggregation, board, cfg.protocol.commit_window)
 
 
 def connect_rpc(url: str, funder_key_env: str = "") -> RpcChain:
@@ -170,43 +152,59 @@ def enrol_consortium(backend: ChainBackend, admin: LocalAccount, coordinators: S
 
 def deploy_study(backend: ChainBackend, sponsor: LocalAccount, consortium: Consortium, cfg: Config,
                  roster: Sequence[str], config_digest: str, initial_model: str
-                 ) -> StudyLedger | CommitteeStudy | ConsensusStudy:
+                 ) -> LooseStudy | SemiStudy | FullStudy:
     """The study's contract for the configured architecture, deployed by `sponsor`.
 
     Semi and full studies start at once (the sponsor must hold the coordinator role); a loose
-    study starts when its coordinator calls `StudyLedger.start_study`.
+    study starts when its coordinator calls `LooseStudy.start_study`.
     """
     architecture = cfg.study.architecture
     p = cfg.protocol
     plan = privacy_plan(cfg)
     epsilon_budget, delta = plan.budget_on_chain() if plan else (0, 0)
     if architecture == "loose":
-        return StudyLedger.deploy(backend, sponsor, consortium, p.suspension_threshold, epsilon_budget, delta)
+        return LooseStudy.deploy(backend, sponsor, consortium, p.suspension_threshold, epsilon_budget, delta)
     terms = StudyTerms(config_digest, initial_model, tuple(roster), p.commit_window, p.result_window,
                        min(p.min_participants, len(roster)), p.suspension_threshold, epsilon_budget, delta)
     if architecture == "semi":
-        return CommitteeStudy.deploy(backend, sponsor, consortium, terms, min(p.committee_size, len(roster)))
-    return ConsensusStudy.deploy(backend, sponsor, consortium, terms, p.weight_by_reputation)
+        return SemiStudy.deploy(backend, sponsor, consortium, terms, min(p.committee_size, len(roster)))
+    return FullStudy.deploy(backend, sponsor, consortium, terms, p.weight_by_reputation)
+
+
+def local_study(cfg: Config, roster: Sequence[str], config_digest: str, initial_model: str
+                ) -> LocalLooseStudy | LocalSemiStudy | LocalFullStudy:
+    """The study's contract as an in-memory stand-in, for a study run with the ledger off
+    ([chain] enabled = false): the same interface and rules as `deploy_study`'s contract."""
+    p, plan = cfg.protocol, privacy_plan(cfg)
+    epsilon_budget, delta = plan.budget_on_chain() if plan else (0, 0)
+    if cfg.study.architecture == "loose":
+        return LocalLooseStudy(roster, p.suspension_threshold, epsilon_budget, delta)
+    terms = (roster, config_digest, initial_model, p.commit_window, p.result_window,
+             min(p.min_participants, len(roster)))
+    if cfg.study.architecture == "semi":
+        return LocalSemiStudy(*terms, min(p.committee_size, len(roster)), p.suspension_threshold, epsilon_budget,
+                              delta, seed=cfg.study.seed)
+    return LocalFullStudy(*terms, p.suspension_threshold, epsilon_budget, delta,
+                          weight_by_reputation=p.weight_by_reputation)
 
 
 def set_up_chain(backend: ChainBackend, admin: LocalAccount, coordinator: LocalAccount,
                  institutions: Sequence[tuple[str, LocalAccount]], config_digest: str, initial_model: str,
                  cfg: Config | None = None) -> ChainSetup:
-    """One process holding every key (the simulation): fund the senders, enrol everyone, deploy
-    the study and start it.
+    """One process holding every key (the simulation): fund the senders, enrol everyone and
+    deploy the study.
 
-    `coordinator` anchors every round in the loosely-coupled architecture; in the others it only
-    starts the study (its sponsor), and the institutions send their own transactions.
+    `coordinator` holds the coordinator role: in the loose architecture it starts the study and
+    anchors every round; in the others it only deploys the study (its sponsor), which starts it,
+    and the institutions send their own transactions.
     """
     cfg = cfg or Config()
     # loose: institutions send nothing themselves, except secure aggregation's messages
-    sending = cfg.study.architecture != "loose" or secure_aggregation(cfg)
+    sending = cfg.study.architecture != "loose" or cfg.privacy.secure_aggregation != "none"
     senders = [admin, coordinator] + ([a for _, a in institutions] if sending else [])
     backend.fund([a.address for a in senders], FUNDING_WEI)
     consortium = enrol_consortium(backend, admin, [("coordinator", coordinator.address)],
                                   [(name, a.address) for name, a in institutions])
     study = deploy_study(backend, admin if cfg.study.architecture == "loose" else coordinator, consortium, cfg,
                          [a.address for _, a in institutions], config_digest, initial_model)
-    if isinstance(study, StudyLedger):
-        study.start_study(coordinator, config_digest, initial_model)
     return ChainSetup(backend, consortium, study)

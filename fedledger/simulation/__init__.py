@@ -1,7 +1,6 @@
-"""A whole study simulated in one process: one node per institution, a coordinator, chain, store."""
+"""A whole study simulated in one process: every member's roles stepped by one scheduler, on one
+chain (or the ledger-off stand-in) and one store."""
 
-from fedledger.protocol.setup import load_clients
-from fedledger.simulation.rundir import RunDir
 from fedledger.simulation.study import StudyResult, run_study
 
-__all__ = ["RunDir", "StudyResult", "load_clients", "run_study"]
+__all__ = ["StudyResult", "run_study"]

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from fedledger.audit import verify_run
-from fedledger.chain import CommitteeStudy, ConsensusStudy, open_chain
+from fedledger.chain import SemiStudy, FullStudy, open_chain
 from fedledger.config import ARCHITECTURES, Config, FaultsSection, config_from_dict
 from fedledger.errors import ConfigError, FedLedgerError
 from fedledger.protocol.setup import load_clients
 from fedledger.report.compare import comparison_report, plot_comparison
-from fedledger.simulation.rundir import RunDir
+from fedledger.rundir import RunDir
 from fedledger.simulation.study import StudyResult, faults_of, run_study
 
 FAULTS = ("wrong_result", "silent", "no_update")
@@ -232,7 +232,7 @@ def _penalties(run_dir: Path, architecture: str, names: dict[str, str]) -> dict[
     info = run.read_run_info()
     backend = open_chain(info["chain"], run.chain)
     try:
-        contract = (CommitteeStudy if architecture == "semi" else ConsensusStudy)(backend, info["contracts"]["ledger"])
+        contract = (SemiStudy if architecture == "semi" else FullStudy)(backend, info["contracts"]["ledger"])
         events = contract.events("ReputationChanged")
     finally:
         backend.close()

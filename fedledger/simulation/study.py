@@ -1,11 +1,14 @@
 """Run a study from a validated config: set up the consortium on chain, run the rounds, write the run.
 
-Simulated nodes share nothing but the chain and the store, exactly as separate processes would.
+Every member's roles are the protocol's own (fedledger.protocol), stepped by the scheduler in one
+process; simulated members share nothing but the chain, the store and their noticeboards, as
+separate processes would.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,42 +19,43 @@ from eth_account.signers.local import LocalAccount
 from tqdm import tqdm
 
 from fedledger.aggregation import Strategy, make_strategy
-from fedledger.chain import (
-    ChainBackend,
-    EmbeddedChain,
-)
+from fedledger.chain import ChainBackend, EmbeddedChain
 from fedledger.config import Config
 from fedledger.errors import ConfigError
 from fedledger.protocol import (
-    CommitteeRounds,
-    ConsensusRounds,
-    Coordinator,
-    Faults,
     InstitutionNode,
-    LooseRounds,
-    RoundResult,
+    MemberContext,
+    Role,
+    RoundOutcome,
+    coordinator_roles,
+    institution_roles,
+    round_outcome,
 )
-from fedledger.protocol.privacy import MemberPrivacy
-from fedledger.protocol.secure import LocalBoard
+from fedledger.protocol.context import study_over
+from fedledger.protocol.privacy import MemberPrivacy, needed_per_round
 from fedledger.protocol.setup import (
-    ChainSetup,
     connect_rpc,
     initial_params,
     load_clients,
-    loose_coordinator,
+    local_study,
     model_spec,
-    privacy_plan,
-    secure_scheme,
+    ChainSetup,
     set_up_chain,
     train_config,
-    validation_rules,
+    update_scheme,
 )
 from fedledger.report import plot_metrics, results_table, summarize_evaluations
 from fedledger.simulation.attacks import build_nodes
-from fedledger.simulation.rundir import RUN_FORMAT, RunDir
+from fedledger.simulation.faults import Faults, coordinator_with_faults, with_faults
+from fedledger.simulation.noticeboard import MemoryNotices
+from fedledger.rundir import RUN_FORMAT, RunDir
+from fedledger.simulation.scheduler import Clock, Scheduler
 from fedledger.store import ArtifactStore
 
-ZERO_ADDRESS = "0x" + "00" * 20
+# Roles log what they do as a deployed node's would; a simulated study keeps it to itself.
+log = logging.getLogger("fedledger.simulation")
+log.addHandler(logging.NullHandler())
+log.propagate = False
 
 
 @dataclass
@@ -88,27 +92,25 @@ def faults_of(cfg: Config) -> Faults:
     return Faults(wrong_result=f.wrong_result, silent=f.silent, no_update=f.no_update)
 
 
-def make_rounds(cfg: Config, chain: ChainSetup | None, coordinator_key: LocalAccount, store: ArtifactStore,
-                strategy: Strategy, nodes: list[InstitutionNode]) -> LooseRounds | CommitteeRounds | ConsensusRounds:
-    """The round runner of the configured architecture."""
-    faults, rules = faults_of(cfg), validation_rules(cfg)
-    contract = chain.ledger if chain else None
-    scheme = secure_scheme(cfg, contract or LocalBoard())
-    if cfg.study.architecture == "semi":
-        return CommitteeRounds(nodes, strategy, contract, cfg.protocol.committee_size, faults, cfg.study.seed, rules,
-                               scheme)
-    if cfg.study.architecture == "full":
-        return ConsensusRounds(nodes, strategy, contract, cfg.protocol.exclusion_margin, faults, rules)
-    if chain is None:
-        members = {n.address for n in nodes}
-        plan = privacy_plan(cfg)
-        coordinator = Coordinator(coordinator_key, store, strategy, lambda addrs: members.intersection(addrs),
-                                  None, 0, ZERO_ADDRESS, rules=rules,
-                                  epsilon_budget=plan.budget_on_chain()[0] if plan else 0, scheme=scheme)
-    else:
-        coordinator = loose_coordinator(coordinator_key, store, strategy, chain.consortium, chain.ledger, rules,
-                                        scheme)
-    return LooseRounds(coordinator, nodes, faults, lambda model: _evaluate(nodes, model))
+def schedule(cfg: Config, study: Any, store: ArtifactStore, strategy: Strategy, nodes: list[InstitutionNode],
+             coordinator: LocalAccount, config_digest: str, initial: str, clock: Clock) -> Scheduler:
+    """Every member's roles (with the configured faults swapped in), ready to be stepped."""
+    notices = MemoryNotices()
+    roster = [n.address for n in nodes]
+    names = {n.address: n.name for n in nodes} | {coordinator.address: "coordinator"}
+
+    def context(account: LocalAccount) -> MemberContext:
+        return MemberContext(cfg, account, study, store, strategy, roster, notices.of(account.address), log, names)
+
+    faults = faults_of(cfg)
+    members: list[tuple[str, list[Role]]] = []
+    if cfg.study.architecture == "loose":
+        (role,) = coordinator_roles(context(coordinator), update_scheme(cfg, study), config_digest, initial)
+        members.append(("coordinator", coordinator_with_faults(faults, role)))
+    for index, node in enumerate(nodes):
+        roles = institution_roles(context(node.account), node, update_scheme(cfg, study))
+        members.append((node.name, with_faults(faults, index, len(nodes), roles)))
+    return Scheduler(members, clock)
 
 
 def privacy_summary(member: MemberPrivacy) -> dict[str, float]:
@@ -149,16 +151,21 @@ def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True
         backend = _connect(cfg, run)
         chain = set_up_chain(backend, admin, coordinator_key, [(n.name, n.account) for n in nodes],
                              config_digest, initial, cfg)
+        study, clock = chain.study, chain.backend
+    else:
+        study = local_study(cfg, [n.address for n in nodes], config_digest, initial)
+        clock = study.clock
     try:
         result = StudyResult(run.path, attackers=attackers)
+        scheduler = schedule(cfg, study, store, strategy, nodes, coordinator_key, config_digest, initial, clock)
+        scheduler.run_until(study.started, 1)     # loose: the coordinator starts the study
         if chain:
             result.setup_chain = _stats(chain.backend)
         run.write_json("run.json", _run_info(cfg, chain, nodes, coordinator_key))
-        rounds = make_rounds(cfg, chain, coordinator_key, store, strategy, nodes)
-        _run_rounds(cfg, run, rounds, nodes, initial, chain, result, progress)
+        _run_rounds(cfg, run, scheduler, study, store, nodes, chain, result, progress)
+        names = {n.address: n.name for n in nodes}
+        result.suspended = {names[m]: r for m, r in study.suspensions().items()}
         if chain:
-            names = {n.address: n.name for n in nodes}
-            result.suspended = {names[e["member"]]: e["round_number"] for e in chain.ledger.events("MemberSuspended")}
             result.chain_head = chain.backend.w3.eth.get_block("latest")["hash"].to_0x_hex()
     finally:
         if chain:
@@ -175,23 +182,20 @@ def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True
     return result
 
 
-def _run_rounds(cfg: Config, run: RunDir, rounds: LooseRounds | CommitteeRounds | ConsensusRounds,
-                nodes: list[InstitutionNode], initial: str, chain: ChainSetup | None, result: StudyResult,
-                progress: bool) -> None:
-    model, state = initial, None
+def _run_rounds(cfg: Config, run: RunDir, scheduler: Scheduler, study: Any, store: ArtifactStore,
+                nodes: list[InstitutionNode], chain: ChainSetup | None, result: StudyResult, progress: bool) -> None:
     bar = tqdm(range(1, cfg.study.rounds + 1), desc=cfg.study.name, unit="round", disable=not progress)
     with run.metrics.open("w") as metrics_file:
         for rnd in bar:
-            if not _budget_covers_round(cfg, nodes):
+            if study_over(cfg, study, [n.address for n in nodes], rnd - 1) or not _budget_covers_round(cfg, nodes, rnd):
                 result.stopped = f"ended after round {rnd - 1}: too few members' privacy budgets cover another round"
                 break
             before, t0 = (_stats(chain.backend) if chain else {}), time.perf_counter()
-            outcome: RoundResult = rounds.run_round(rnd, model, state)
-            model, state = outcome.model, outcome.state
-            metrics = outcome.metrics if outcome.metrics is not None else _evaluate(nodes, model)
+            scheduler.run_until(lambda: study.round_count() >= rnd, rnd)
+            outcome = round_outcome(cfg.study.architecture, study, store, rnd)
             after = _stats(chain.backend) if chain else {}
             entry = {
-                "round": rnd, "model": model, "manifest": outcome.manifest,
+                "round": rnd, "model": outcome.model, "manifest": outcome.manifest,
                 "accepted": list(outcome.accepted),
                 "rejected": [r.as_record() for r in outcome.rejected],
                 "seconds": time.perf_counter() - t0,
@@ -199,24 +203,30 @@ def _run_rounds(cfg: Config, run: RunDir, rounds: LooseRounds | CommitteeRounds 
                 "gas": after.get("gas_used", 0) - before.get("gas_used", 0),
                 "calldata_bytes": after.get("calldata_bytes", 0) - before.get("calldata_bytes", 0),
                 **_details(outcome),
-                "metrics": metrics,
+                "metrics": _evaluate(nodes, outcome.model),
             }
             result.rounds.append(entry)
             metrics_file.write(json.dumps(entry, sort_keys=True) + "\n")
             metrics_file.flush()
             bar.set_postfix(accuracy=f"{entry['metrics']['pooled']['accuracy']:.3f}")
+    # the members' last steps: loose institutions check their inclusion in the last round
+    if result.stopped is None:
+        scheduler.run_until(scheduler.all_done, len(result.rounds))
+    else:
+        scheduler.sweep()
     if progress:
         print(results_table(result.final))
 
 
-def _budget_covers_round(cfg: Config, nodes: list[InstitutionNode]) -> bool:
-    """Whether enough members can still afford a release to run a round (semi and full need
-    [protocol].min_participants commitments to close one)."""
-    able = sum(1 for n in nodes if n.privacy is None or n.privacy.can_release())
-    return able >= (1 if cfg.study.architecture == "loose" else min(cfg.protocol.min_participants, len(nodes)))
+def _budget_covers_round(cfg: Config, nodes: list[InstitutionNode], round: int = 1) -> bool:
+    """Whether enough members can afford a release in `round` (semi and full need
+    [protocol].min_participants commitments to close one): the simulation knows what each
+    member knows of its own budget, which the chain does not always tell (`study_over`)."""
+    able = sum(1 for n in nodes if n.privacy is None or n.privacy.can_release(round))
+    return able >= needed_per_round(cfg.study.architecture, cfg.protocol.min_participants, len(nodes))
 
 
-def _details(outcome: RoundResult) -> dict[str, Any]:
+def _details(outcome: RoundOutcome) -> dict[str, Any]:
     """What the architecture adds to a metrics.jsonl line (committees, scores, rewards, outvoted)."""
     return {k: v for k, v in outcome.details.items() if k in ("committees", "scores", "rewards", "outvoted")}
 
@@ -232,7 +242,7 @@ def _run_info(cfg: Config, chain: ChainSetup | None, nodes: list[InstitutionNode
         "study": cfg.study.name,
         "architecture": cfg.study.architecture,
         "chain": chain.backend.describe() if chain else None,
-        "contracts": {"consortium": chain.consortium.address, "ledger": chain.ledger.address} if chain else None,
+        "contracts": {"consortium": chain.consortium.address, "ledger": chain.study.address} if chain else None,
         "coordinator": coordinator.address,
         "institutions": {n.name: n.address for n in nodes},
         "store": "store",

@@ -13,7 +13,7 @@ from fedledger.chain import (
     EmbeddedChain,
     Role,
     RoundRecord,
-    StudyLedger,
+    LooseStudy,
 )
 
 FUNDS = 10 * 10**18
@@ -31,7 +31,7 @@ class Study:
     institutions: list[LocalAccount]
     outsider: LocalAccount
     consortium: Consortium
-    ledger: StudyLedger
+    ledger: LooseStudy
 
     def record(self, round: int, parent: str, participants=None, rejected=()) -> RoundRecord:
         """A well-formed record for `round` whose model digest is derived from the round number;
@@ -56,7 +56,7 @@ def set_up_study(backend: ChainBackend, *, start: bool = True, institutions: int
         consortium.add_member(admin, member.address, f"hospital {index}", Role.INSTITUTION)
     if not ledger:
         return Study(backend, admin, coordinator, members, outsider, consortium, None)
-    study_ledger = StudyLedger.deploy(backend, admin, consortium, suspension_threshold)
+    study_ledger = LooseStudy.deploy(backend, admin, consortium, suspension_threshold)
     if start:
         study_ledger.start_study(coordinator, digest("config"), digest("model 0"))
     return Study(backend, admin, coordinator, members, outsider, consortium, study_ledger)

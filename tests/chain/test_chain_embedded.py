@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fedledger.chain import EmbeddedChain, StudyLedger, open_chain
+from fedledger.chain import EmbeddedChain, LooseStudy, open_chain
 from fedledger.errors import ChainError
 
 from .conftest import digest, set_up_study
@@ -46,7 +46,7 @@ def test_reopened_chain_has_the_same_blocks_and_records(persisted):
     state, facts = persisted
     chain = open_chain(facts["description"], state)
     assert _block_hashes(chain) == facts["hashes"]
-    assert StudyLedger(chain, facts["ledger"]).anchored_rounds() == facts["rounds"]
+    assert LooseStudy(chain, facts["ledger"]).anchored_rounds() == facts["rounds"]
     chain.close()
     assert (state / "blocks.jsonl").stat().st_size > 0
 
@@ -55,9 +55,9 @@ def test_reopened_in_another_process(persisted):
     state, facts = persisted
     script = (
         "import json, sys\n"
-        "from fedledger.chain import EmbeddedChain, StudyLedger\n"
+        "from fedledger.chain import EmbeddedChain, LooseStudy\n"
         "chain = EmbeddedChain.open(sys.argv[1])\n"
-        "rounds = StudyLedger(chain, sys.argv[2]).anchored_rounds()\n"
+        "rounds = LooseStudy(chain, sys.argv[2]).anchored_rounds()\n"
         "hashes = [chain.w3.eth.get_block(n)['hash'].hex() for n in range(chain.w3.eth.block_number + 1)]\n"
         "print(json.dumps({'models': [r.model for r, _ in rounds], 'hashes': hashes}))\n"
     )
@@ -75,13 +75,13 @@ def test_a_reopened_chain_keeps_growing(persisted, tmp_path):
         (state / name).write_bytes((source / name).read_bytes())
     chain = EmbeddedChain.open(state)
     study = facts["study"]
-    ledger = StudyLedger(chain, facts["ledger"])
+    ledger = LooseStudy(chain, facts["ledger"])
     ledger.anchor_round(study.coordinator, study.record(3, digest("model 2")))
     hashes = _block_hashes(chain)
     chain.close()
     again = EmbeddedChain.open(state)
     assert _block_hashes(again) == hashes
-    assert [r.round for r, _ in StudyLedger(again, facts["ledger"]).anchored_rounds()] == [1, 2, 3]
+    assert [r.round for r, _ in LooseStudy(again, facts["ledger"]).anchored_rounds()] == [1, 2, 3]
 
 
 def test_chain_survives_a_process_that_never_closed_it(tmp_path):
@@ -100,7 +100,7 @@ def test_chain_survives_a_process_that_never_closed_it(tmp_path):
     out = subprocess.run([sys.executable, "-c", script, str(state)], cwd=REPO, capture_output=True, text=True,
                          timeout=120, check=True)
     chain = EmbeddedChain.open(state)
-    assert StudyLedger(chain, out.stdout.strip()).round_count() == 1
+    assert LooseStudy(chain, out.stdout.strip()).round_count() == 1
 
 
 def test_create_refuses_a_directory_that_holds_a_chain(persisted):

@@ -12,7 +12,7 @@ from fedledger.chain import (
     EmbeddedChain,
     Rejection,
     Role,
-    StudyLedger,
+    LooseStudy,
 )
 from fedledger.errors import ChainError, TransactionReverted
 
@@ -169,7 +169,7 @@ def test_reading_a_missing_round_or_a_wrong_address_fails_clearly(study):
     with pytest.raises(TransactionReverted, match=r"StudyLedger\.get_round reverted: no such round"):
         study.ledger.get_round(1)
     with pytest.raises(ChainError, match="no contract at"):
-        StudyLedger(study.backend, study.outsider.address)
+        LooseStudy(study.backend, study.outsider.address)
 
 
 def test_an_unfunded_sender_is_told_to_fund_its_account(embedded):
@@ -295,8 +295,8 @@ def test_a_threshold_above_the_initial_reputation_is_refused(embedded):
     s = set_up_study(embedded, ledger=False)
     with pytest.raises(TransactionReverted, match=r"^StudyLedger\.constructor reverted: suspension threshold above "
                                                   r"the initial reputation$"):
-        StudyLedger.deploy(embedded, s.admin, s.consortium, INITIAL_REPUTATION + 1)
-    assert StudyLedger.deploy(embedded, s.admin, s.consortium, INITIAL_REPUTATION).suspension_threshold() == 100
+        LooseStudy.deploy(embedded, s.admin, s.consortium, INITIAL_REPUTATION + 1)
+    assert LooseStudy.deploy(embedded, s.admin, s.consortium, INITIAL_REPUTATION).suspension_threshold() == 100
 
 
 def test_contract_itself_requires_one_update_and_reason_per_rejection(one_round):

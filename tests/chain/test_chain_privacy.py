@@ -1,5 +1,5 @@
-"""privacy_budget.vy in every study contract: StudyLedger (the coordinator anchors each
-participant's spend), CommitteeStudy and ConsensusStudy (each member commits its own, through
+"""privacy_budget.vy in every study contract: LooseStudy (the coordinator anchors each
+participant's spend), SemiStudy and FullStudy (each member commits its own, through
 rounds.vy). A study without a budget takes no spends; with one, every release is logged
 (PrivacySpent), one past the budget is refused (code 15, at no reputation cost) and a malformed
 one too (code 8); the consortium's admin may change the budget.
@@ -17,7 +17,7 @@ from fedledger.chain import (
     EmbeddedChain,
     PrivacySpend,
     SpendRecord,
-    StudyLedger,
+    LooseStudy,
     spend_problem,
 )
 from fedledger.chain.records import NO_DIGEST, address_order
@@ -385,7 +385,7 @@ def test_contract_itself_requires_one_spend_per_participant_and_rejection(anchor
 @pytest.mark.parametrize("kind", CONTRACTS)
 def test_the_admin_changes_the_budget(embedded, kind):
     s, study = deploy_any(embedded, kind, BUDGET, DELTA)
-    label = f"{type(study).__name__}.set_privacy_budget"
+    label = f"{study.contract_name}.set_privacy_budget"
     for sender in (s.coordinator, s.institutions[0], s.outsider):
         with refused(label, "only the consortium admin"):
             study.set_privacy_budget(sender, 5_000_000)
@@ -405,7 +405,7 @@ def test_the_admin_changes_the_budget(embedded, kind):
 @pytest.mark.parametrize("kind", CONTRACTS)
 def test_a_study_without_a_budget_cannot_be_given_one(embedded, kind):
     s, study = deploy_any(embedded, kind, 0, 0)
-    label = f"{type(study).__name__}.set_privacy_budget"
+    label = f"{study.contract_name}.set_privacy_budget"
     with refused(label, "only the consortium admin"):
         study.set_privacy_budget(s.coordinator, BUDGET)
     with refused(label, "the study has no privacy budget"):
@@ -484,7 +484,7 @@ def test_boundary_budget_at_deployment(consortium, kind):
 
 
 def start_private(backend, kind, *, budget=BUDGET, delta=DELTA, institutions=4) -> Run:
-    """A CommitteeStudy (committees of 3) or ConsensusStudy with a privacy budget, round 1 open."""
+    """A SemiStudy (committees of 3) or FullStudy with a privacy budget, round 1 open."""
     s = set_up_consortium(backend, institutions)
     terms = replace(make_terms(s), epsilon_budget=budget, delta=delta)
     return Run(s, deploy(s, kind, terms), list(s.institutions))
@@ -493,16 +493,16 @@ def start_private(backend, kind, *, budget=BUDGET, delta=DELTA, institutions=4) 
 def private_ledger(backend, *, budget=BUDGET, delta=DELTA):
     """conftest's study, its ledger deployed with a privacy budget and started."""
     s = set_up_study(backend, ledger=False)
-    s.ledger = StudyLedger.deploy(backend, s.admin, s.consortium, 0, budget, delta)
+    s.ledger = LooseStudy.deploy(backend, s.admin, s.consortium, 0, budget, delta)
     s.ledger.start_study(s.coordinator, digest("config"), digest("model 0"))
     return s
 
 
 def deploy_any(backend, kind, budget, delta, s=None):
-    """(study, wrapper): a StudyLedger ("ledger") or a round study with the given budget."""
+    """(study, wrapper): a LooseStudy ("ledger") or a round study with the given budget."""
     if kind == "ledger":
         s = set_up_study(backend, ledger=False) if s is None else s
-        return s, StudyLedger.deploy(backend, s.admin, s.consortium, 0, budget, delta)
+        return s, LooseStudy.deploy(backend, s.admin, s.consortium, 0, budget, delta)
     s = set_up_consortium(backend, 4) if s is None else s
     return s, deploy(s, kind, replace(make_terms(s), epsilon_budget=budget, delta=delta))
 

@@ -1,5 +1,5 @@
-"""The reputation policy of reputation_policy.vy in the chain-coordinated studies (CommitteeStudy,
-ConsensusStudy): rejected updates, suspension below the threshold, what a suspended member may no
+"""The reputation policy of reputation_policy.vy in the chain-coordinated studies (SemiStudy,
+FullStudy): rejected updates, suspension below the threshold, what a suspended member may no
 longer do, quorums without it, and re-admission by the consortium's admin. StudyLedger's side is
 in test_chain_ledger.py.
 

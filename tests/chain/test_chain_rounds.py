@@ -17,8 +17,8 @@ from web3 import Web3
 
 from fedledger.chain import (
     INITIAL_REPUTATION,
-    CommitteeStudy,
-    ConsensusStudy,
+    SemiStudy,
+    FullStudy,
     EmbeddedChain,
     Phase,
     Role,
@@ -45,7 +45,7 @@ NORM_ABOVE_BOUND, OUTLIER, LOW_SCORE, MISSING = 12, 13, 14, 6
 
 
 def set_up_consortium(backend, institutions: int) -> Study:
-    """A funded consortium as conftest.set_up_study makes it, without the StudyLedger these tests
+    """A funded consortium as conftest.set_up_study makes it, without the LooseStudy these tests
     do not use."""
     return set_up_study(backend, institutions=institutions, ledger=False)
 
@@ -63,8 +63,8 @@ def deploy(s: Study, kind: str, terms: StudyTerms, *, sponsor=None, consortium=N
     sponsor = s.coordinator if sponsor is None else sponsor
     consortium = s.consortium if consortium is None else consortium
     if kind == "committee":
-        return CommitteeStudy.deploy(s.backend, sponsor, consortium, terms, committee_size)
-    return ConsensusStudy.deploy(s.backend, sponsor, consortium, terms, weighted)
+        return SemiStudy.deploy(s.backend, sponsor, consortium, terms, committee_size)
+    return FullStudy.deploy(s.backend, sponsor, consortium, terms, weighted)
 
 
 def submit(run: "Run", member: LocalAccount, round: int, attempt: int, model: str, manifest: str, reasons=None):
@@ -487,7 +487,7 @@ def test_nobody_committed_extends_the_window_again_and_again(either):
     assert [e["committed"] for e in run.study.events("CommitWindowExtended", 1)] == [0, 0]
 
 
-# --- CommitteeStudy: drawing the committee ---------------------------------------------------
+# --- SemiStudy: drawing the committee ---------------------------------------------------
 
 
 def test_committee_is_the_documented_reputation_draw(committee):
@@ -565,7 +565,7 @@ def test_the_draw_favours_high_reputation():
     assert all(len(set(p)) == 2 and "e" not in p for p in pairs)
 
 
-# --- CommitteeStudy: results and finalization ------------------------------------------------
+# --- SemiStudy: results and finalization ------------------------------------------------
 
 
 def drawn_round(run: Run) -> list[LocalAccount]:
@@ -667,7 +667,7 @@ def test_a_late_committee_result_is_judged_against_the_final_one(committee, late
 
 @pytest.fixture(scope="module")
 def aggregating():
-    """Round 1 of a 5-member CommitteeStudy with its committee of 3 drawn (members in draw order).
+    """Round 1 of a 5-member SemiStudy with its committee of 3 drawn (members in draw order).
     Refused results leave it unchanged, so it is shared."""
     chain = EmbeddedChain.create(None)
     run = start(chain, "committee", institutions=5, committee_size=3)
@@ -710,7 +710,7 @@ def test_no_result_before_the_committee_is_drawn(committee):
             submit(run, member, 1, 1, *result(1))
 
 
-# --- CommitteeStudy: redrawing a silent committee -------------------------------------------
+# --- SemiStudy: redrawing a silent committee -------------------------------------------
 
 
 def test_a_silent_committee_is_redrawn_after_the_deadline(committee):
@@ -804,7 +804,7 @@ def test_a_member_removed_after_the_draw_cannot_submit(committee):
         submit(run, a, 1, 1, *result(1))
 
 
-# --- ConsensusStudy: scores ------------------------------------------------------------------
+# --- FullStudy: scores ------------------------------------------------------------------
 
 
 def test_scores_are_recorded_per_validator(consensus):
@@ -940,7 +940,7 @@ def test_a_removed_member_still_counts_in_the_score_quorum(embedded):
     assert run.study.phase() == Phase.VOTING
 
 
-# --- ConsensusStudy: votes, finalization, rewards --------------------------------------------
+# --- FullStudy: votes, finalization, rewards --------------------------------------------
 
 
 def vote(run: Run, member: LocalAccount, round: int = 1, tag: str = "", rewards=None, reasons=None):
@@ -1137,7 +1137,7 @@ def test_a_vote_for_round_zero_is_refused(consensus):
         run.study.submit_vote(run.members[0], 0, *result(0), [], [])
 
 
-# --- ConsensusStudy: weighting by reputation -------------------------------------------------
+# --- FullStudy: weighting by reputation -------------------------------------------------
 
 
 def weighted_round_three(embedded) -> Run:
@@ -1213,7 +1213,7 @@ GAS_BOUNDS = {   # loose upper bounds per call, for up to 10 members (measured: 
 
 
 def committee_gas(embedded, n: int) -> dict[str, list[int]]:
-    """gasUsed of each CommitteeStudy call in a round with a redraw (committees of 3)."""
+    """gasUsed of each SemiStudy call in a round with a redraw (committees of 3)."""
     gas: dict[str, list[int]] = {}
     run = start(embedded, "committee", institutions=n, committee_size=3)
     calls = [("commit_update", lambda m=m: run.commit(m)) for m in run.members]
@@ -1232,7 +1232,7 @@ def committee_gas(embedded, n: int) -> dict[str, list[int]]:
 
 
 def consensus_gas(embedded, n: int) -> dict[str, list[int]]:
-    """gasUsed of each ConsensusStudy call in a round everyone commits to and scores."""
+    """gasUsed of each FullStudy call in a round everyone commits to and scores."""
     gas: dict[str, list[int]] = {}
     run = start(embedded, "consensus", institutions=n)
     needed = -(-2 * n // 3)

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from eth_account import Account
 
-from fedledger.chain import Consortium, Role, RpcChain, StudyLedger, open_chain
+from fedledger.chain import Consortium, Role, RpcChain, LooseStudy, open_chain
 from fedledger.errors import ChainError, ChainUnreachable, TransactionReverted
 
 from .conftest import FUNDS, digest, set_up_study
@@ -66,7 +66,7 @@ def test_study_on_hardhat(hardhat_url):
 
     # A second connection, as an auditor would make from the run's description, reads it all back.
     auditor = open_chain(backend.describe(), None)
-    ledger = StudyLedger(auditor, study.ledger.address)
+    ledger = LooseStudy(auditor, study.ledger.address)
     consortium = Consortium(auditor, study.consortium.address)
     assert ledger.round_count() == 2
     assert [(r.round, r.model, b) for r, b in ledger.anchored_rounds()] == [

@@ -1,5 +1,5 @@
-"""secagg_board.vy in every study contract: StudyLedger (any active institution of the
-consortium) and CommitteeStudy / ConsensusStudy (an active roster member, through rounds.vy).
+"""secagg_board.vy in every study contract: LooseStudy (any active institution of the
+consortium) and SemiStudy / FullStudy (an active roster member, through rounds.vy).
 A poster advertises its X25519 keys (KeysAdvertised) and logs the digests of its shares and of
 its revealed shares (SecAggPosted) for the open round, in any of its phases; the SecAggBoard
 wrapper reads them back, the first message per member counting. Everything else is refused
@@ -58,7 +58,7 @@ class Board:
 
     @property
     def label(self) -> str:
-        return type(self.study).__name__
+        return self.study.contract_name
 
     def finish_round(self, rejected=()) -> None:
         """Finalize (anchor) the open round, rejecting the updates of `rejected`."""
@@ -151,8 +151,9 @@ def test_the_first_message_per_member_counts_in_chain_order(board):
     assert list(board.study.advertised_keys(1).items()) == [
         (b.address, (key("cipher first"), key("mask first"))), (a.address, (key("cipher first"), key("mask first"))),
         (c.address, (key("shared"), key("shared")))]
-    assert board.study.advertised_keys(1, from_block=second["blockNumber"]) == {
-        b.address: (key("cipher second"), key("mask second")), c.address: (key("shared"), key("shared"))}
+    adverts = board.study.key_adverts(1)      # with the block each landed in: latecomers can be told apart
+    assert [(p.member, p.block) for p in adverts][-1] == (c.address, second["blockNumber"] + 1)
+    assert [p.member for p in adverts] == [b.address, a.address, c.address]
 
     post(board, c, 1, REVEAL, "early")                        # a reveal before any shares: logged as it is
     post(board, b, 1, SHARES, "first")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fedledger.chain import CommitteeStudy, Consortium, Role, RpcChain
+from fedledger.chain import SemiStudy, Consortium, Role, RpcChain
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PASSWORD = "correct horse battery staple"
@@ -75,7 +75,7 @@ def test_init_enrols_the_roster_and_writes_the_consortium_file(deployed, hardhat
         assert on_chain[member["name"]].address == member["address"]
         assert on_chain[member["name"]].roles == Role.INSTITUTION
         assert backend.w3.eth.get_balance(member["address"]) > 0          # funded for gas
-    study = CommitteeStudy(backend, doc["contracts"]["ledger"])
+    study = SemiStudy(backend, doc["contracts"]["ledger"])
     assert study.roster() == [m["address"] for m in doc["members"]]
     assert study.config_digest() == doc["config_digest"] and study.initial_model() == doc["initial_model"]
     run = json.loads((deployed / "consortium" / "run.json").read_text())
@@ -147,10 +147,13 @@ def test_init_without_a_chain_is_one_clear_line(tmp_path):
                              tmp_path / "admin.json"), "no Ethereum JSON-RPC node answers")
 
 
-def test_init_refuses_secure_aggregation_which_deployed_nodes_do_not_run_yet(tmp_path):
+def test_init_refuses_simulated_attacks_and_faults(tmp_path):
     roster = make_roster(tmp_path, SITES[:2])
     study = semi_study(tmp_path)
-    study.write_text(study.read_text() + '\n[privacy]\nsecure_aggregation = "secagg"\n')
-    one_clear_line(fedledger("consortium", "init", roster, "--config", study, "--rpc", "http://127.0.0.1:9",
-                             "--out", tmp_path / "c", "--admin-keystore", tmp_path / "admin.json"),
-                   "deployed nodes do not take part in it yet")
+    base = study.read_text()
+    for section in ('[attack]\nkind = "sign_flip"\nfraction = 0.5\n', "[faults]\nsilent = 1\n"):
+        study.write_text(base + "\n" + section)
+        one_clear_line(fedledger("consortium", "init", roster, "--config", study, "--rpc", "http://127.0.0.1:9",
+                                 "--out", tmp_path / "c", "--admin-keystore", tmp_path / "admin.json"),
+                       "a deployed node runs its institution's part honestly" if "attack" in section
+                       else "a deployed node runs its part honestly")

@@ -229,14 +229,18 @@ def test_missing_node_file_is_a_config_error(tmp_path):
 
 def test_journal_round_trip(tmp_path):
     journal = tmp_path / "state" / "journal"
-    assert read_entry(journal, 1) is None
-    write_entry(journal, 1, {"update": "ab" * 32, "num_samples": 7})
-    write_entry(journal, 2, {"update": "cd" * 32})
-    write_entry(journal, 1, {"update": "ef" * 32, "num_samples": 8})  # replaced whole
-    assert read_entry(journal, 1) == {"update": "ef" * 32, "num_samples": 8}
-    assert read_entry(journal, 2) == {"update": "cd" * 32}
-    assert read_entry(journal, 3) is None
-    assert sorted(p.name for p in journal.iterdir()) == ["1.json", "2.json"]  # no temporary files left
+    assert read_entry(journal, 1, "update") is None
+    write_entry(journal, 1, "update", {"update": "ab" * 32, "num_samples": 7})
+    write_entry(journal, 2, "update", {"update": "cd" * 32})
+    write_entry(journal, 1, "senders", {"senders": []})
+    write_entry(journal, 1, "update", {"update": "ef" * 32, "num_samples": 8})  # replaced whole
+    assert read_entry(journal, 1, "update") == {"update": "ef" * 32, "num_samples": 8}
+    assert read_entry(journal, 2, "update") == {"update": "cd" * 32}
+    assert read_entry(journal, 1, "senders") == {"senders": []}
+    assert read_entry(journal, 3, "update") is None
+    assert sorted(p.name for p in journal.iterdir()) == ["1.senders.json", "1.update.json", "2.update.json"]
+    with pytest.raises(ValueError, match="not a notice kind"):     # a kind never names another path
+        read_entry(journal, 1, "../../keys")
 
 
 # --- signed updates ---

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from fedledger.audit import verify_run
-from fedledger.chain import CommitteeStudy, Phase, RpcChain, StudyLedger
+from fedledger.chain import SemiStudy, Phase, RpcChain, LooseStudy
 from fedledger.config import load_config
 from fedledger.deploy.demo import run_demo
 from fedledger.deploy.devchain import HardhatNode
@@ -67,14 +67,14 @@ def address_of(local, name):
 
 
 def has_committed(local, study, name, round):
-    if isinstance(study, StudyLedger):    # loose: the update offered to the coordinator
-        return (local.state_dir(name) / "journal" / f"{round}.json").exists()
+    if isinstance(study, LooseStudy):    # loose: the update offered to the coordinator
+        return (local.state_dir(name) / "journal" / f"{round}.update.json").exists()
     return address_of(local, name) in study.committers(round)
 
 
 def aggregated(study, round):
     """Who took part in a finalized round."""
-    if isinstance(study, StudyLedger):
+    if isinstance(study, LooseStudy):
         return set(study.get_round(round).participants)
     return set(study.committers(round))
 
@@ -96,7 +96,7 @@ def test_killed_member_is_left_out_then_catches_up_after_restart(start_consortiu
     local.kill(victim)                                   # SIGKILL: no chance to clean up
 
     def round_2_closed_without_it() -> bool:
-        if isinstance(study, StudyLedger):
+        if isinstance(study, LooseStudy):
             return study.round_count() >= 2
         return study.round_count() >= 2 or (study.round_count() == 1 and study.phase() != Phase.COMMITTING)
     local.wait_until(round_2_closed_without_it, STUDY_TIMEOUT_S, "round 2 closed without the killed member")
@@ -205,7 +205,7 @@ def test_demo_matches_the_in_process_simulation(tmp_path, dev_chain):
 
     simulated = run_study(cfg, run_dir=tmp_path / "simulated", progress=False)
     backend = RpcChain(dev_chain.url)
-    assert CommitteeStudy(backend, result.consortium.contracts["ledger"]).latest_model() == \
+    assert SemiStudy(backend, result.consortium.contracts["ledger"]).latest_model() == \
         simulated.rounds[-1]["model"]
     assert result.final["pooled"]["accuracy"] == pytest.approx(simulated.final["pooled"]["accuracy"])
 

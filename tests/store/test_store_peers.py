@@ -23,11 +23,11 @@ def _blob(store, digest):
 
 @pytest.fixture
 def serve():
-    """serve(store, update_of=..., status=...) -> base URL of a running NodeServer; all stopped afterwards."""
+    """serve(store, notice=..., status=...) -> base URL of a running NodeServer; all stopped afterwards."""
     servers = []
 
-    def start(store, update_of=lambda round: None, status=dict):
-        server = NodeServer(HOST, free_loopback_port(), store, update_of, status)
+    def start(store, notice=lambda round, kind: None, status=dict):
+        server = NodeServer(HOST, free_loopback_port(), store, notice, status)
         server.start()
         servers.append(server)
         host, port = server.address
@@ -44,9 +44,9 @@ def serve():
 
 @pytest.fixture(scope="module")
 def plain_url(tmp_path_factory):
-    """One NodeServer for the whole module: an empty store, update_of(r) = {"round": r}."""
+    """One NodeServer for the whole module: an empty store, notice(r, kind) = {"round": r, "kind": kind}."""
     server = NodeServer(HOST, free_loopback_port(), ArtifactStore(tmp_path_factory.mktemp("plain")),
-                        lambda round: {"round": round}, dict)
+                        lambda round, kind: {"round": round, "kind": kind}, dict)
     server.start()
     yield f"http://{HOST}:{server.address[1]}"
     server.stop()
@@ -189,14 +189,14 @@ def test_node_server_refuses_a_blob_damaged_on_its_disk(tmp_path, serve):
     assert requests.get(f"{url}/blobs/{digest}", timeout=5).status_code == 404
 
 
-def test_node_server_status_and_updates(tmp_path, serve):
+def test_node_server_status_and_notices(tmp_path, serve):
     asked = []
 
-    def update_of(round):
-        asked.append(round)
-        return {"round": round, "signature": "0xabc"} if round == 3 else None
+    def notice(round, kind):
+        asked.append((round, kind))
+        return {"round": round, "signature": "0xabc"} if (round, kind) == (3, "update") else None
 
-    url = serve(ArtifactStore(tmp_path / "store"), update_of=update_of,
+    url = serve(ArtifactStore(tmp_path / "store"), notice=notice,
                 status=lambda: {"name": "cleveland", "done": False})
     status = requests.get(f"{url}/status", timeout=5)
     assert status.status_code == 200 and status.headers["Content-Type"] == "application/json"
@@ -204,7 +204,10 @@ def test_node_server_status_and_updates(tmp_path, serve):
     update = requests.get(f"{url}/rounds/3/update", timeout=5)
     assert update.status_code == 200 and update.json() == {"round": 3, "signature": "0xabc"}
     assert requests.get(f"{url}/rounds/4/update", timeout=5).status_code == 404
-    assert asked == [3, 4]
+    assert requests.get(f"{url}/rounds/3/senders", timeout=5).status_code == 404
+    for odd in ("/rounds/3/../keys", "/rounds/3/Update", "/rounds/x/update", "/rounds/3/"):
+        assert requests.get(f"{url}{odd}", timeout=5).status_code == 404     # never asked: not a notice
+    assert asked == [(3, "update"), (4, "update"), (3, "senders")]
 
 
 def test_node_server_answers_500_when_a_callable_fails(tmp_path, serve):

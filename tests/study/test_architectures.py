@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from fedledger.audit import verify_run
-from fedledger.chain import ConsensusStudy, open_chain
+from fedledger.chain import FullStudy, open_chain
 from fedledger.errors import FedLedgerError
 from fedledger.protocol import InstitutionNode
 from fedledger.simulation import run_study
-from fedledger.simulation.rundir import RunDir
+from fedledger.rundir import RunDir
 from fedledger.store import ArtifactStore
 
 from .conftest import short_study
@@ -65,7 +65,7 @@ def test_full_credits_rewards_by_samples_and_score(honest_runs):
     run = honest_runs["full"]
     backend = open_chain(*_chain(run.run_dir))
     try:
-        contract = ConsensusStudy(backend, RunDir(run.run_dir).read_run_info()["contracts"]["ledger"])
+        contract = FullStudy(backend, RunDir(run.run_dir).read_run_info()["contracts"]["ledger"])
         for entry in run.rounds:
             assert set(entry["rewards"]) == set(entry["accepted"])
         totals = {m: sum(r["rewards"][m] for r in run.rounds) for m in run.rounds[0]["rewards"]}
@@ -143,8 +143,8 @@ def test_full_outvotes_a_wrong_validator_and_tolerates_a_silent_one(tmp_path, ho
 def test_full_excludes_an_update_scored_far_below_the_others(tmp_path, monkeypatch):
     honest_train = InstitutionNode.train
 
-    def poisoned(self, task):
-        update = honest_train(self, task)
+    def poisoned(self, task, protect=None):
+        update = honest_train(self, task, protect)
         if self.name != "switzerland":
             return update
         # replace the published update by sign-flipped, blown-up weights: it scores badly everywhere
@@ -169,7 +169,7 @@ def test_loose_coordinator_faults(tmp_path):
     lying = run_study(study(tmp_path, "loose", rounds=2, faults={"wrong_result": 1}), run_dir=tmp_path / "lie",
                       progress=False)
     assert {("round 1", "aggregation recomputed"), ("round 2", "aggregation recomputed")} <= _failures(lying.run_dir)
-    with pytest.raises(FedLedgerError, match="coordinator did not answer"):
+    with pytest.raises(FedLedgerError, match="round 1: the study stalled: waiting for the coordinator to start it"):
         run_study(study(tmp_path, "loose", rounds=2, faults={"silent": 1}), run_dir=tmp_path / "silent", progress=False)
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from eth_account import Account
 
-import fedledger.protocol.coordinator as coordinator_module
+import fedledger.protocol.aggregate as aggregate_module
 from fedledger.audit import verify_run
 from fedledger.crypto import UpdateCommitment, sign_commitment
 from fedledger.errors import FedLedgerError
@@ -17,7 +17,7 @@ def _failed_checks(run_dir):
 
 
 def test_falsified_aggregate_is_caught(tmp_path, monkeypatch, make_study):
-    honest = coordinator_module.aggregate_round
+    honest = aggregate_module.aggregate_round
     calls = []
 
     def nudged(*args, **kwargs):
@@ -27,7 +27,7 @@ def test_falsified_aggregate_is_caught(tmp_path, monkeypatch, make_study):
             params = (params + np.float32(1e-3)).astype(np.float32)
         return params, state
 
-    monkeypatch.setattr(coordinator_module, "aggregate_round", nudged)
+    monkeypatch.setattr(aggregate_module, "aggregate_round", nudged)
     result = run_study(make_study(tmp_path), run_dir=tmp_path / "run", progress=False)
     failed = _failed_checks(result.run_dir)
     assert ("round 2", "aggregation recomputed") in failed
@@ -35,7 +35,7 @@ def test_falsified_aggregate_is_caught(tmp_path, monkeypatch, make_study):
 
 
 def test_forged_signature_is_caught(tmp_path, monkeypatch, make_study):
-    honest = coordinator_module.build_manifest
+    honest = aggregate_module.build_manifest
 
     def forged(**kwargs):
         manifest = honest(**kwargs)
@@ -45,20 +45,20 @@ def test_forged_signature_is_caught(tmp_path, monkeypatch, make_study):
             entry["signature"] = sign_commitment(Account.create(), c)
         return manifest
 
-    monkeypatch.setattr(coordinator_module, "build_manifest", forged)
+    monkeypatch.setattr(aggregate_module, "build_manifest", forged)
     result = run_study(make_study(tmp_path), run_dir=tmp_path / "run", progress=False)
     first = sorted(result.rounds[0]["accepted"], key=str.lower)[0]
     assert _failed_checks(result.run_dir) == {(f"round 1 update of {first}", "signature by the institution")}
 
 
 def test_nodes_notice_a_root_that_leaves_them_out(tmp_path, monkeypatch, make_study):
-    honest = coordinator_module.build_manifest
+    honest = aggregate_module.build_manifest
 
     def drop_one(**kwargs):
         manifest = honest(**kwargs)
         manifest["updates_root"] = honest(**{**kwargs, "entries": kwargs["entries"][1:]})["updates_root"]
         return manifest
 
-    monkeypatch.setattr(coordinator_module, "build_manifest", drop_one)
+    monkeypatch.setattr(aggregate_module, "build_manifest", drop_one)
     with pytest.raises(FedLedgerError, match="missing from the anchored Merkle root"):
         run_study(make_study(tmp_path), run_dir=tmp_path / "run", progress=False)

@@ -9,7 +9,8 @@ import pytest
 from fedledger.audit import verify_run
 from fedledger.config import config_from_dict
 from fedledger.protocol import Coordinator
-from fedledger.simulation import RunDir, run_study
+from fedledger.rundir import RunDir
+from fedledger.simulation import run_study
 from fedledger.validation import Reason, Rejection
 
 

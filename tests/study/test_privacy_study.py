@@ -10,14 +10,15 @@ import pytest
 
 from fedledger.audit import verify_run
 from fedledger.chain import open_chain
-from fedledger.chain.ledger import StudyLedger
-from fedledger.chain.rounds import CommitteeStudy, ConsensusStudy
+from fedledger.chain.loose import LooseStudy
+from fedledger.chain.rounds import SemiStudy, FullStudy
 from fedledger.privacy.accountant import Mechanism, epsilon_micro
 from fedledger.protocol.privacy import MemberPrivacy, PrivacyPlan
-from fedledger.simulation import RunDir, run_study
+from fedledger.rundir import RunDir
+from fedledger.simulation import run_study
 from fedledger.store import ArtifactStore
 
-WRAPPERS = {"loose": StudyLedger, "semi": CommitteeStudy, "full": ConsensusStudy}
+WRAPPERS = {"loose": LooseStudy, "semi": SemiStudy, "full": FullStudy}
 
 
 def _cfg(make_study, tmp_path, architecture="loose", rounds=3, **privacy):
@@ -71,8 +72,8 @@ def test_the_same_seed_gives_the_same_private_model_on_every_architecture(make_s
 def test_a_member_understating_its_spend_is_caught(make_study, tmp_path, monkeypatch):
     honest = MemberPrivacy.release
 
-    def understated(self):
-        spend = honest(self)
+    def understated(self, round):
+        spend = honest(self, round)
         return dataclasses.replace(spend, epsilon=spend.epsilon - 1000)
 
     monkeypatch.setattr(MemberPrivacy, "release", understated)

@@ -8,16 +8,17 @@ import pytest
 
 from fedledger.audit import verify_run
 from fedledger.chain import open_chain
-from fedledger.chain.ledger import StudyLedger
-from fedledger.chain.rounds import CommitteeStudy
+from fedledger.chain.loose import LooseStudy
+from fedledger.chain.rounds import SemiStudy
 from fedledger.chain.secagg import CKKS_CONTEXT, CKKS_KEYS, CKKS_SUM, REVEAL, SHARES
 from fedledger.privacy import ckks
-from fedledger.protocol.secure import MASKED, SecureParty
-from fedledger.simulation import RunDir, run_study
+from fedledger.protocol.masking import MASKED, Masking
+from fedledger.rundir import RunDir
+from fedledger.simulation import run_study
 from fedledger.store import ArtifactStore
 from fedledger.validation import Reason
 
-WRAPPERS = {"loose": StudyLedger, "semi": CommitteeStudy}
+WRAPPERS = {"loose": LooseStudy, "semi": SemiStudy}
 
 
 def _run(make_study, tmp_path, architecture, secure, **sections):
@@ -70,16 +71,16 @@ def test_a_member_dropping_out_after_sharing_is_unmasked(make_study, tmp_path):
 
 
 def test_a_malformed_masked_update_is_rejected_and_its_masks_removed(make_study, tmp_path, monkeypatch):
-    honest = SecureParty.masked_update
+    honest = Masking.protect
     sent = []
 
-    def first_one_broken(self, params, num_samples, peers, store):
-        sent.append(self.account.address)
+    def first_one_broken(self, ctx, task, params, num_samples):
+        sent.append(ctx.address)
         if len(sent) == 1:
-            return store.put_arrays({MASKED: np.zeros(3, dtype=np.int64)})
-        return honest(self, params, num_samples, peers, store)
+            return ctx.store.put_arrays({MASKED: np.zeros(3, dtype=np.int64)})
+        return honest(self, ctx, task, params, num_samples)
 
-    monkeypatch.setattr(SecureParty, "masked_update", first_one_broken)
+    monkeypatch.setattr(Masking, "protect", first_one_broken)
     result = _run(make_study, tmp_path, "loose", "secagg")
     first = result.rounds[0]
     assert [(x["institution"], x["code"]) for x in first["rejected"]] == [(sent[0], Reason.WRONG_LAYOUT)]

@@ -18,20 +18,11 @@ from fedledger.learning import (
     hold_out_validation,
     load_fed_heart_disease,
 )
-from fedledger.protocol import (
-    CommitteeRounds,
-    ConsensusRounds,
-    Faults,
-    InstitutionNode,
-    LooseRounds,
-    ModelSpec,
-    SignedUpdate,
-    aggregate_round,
-)
-from fedledger.protocol.setup import loose_coordinator, set_up_chain
-from fedledger.report import summarize_evaluations
+from fedledger.protocol import InstitutionNode, ModelSpec, SignedUpdate, aggregate_round, round_outcome
+from fedledger.protocol.setup import set_up_chain
+from fedledger.simulation.study import schedule
 from fedledger.store import ArtifactStore, encode_params, sha256_hex
-from fedledger.validation import Reason, ValidationRules
+from fedledger.validation import Reason
 
 from .test_validation_screen import _blob
 
@@ -49,7 +40,7 @@ class HostileNode(InstitutionNode):
         super().__init__(name, Account.create(), data, SPEC, TrainConfig(local_steps=2), store, seed=1)
         self.blob, self.num_samples, self.round_offset = blob, num_samples, round_offset
 
-    def train(self, task):
+    def train(self, task, protect=None):
         digest = self.store.put(self.blob) if self.blob is not None else sha256_hex(b"never published")
         commitment = UpdateCommitment(chain_id=task.chain_id, ledger=task.ledger, round=task.round + self.round_offset,
                                       parent_model=task.global_model, update=digest, num_samples=self.num_samples)
@@ -65,24 +56,18 @@ def _round(tmp_path, architecture, hostile_specs):
     initial = store.put_params(get_flat_params(build_model("logreg", SPEC.num_features, seed=1)))
     backend = EmbeddedChain.create(None)
     coordinator_key = Account.create()
-    cfg = config_from_dict({"study": {"architecture": architecture},
+    cfg = config_from_dict({"study": {"architecture": architecture, "rounds": 1},
                             "data": {"validation_fraction": 0.2},
                             "protocol": {"commit_window": 3, "result_window": 3, "exclusion_margin": 1.0}})
     try:
+        config_digest = store.put_json(cfg.to_dict())
         chain = set_up_chain(backend, Account.create(), coordinator_key, [(n.name, n.account) for n in nodes],
-                             store.put_json({}), initial, cfg)
-        strategy = make_strategy("fedavg")
-        if architecture == "loose":
-            coordinator = loose_coordinator(coordinator_key, store, strategy, chain.consortium, chain.ledger,
-                                            ValidationRules())
-            rounds = LooseRounds(coordinator, nodes, Faults(),
-                                 lambda m: summarize_evaluations({n.name: n.evaluate(m) for n in honest}))
-        elif architecture == "semi":
-            rounds = CommitteeRounds(nodes, strategy, chain.ledger, 3, Faults(), seed=1)
-        else:
-            rounds = ConsensusRounds(nodes, strategy, chain.ledger, 1.0, Faults())
-        result = rounds.run_round(1, initial, None)
-        on_chain = {(r.member, r.reason) for r in chain.ledger.rejections(1)}
+                             config_digest, initial, cfg)
+        scheduler = schedule(cfg, chain.study, store, make_strategy("fedavg"), nodes, coordinator_key,
+                             config_digest, initial, backend)
+        scheduler.run_until(lambda: chain.study.round_count() >= 1, 1)
+        result = round_outcome(architecture, chain.study, store, 1)
+        on_chain = {(r.member, r.reason) for r in chain.study.rejections(1)}
         return result, honest, hostile, on_chain, store, initial
     finally:
         backend.close()

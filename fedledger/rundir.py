@@ -1,4 +1,5 @@
-"""Layout of a run directory: everything an auditor needs after the process has exited.
+"""Layout of a run directory: everything an auditor needs after the process has exited (a
+simulated study writes one; a deployed consortium's directory has the same run.json).
 
     run.json        where the chain and contracts are, who the institutions are (a pointer only:
                     the auditor checks everything it says against the chain itself)

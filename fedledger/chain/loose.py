@@ -1,4 +1,4 @@
-"""`StudyLedger`: typed access to StudyLedger.vy, the loosely-coupled round anchor."""
+"""`LooseStudy`: typed access to StudyLedger.vy, the loose architecture's round anchor."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from web3.types import TxReceipt
 
 from fedledger.chain.backend import ChainBackend
 from fedledger.chain.consortium import Consortium
+from fedledger.chain.contract import StudyContract
 from fedledger.chain.privacy import NO_SPEND, PrivacyBudget, PrivacySpend
 from fedledger.chain.records import (
     Rejection,
+    Role,
     RoundRecord,
     address_order,
     bytes32_to_digest,
@@ -26,27 +28,21 @@ from fedledger.chain.reputation import ReputationPolicy
 from fedledger.chain.secagg import SecAggBoard
 
 
-class StudyLedger(ReputationPolicy, PrivacyBudget, SecAggBoard):
-    """One study's ledger at `address`: its configuration, every anchored round, and the shared
-    reputation policy applied to the institutions the anchors name, and the privacy budget."""
+class LooseStudy(StudyContract, ReputationPolicy, PrivacyBudget, SecAggBoard):
+    """One loose study's contract at `address`: its configuration, every anchored round, and the
+    shared reputation policy applied to the institutions the anchors name, and the privacy budget."""
 
-    def __init__(self, backend: ChainBackend, address: str) -> None:
-        self.backend = backend
-        self.contract = backend.contract("StudyLedger", address)
-        self.address: str = self.contract.address
+    contract_name = "StudyLedger"
 
     @classmethod
     def deploy(cls, backend: ChainBackend, deployer: LocalAccount, consortium: Consortium,
-               suspension_threshold: int = 0, epsilon_budget: int = 0, delta: int = 0) -> StudyLedger:
+               suspension_threshold: int = 0, epsilon_budget: int = 0, delta: int = 0) -> LooseStudy:
         """A new study whose members and coordinators are those of `consortium`; an institution
         whose reputation falls strictly below a non-zero `suspension_threshold` is suspended.
         A non-zero `epsilon_budget` (millionths) with its `delta` (1e-18 units) is each member's
         differential-privacy budget: every anchor then carries its participants' spends."""
-        return cls(backend, backend.deploy(deployer, "StudyLedger", consortium.address, suspension_threshold,
+        return cls(backend, backend.deploy(deployer, cls.contract_name, consortium.address, suspension_threshold,
                                            epsilon_budget, delta))
-
-    def _send(self, account: LocalAccount, fn: Any) -> TxReceipt:
-        return self.backend.transact(account, fn)
 
     def start_study(self, coordinator: LocalAccount, config_digest: str, initial_model: str) -> TxReceipt:
         """Fix the study's configuration and initial model; `coordinator` becomes its coordinator."""
@@ -83,6 +79,10 @@ class StudyLedger(ReputationPolicy, PrivacyBudget, SecAggBoard):
                                     "metrics_digest", "manifest_digest"), stored, strict=True)),
                        self.rejections(n), [(r.member, r.spend) for r in self.privacy_spends(n)])
 
+    def round_manifest(self, n: int) -> str:
+        """The manifest digest of anchored round `n`."""
+        return bytes32_to_digest(self.backend.call(self.contract.functions.get_round(n))[5])
+
     def reputation(self, member: str) -> int:
         """`member`'s reputation in effect: INITIAL_REPUTATION for an institution no anchor has
         named yet, 0 for anyone else never named (the contract's `reputation_of`)."""
@@ -100,6 +100,15 @@ class StudyLedger(ReputationPolicy, PrivacyBudget, SecAggBoard):
 
     def latest_model(self) -> str:
         return bytes32_to_digest(self.backend.call(self.contract.functions.latest_model()))
+
+    def institutions_among(self, addresses: Sequence[str]) -> set[str]:
+        """Which of `addresses` are active members of the study's consortium with the
+        institution role (one read for all)."""
+        return Consortium(self.backend, self._view("consortium")).holders_of(addresses, Role.INSTITUTION)
+
+    def started(self) -> bool:
+        """Whether the coordinator has started the study (fixed its config and initial model)."""
+        return self.coordinator() != "0x" + "00" * 20
 
     def coordinator(self) -> str:
         """The study's coordinator; the zero address before the study starts."""

@@ -1,0 +1,60 @@
+"""An institution's part in a round, under every architecture: the steps its update scheme
+needs first (keys, shares), training, the update as the scheme sends it, the signed commitment,
+and its own evaluation of the round's parent model (only counts and scores leave the site)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fedledger.protocol.context import MemberContext, Step, waiting
+from fedledger.protocol.messages import RoundTask, SignedUpdate
+from fedledger.protocol.node import InstitutionNode
+from fedledger.protocol.scheme import SitOut, UpdateScheme
+
+
+@dataclass(frozen=True)
+class Update:
+    """What an institution sends in a round: its signed update and the digest of its evaluation
+    of the round's parent model."""
+    signed: SignedUpdate
+    metrics: str
+
+
+class Contribution:
+    """Makes one institution's updates; a round it cannot take part in is sat out, said once."""
+
+    def __init__(self, ctx: MemberContext, node: InstitutionNode, scheme: UpdateScheme) -> None:
+        self.ctx, self.node, self.scheme = ctx, node, scheme
+        self.sat_out: set[int] = set()
+        if node.privacy is not None:   # a restarted member takes up the releases the chain recorded for it
+            node.privacy.restore([x for x in ctx.study.privacy_spends() if x.member == ctx.address])
+
+    def expected(self) -> list[str]:
+        """The roster members that may take part now (not suspended)."""
+        return [m for m in self.ctx.roster if not self.ctx.study.suspended(m)]
+
+    def ready(self, task: RoundTask) -> Step | None:
+        """What this member waits for before it can train for `task` (its scheme's steps);
+        None once it can. A round it cannot take part in is sat out, and waits for ever."""
+        r = task.round
+        if r in self.sat_out:
+            return waiting(f"round {r}: sitting it out")
+        try:
+            if not self.node.can_take_part():
+                raise SitOut(f"round {r}: my privacy budget is spent; not taking part")
+            return self.scheme.prepare(self.ctx, task, self.expected()) if self.scheme.exchanges else None
+        except SitOut as exc:
+            self.sat_out.add(r)
+            self.ctx.log.warning("%s", exc)
+            return waiting(f"round {r}: sitting it out")
+
+    def make(self, task: RoundTask) -> Update | Step:
+        """This round's update, or what it waits for first."""
+        step = self.ready(task)
+        if step is not None:
+            return step
+        with self.ctx.timings.measure("train"):
+            signed = self.node.train(task, lambda params, n, store: self.scheme.protect(self.ctx, task, params, n))
+        with self.ctx.timings.measure("evaluate"):
+            metrics = self.ctx.store.put_json(self.node.evaluate(task.global_model))
+        return Update(signed, metrics)

@@ -1,0 +1,106 @@
+"""Every example config, simulated and deployed, ends on the same model: one protocol, two runtimes.
+
+The deployed side is the real deployment runtime (one `NodeRuntime` per member, keystores, HTTP
+between nodes, a Hardhat node over JSON-RPC), each node in a thread of this process instead of its
+own process, so that seven studies fit in the suite's time; tests/deploy/test_local_consortium.py
+and test_deployed_secure.py run members as real processes, kill and restart them.
+"""
+
+import dataclasses
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fedledger.audit import verify_run
+from fedledger.chain import RpcChain, open_chain, study_contract
+from fedledger.config import AttackSection, load_config
+from fedledger.deploy.devchain import HardhatNode
+from fedledger.deploy.local import LocalConsortium
+from fedledger.deploy.node import NodeRuntime, load_node_config
+from fedledger.errors import ConfigError
+from fedledger.rundir import RunDir
+from fedledger.simulation import run_study
+from fedledger.store import ArtifactStore
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.toml"))
+ROUNDS = 2
+TIMEOUT_S = 240
+
+
+@pytest.fixture(scope="module")
+def dev_chain(tmp_path_factory, hardhat_installed):
+    with HardhatNode(tmp_path_factory.mktemp("devchain") / "chain.log", block_interval_ms=200) as node:
+        yield node
+
+
+def shortened(cfg):
+    """The example with few rounds and short local training: the same protocol, quicker."""
+    return dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, rounds=ROUNDS),
+                               training=dataclasses.replace(cfg.training, local_steps=min(cfg.training.local_steps, 20)))
+
+
+def deploy_in_threads(cfg, directory, rpc_url):
+    """Deploy the study and run every member's NodeRuntime to the end; the consortium, the final
+    model on chain and the audit (made while the nodes still serve their stores)."""
+    local = LocalConsortium(directory, cfg, rpc_url, poll_seconds=0.1)
+    consortium = local.create()
+    runtimes = [NodeRuntime(load_node_config(local.node_file(m.name))) for m in local.members]
+    stop = threading.Event()
+    threads = [threading.Thread(target=r.run, args=(stop,), daemon=True) for r in runtimes]
+    for thread in threads:
+        thread.start()
+    try:
+        local.wait_until(lambda: all(r.done for r in runtimes) or any(not t.is_alive() for t in threads),
+                         TIMEOUT_S, "the deployed study's end")
+        assert all(r.done for r in runtimes) and not any(r.errors for r in runtimes), \
+            {r.me.name: r.errors for r in runtimes}
+        report = verify_run(local.consortium_dir)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    final = consortium.study(RpcChain(rpc_url)).latest_model()
+    return consortium, final, report
+
+
+def spends(chain_description, chain_dir, architecture, address, names):
+    """(round, member name, spend) of every release the study's contract recorded."""
+    backend = open_chain(chain_description, chain_dir)
+    try:
+        study = study_contract(architecture, backend, address)
+        return sorted((x.round, names[x.member], x.spend) for x in study.privacy_spends())
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_an_example_ends_on_the_same_model_simulated_and_deployed(example, dev_chain, tmp_path):
+    cfg = load_config(example)
+    if cfg.attack.kind != "none":     # attacks are a simulation's experiment: deployment refuses them
+        with pytest.raises(ConfigError, match=r"remove \[attack\]"):
+            LocalConsortium(tmp_path / "refused", cfg, dev_chain.url).create()
+        cfg = dataclasses.replace(cfg, attack=AttackSection())
+    cfg = shortened(cfg)
+    simulated = run_study(cfg, run_dir=tmp_path / "simulated", progress=False)
+    consortium, final, report = deploy_in_threads(cfg, tmp_path / "deployed", dev_chain.url)
+    assert report.ok, report.summary()
+    assert report.rounds == len(simulated.rounds) == ROUNDS
+    expected = simulated.rounds[-1]["model"]
+    if cfg.privacy.secure_aggregation == "ckks":       # approximate: within float32 rounding
+        deployed = ArtifactStore(tmp_path / "deployed" / "consortium" / "store").get_params(final)
+        reference = ArtifactStore(RunDir(simulated.run_dir).store).get_params(expected)
+        assert np.abs(deployed - reference).max() < 1e-6
+    elif cfg.privacy.mechanism != "none":
+        # each deployed node draws its noise from its OS, in secret: the same mechanisms and
+        # epsilons are recorded, the noise (and so the model) differs
+        info = RunDir(simulated.run_dir).read_run_info()
+        sim_names = {a: n for n, a in info["institutions"].items()}
+        dep_names = {m.address: m.name for m in consortium.members}
+        assert spends(info["chain"], RunDir(simulated.run_dir).chain, cfg.study.architecture,
+                      info["contracts"]["ledger"], sim_names) == \
+            spends(consortium.chain, None, cfg.study.architecture, consortium.contracts["ledger"], dep_names)
+        assert final != expected
+    else:
+        assert final == expected
