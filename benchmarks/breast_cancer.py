@@ -1,7 +1,7 @@
 """Breast Cancer Wisconsin over 5 hospitals (Dirichlet label skew): federated F1 versus pooled training.
 
 Each seed draws a new split; pooled training sees all hospitals' training rows at once; the
-federated model is a full FedLedger study (loosely coupled, embedded EVM). Both are scored on the
+federated model is a full FedLedger study (loose, embedded EVM). Both are scored on the
 same test rows: F1 over all hospitals' test sets together (from summed confusion counts).
 """
 

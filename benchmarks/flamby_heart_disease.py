@@ -1,4 +1,4 @@
-"""FLamby's Fed-Heart-Disease benchmark reproduced through FedLedger (loosely coupled, embedded chain).
+"""FLamby's Fed-Heart-Disease benchmark reproduced through FedLedger (loose, embedded chain).
 
 Pooled and Local baselines train without federation; every federated strategy runs as a full
 FedLedger study: four institution nodes with their own keys, a coordinator, every round anchored
@@ -84,7 +84,7 @@ def main() -> None:
     print(table)
     best = max(FEDERATED, key=lambda k: statistics.mean(scores[k]))
     body = (f"Client-average test accuracy, mean over seeds {', '.join(map(str, args.seeds))}; {args.rounds} rounds. "
-            "Federated runs are full FedLedger studies (loosely coupled, embedded EVM, every round anchored).\n\n"
+            "Federated runs are full FedLedger studies (loose, embedded EVM, every round anchored).\n\n"
             f"{table}\n\nBest federated strategy: {best} at {statistics.mean(scores[best]):.4f} "
             f"(published Pooled: {PUBLISHED['Pooled']}).")
     write_section("flamby-heart", "FLamby Fed-Heart-Disease through FedLedger", body)

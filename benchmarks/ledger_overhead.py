@@ -58,13 +58,13 @@ def main() -> None:
         ["rounds", len(rounds)],
     ])
     print(table)
-    body = (f"Study: examples/fed_heart_disease.toml (4 hospitals, {len(rounds)} rounds, loosely coupled, embedded "
+    body = (f"Study: examples/fed_heart_disease.toml (4 hospitals, {len(rounds)} rounds, loose, embedded "
             f"EVM persisted to disk), {args.repeats} repeats each, alternating. Wall time covers the whole study "
             f"(data loading, chain setup, training, anchoring, run directory).\n\n{table}\n\n"
             f"The 1.05 target is {'met' if on / off <= 1.05 else 'not met'}: the study itself is short (logistic "
             "regression on 13 features, 4 x 100 SGD steps a round), while py-evm executes every transaction "
             "in pure Python in the same process.")
-    write_section("ledger-overhead", "Ledger overhead (loosely coupled)", body)
+    write_section("ledger-overhead", "Ledger overhead (loose)", body)
 
 
 if __name__ == "__main__":

@@ -192,7 +192,7 @@ def main() -> None:
             "norm bounding = normclip to the round's median norm; reputation = fedavg with "
             "[validation].outlier_factor 8 (an update farther than 8 x the median distance from the "
             "coordinate-wise median update is rejected as an outlier, costing 20 reputation) and "
-            "[protocol].suspension_threshold 50 on the embedded chain (loosely coupled). "
+            "[protocol].suspension_threshold 50 on the embedded chain (loose). "
             f"{setup['note'] + ' ' if setup['note'] else ''}{len(jobs)} studies in "
             f"{time.perf_counter() - started:.0f} s with {args.workers} workers.\n\n"
             f"{table}\n\n" + "\n".join(notes) + "\n\nReputation policy:\n\n" + "\n".join(rep))

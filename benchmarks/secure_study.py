@@ -1,6 +1,5 @@
-"""What secure aggregation costs a whole study: Fed-Heart-Disease on the embedded chain, loosely
-coupled, plain against pairwise masking against CKKS (and masking in the semi-coupled
-architecture), side by side: seconds, transactions and gas per round, bytes stored per round,
+"""What secure aggregation costs a whole study: Fed-Heart-Disease on the embedded chain, loose,
+plain against pairwise masking against CKKS (and masking in the semi architecture), side by side: seconds, transactions and gas per round, bytes stored per round,
 and the final model against the plain one.
 
     python benchmarks/secure_study.py [--rounds 5]

@@ -49,7 +49,7 @@ class DataSection:
     num_clients: int = 5
     alpha: float = 0.5
     test_fraction: float = 0.3
-    # share of each institution's training rows held out as validation data (the fully coupled
+    # share of each institution's training rows held out as validation data (the full
     # architecture scores updates on it); applied alike under every architecture
     validation_fraction: float = 0.0
     # csv: one file per institution, {name = "path"}, paths relative to the config file
@@ -382,10 +382,10 @@ def _check_secure_aggregation(c: Config) -> None:
     why = "secure aggregation reveals only the sum of the updates, and"
     if c.privacy.secure_aggregation == "ckks" and c.study.architecture != "loose":
         raise ConfigError("[privacy].secure_aggregation = \"ckks\" hides the updates from an aggregator that "
-                          "holds no key: the loosely coupled coordinator. In the semi and fully coupled "
+                          "holds no key: the loose coordinator. In the semi and full "
                           "architectures members aggregate, and every member holds the key: use \"secagg\"")
     if c.study.architecture == "full":
-        raise ConfigError(f"{why} the fully coupled architecture's validators score each update: "
+        raise ConfigError(f"{why} the full architecture's validators score each update: "
                           "use [study].architecture = \"semi\" or \"loose\"")
     if make_strategy(c.aggregation.strategy, **c.aggregation.params).combines_individually:
         raise ConfigError(f"{why} [aggregation].strategy = {c.aggregation.strategy!r} needs each one: use "

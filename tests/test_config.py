@@ -171,11 +171,11 @@ DP = {"mechanism": "dp-sgd", "epsilon": 3.0}
     ({"privacy": {"secure_aggregation": "paillier"}},
      "[privacy].secure_aggregation is 'paillier'; allowed: none, secagg, ckks"),
     ({"privacy": {"secure_aggregation": "ckks"}, "study": {"architecture": "semi"}},
-     "hides the updates from an aggregator that holds no key: the loosely coupled coordinator"),
+     "hides the updates from an aggregator that holds no key: the loose coordinator"),
     ({"privacy": {"secure_aggregation": "ckks"}, "aggregation": {"strategy": "krum"}}, "needs each one"),
     ({"privacy": {"secure_aggregation": "secagg"}, "study": {"architecture": "full"},
       "data": {"validation_fraction": 0.2}},
-     "secure aggregation reveals only the sum of the updates, and the fully coupled architecture's validators "
+     "secure aggregation reveals only the sum of the updates, and the full architecture's validators "
      "score each update"),
     ({"privacy": {"secure_aggregation": "secagg"}, "aggregation": {"strategy": "fedmedian"}},
      "[aggregation].strategy = 'fedmedian' needs each one: use fedavg, fedprox, fedadam, fedadagrad or fedyogi"),

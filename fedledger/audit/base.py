@@ -1,70 +1,124 @@
 """What every architecture's audit shares: artifacts re-hashed on read, the study's anchored
-config, and aggregation recomputed from the stored updates."""
+config, the rounds walked in chain order, and the reputation history replayed."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from fedledger.aggregation import Strategy, make_strategy
+from fedledger.audit.policy import ReputationReplay
 from fedledger.audit.report import AuditReport
-from fedledger.chain import ChainBackend, Consortium, Role
+from fedledger.audit.secure import study_scheme
+from fedledger.chain import ChainBackend, Consortium, LooseStudy, Role, RoundStudy
 from fedledger.chain.consortium import held_role_at
 from fedledger.errors import FedLedgerError
-from fedledger.protocol import aggregate_round
-from fedledger.protocol import AggregationRecord
-from fedledger.store import ArtifactStore, encode_arrays, encode_params, sha256_hex
+from fedledger.protocol import UpdateScheme
+from fedledger.store import ArtifactStore
+from fedledger.validation import ValidationRules
+
+Changes = Counter[tuple[int, str, str]]   # (round, member, reason) -> how many such reputation changes
 
 
-class Auditor:
-    """What every architecture's audit shares: artifacts, the study's config, recomputation."""
+def artifact(report: AuditReport, subject: str, what: str, digest: str, loader: Callable[[str], Any]) -> Any:
+    """Load an artifact, recording whether it is intact; None if it is missing or corrupt."""
+    try:
+        value = loader(digest)
+    except FedLedgerError as exc:
+        report.record(subject, f"{what} artifact intact", False, str(exc))
+        return None
+    report.record(subject, f"{what} artifact intact", True)
+    return value
 
-    def __init__(self, report: AuditReport, backend: ChainBackend, info: dict[str, Any], store: ArtifactStore) -> None:
+
+@dataclass(frozen=True)
+class Study:
+    """What the study's anchored config fixes for every round of its audit."""
+    config: Mapping[str, Any] | None   # None where the config artifact cannot be had
+    strategy: Strategy | None          # None where the config names none that can be made
+    rules: ValidationRules
+    scheme: UpdateScheme               # how updates are sent (plain, masked, encrypted)
+    roster: tuple[str, ...] = ()       # semi and full: the members the study started with
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What the study-wide checks (reputation, privacy) need of the rounds."""
+    changes: Changes = field(default_factory=Counter)   # reputation changes the rounds call for
+    samples: Mapping[tuple[int, str], int | None] = field(default_factory=dict)   # loose: as the manifests say
+    aggregated: Mapping[int, int] = field(default_factory=dict)   # round -> how many updates it aggregated
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(self.changes + other.changes, {**self.samples, **other.samples},
+                     {**self.aggregated, **other.aggregated})
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """What one round's audit hands on to the next round and to the study-wide checks."""
+    model: str                        # the round's model on chain: the next round's parent
+    state_after: str | None = None    # the server state the next round continues from (None: unknown)
+    tally: Tally = field(default_factory=Tally)
+
+
+class Auditor(ABC):
+    """One architecture's audit of one study (see audit/verify.py for how one is picked)."""
+
+    def __init__(self, report: AuditReport, backend: ChainBackend, info: Mapping[str, Any],
+                 store: ArtifactStore) -> None:
         self.report = report
         self.backend = backend
         self.store = store
         self.consortium = Consortium(backend, info["contracts"]["consortium"])
         self.membership = self.consortium.membership_events()   # fetched once: log queries are slow
 
+    @abstractmethod
+    def verify(self) -> None:
+        """Check the whole study, recording every check in the report."""
+
+    @abstractmethod
+    def _verify_round(self, study: Study, round: Any, parent: str, state_before: str | None) -> RoundResult:
+        """Check one round as the chain holds it, continuing from `parent` and `state_before`."""
+
     def _held_role(self, address: str, block: int, role: Role = Role.INSTITUTION) -> bool:
         return held_role_at(self.membership, address, block, role)
 
-    def _artifact(self, subject: str, what: str, digest: str, loader: Callable[[str], Any]) -> Any:
-        """Load an artifact, recording a failure (and returning None) if missing or corrupt."""
-        try:
-            value = loader(digest)
-        except FedLedgerError as exc:
-            self.report.record(subject, f"{what} artifact intact", False, str(exc))
-            return None
-        self.report.record(subject, f"{what} artifact intact", True)
-        return value
+    def _study(self, contract: LooseStudy | RoundStudy, roster: Sequence[str] = ()) -> Study:
+        """The study's anchored config and what it fixes; records whether they can be had."""
+        config = artifact(self.report, "study", "config", contract.config_digest(), self.store.get_json)
+        artifact(self.report, "study", "initial model", contract.initial_model(), self.store.get_params)
+        return Study(config, self._strategy(config), ValidationRules.from_config(config),
+                     study_scheme(config, contract), tuple(roster))
 
-    def _study_config(self, config_digest: str, initial_model: str) -> tuple[dict[str, Any] | None, Strategy | None]:
-        """The anchored config and the strategy it names (None where they cannot be had)."""
-        config = self._artifact("study", "config", config_digest, self.store.get_json)
-        self._artifact("study", "initial model", initial_model, self.store.get_params)
+    def _strategy(self, config: Mapping[str, Any] | None) -> Strategy | None:
         if config is None:
-            return None, None
+            return None
         try:
             agg = config["aggregation"]
-            return config, make_strategy(agg["strategy"], **agg["params"])
+            return make_strategy(agg["strategy"], **agg["params"])
         except (FedLedgerError, KeyError, TypeError) as exc:
             self.report.record("study", "strategy from config", False, str(exc))
-            return config, None
+            return None
 
-    def _recompute(self, subject: str, parent: str, model: str, manifest: dict[str, Any],
-                   entries: list[dict[str, Any]], strategy: Strategy, record: AggregationRecord | None = None) -> None:
-        """Aggregate the entries again (under secure aggregation: unmask their sum with the
-        revealed shares); the result must hash to `model` and the manifest's state."""
-        try:
-            params, state = aggregate_round(self.store, strategy, parent, entries, manifest["state_before"], record)
-        except FedLedgerError as exc:
-            self.report.record(subject, "aggregation recomputed", False, str(exc))
-            return
-        recomputed = sha256_hex(encode_params(params))
-        self.report.record(subject, "aggregation recomputed", recomputed == model,
-                           f"recomputing {strategy.name} from the stored updates gives {recomputed}, "
-                           f"the chain says {model}")
-        state_after = sha256_hex(encode_arrays(state)) if state else None
-        self.report.record(subject, "server state recomputed", state_after == manifest["state_after"],
-                           f"recomputed state {state_after}, the manifest says {manifest['state_after']}")
+    def _verify_rounds(self, study: Study, rounds: Iterable[Any], initial_model: str) -> Tally:
+        """Check `rounds` in chain order, each continuing from the one before."""
+        tally, parent, state = Tally(), initial_model, None
+        for round in rounds:
+            result = self._verify_round(study, round, parent, state)
+            tally, parent, state = tally + result.tally, result.model, result.state_after
+        return tally
+
+    def _verify_reputation(self, contract: LooseStudy | RoundStudy, events: Sequence[Mapping[str, Any]],
+                           expected: Changes, roster: Sequence[str] | None = None) -> None:
+        """Replay the contract's reputation events: they must follow the rules, be the changes
+        the rounds call for (`expected`), and end at the contract's values for the `roster`'s
+        members (a loose study has no roster: for the members its events name)."""
+        replay = ReputationReplay(contract.suspension_threshold(), roster or ())
+        admin = self.consortium.admin()
+        seen = replay.replay(events, lambda block: admin)
+        members = roster if roster is not None else {e["member"] for e in events if e["event"] == "ReputationChanged"}
+        replay.verify(self.report, seen, expected, {m: contract.reputation(m) for m in members},
+                      {m for m in members if contract.suspended(m)})

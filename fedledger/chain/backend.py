@@ -27,7 +27,7 @@ from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 from web3.types import TxParams, TxReceipt
 
 from fedledger.chain.artifacts import load_artifact
-from fedledger.chain.records import TxStats
+from fedledger.chain.records import TxStats, chain_order
 from fedledger.errors import ChainError, TransactionReverted
 
 # eth_estimateGas is exact on the nodes we know, but the state can move between estimate and
@@ -217,6 +217,12 @@ class ChainBackend:
             except self.revert_errors as exc:
                 raise TransactionReverted(f"{self._label(fn)} reverted: {revert_reason(exc)}") from None
         return self.read(("call", fn.address, fn.fn_name, repr(fn.args)), evaluate)
+
+    def logs(self, event: Any, filters: dict[str, Any] | None, from_block: int) -> list[Any]:
+        """The logs of contract event `event` (web3's `contract.events.Name`) matching
+        `filters`, from block `from_block` to the latest, in chain order."""
+        return sorted(event.get_logs(from_block=from_block, to_block="latest", argument_filters=filters),
+                      key=chain_order)
 
     def read(self, key: Hashable, compute: Callable[[], Any]) -> Any:
         """`compute()`, a read of the latest block's state named by `key`. A chain that knows

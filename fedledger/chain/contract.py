@@ -59,7 +59,5 @@ class StudyContract:
         on) in chain order: its arguments plus "block". Bounding the blocks matters: log
         queries scan every block in the range."""
         filters = {"round_number": round} if round is not None else None
-        logs = self.backend.read(("events", self.address, name, round, from_block), lambda: sorted(
-            getattr(self.contract.events, name).get_logs(from_block=from_block, to_block="latest",
-                                                         argument_filters=filters), key=chain_order))
+        logs = self.backend.logs(getattr(self.contract.events, name), filters, from_block)
         return [{**dict(log["args"]), "block": log["blockNumber"]} for log in logs]

@@ -42,6 +42,7 @@ from web3.middleware import AttributeDictMiddleware
 from web3.types import TxParams, TxReceipt
 
 from fedledger.chain.backend import Action, ChainBackend, PendingTx, decode_revert_data, dynamic_fees
+from fedledger.chain.records import chain_order
 from fedledger.errors import ChainError, TransactionReverted
 
 LOG_FORMAT = "fedledger-embedded-chain/1"
@@ -196,6 +197,8 @@ class EmbeddedChain(ChainBackend):
         self.state_dir = state_dir
         self._reads: dict[Hashable, Any] = {}
         self._reads_at = evm.mined
+        self._raw_logs: dict[str, tuple[int, list[Any]]] = {}     # contract -> (last block scanned, its logs)
+        self._decoded_logs: dict[tuple[str, str], tuple[int, list[Any]]] = {}   # (contract, topic) -> decoded
         self._log: TextIO | None = None
         # Of web3's default middleware only attrdict (receipts as attribute dicts) is of use here;
         # the ENS and chain-id validation layers cost more than a py-evm read.
@@ -251,6 +254,24 @@ class EmbeddedChain(ChainBackend):
         if key not in self._reads:
             self._reads[key] = compute()
         return self._reads[key]
+
+    def logs(self, event: Any, filters: dict[str, Any] | None, from_block: int) -> list[Any]:
+        # eth-tester scans every block of a query's range, receipt by receipt. This chain only
+        # grows (no reorganisations), so each contract's logs are read once, from the blocks
+        # mined since the last query, and each event's are decoded once.
+        address, topic, head = event.address, event.topic, self.block_number()
+        scanned, raw = self._raw_logs.get(address, (-1, []))
+        if scanned < head:
+            raw = raw + sorted(self.w3.eth.get_logs({"address": address, "fromBlock": scanned + 1, "toBlock": head}),
+                               key=chain_order)
+            self._raw_logs[address] = (head, raw)
+        seen, decoded = self._decoded_logs.get((address, topic), (0, []))
+        if seen < len(raw):
+            decoded = decoded + [event.process_log(log) for log in raw[seen:]
+                                 if log["topics"] and log["topics"][0].to_0x_hex() == topic]
+            self._decoded_logs[(address, topic)] = (len(raw), decoded)
+        return [log for log in decoded if log["blockNumber"] >= from_block
+                and all(log["args"][k] == v for k, v in (filters or {}).items())]
 
     def fund(self, addresses: Sequence[str], wei: int) -> None:
         """Top addresses up to `wei` from the genesis funding account."""

@@ -83,7 +83,7 @@ PRIVACY_BUDGET = 15
 def spend_problem(spend: PrivacySpend, spent: int, budget: int) -> int | None:
     """The reason code the contracts refuse `spend` with, for a member that spent `spent` so far
     under `budget` (both epsilon in millionths; budget 0: no privacy budget), or None: what a
-    loosely coupled coordinator checks before anchoring, as privacy_budget.vy would."""
+    loose coordinator checks before anchoring, as privacy_budget.vy would."""
     if budget == 0:
         return None if spend == NO_SPEND else INVALID_FORMAT
     well_formed = (spend.noise_multiplier > 0 and 0 < spend.sample_rate <= 10**9 and spend.steps > 0

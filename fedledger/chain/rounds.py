@@ -180,7 +180,7 @@ class RoundStudy(StudyContract, ReputationPolicy, PrivacyBudget, SecAggBoard):
 
 
 class SemiStudy(RoundStudy):
-    """Semi-coupled study: a committee drawn by reputation aggregates each round."""
+    """Semi study: a committee drawn by reputation aggregates each round."""
 
     contract_name = "CommitteeStudy"
 
@@ -220,7 +220,7 @@ class SemiStudy(RoundStudy):
 
 
 class FullStudy(RoundStudy):
-    """Fully coupled study: every member scores, aggregates and votes; two thirds finalize."""
+    """Full study: every member scores, aggregates and votes; two thirds finalize."""
 
     contract_name = "ConsensusStudy"
 

@@ -4,7 +4,7 @@ wrappers all offer."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,13 +40,13 @@ class SecAggBoard:
     def key_adverts(self, round: int) -> list[Posted]:
         """Each member's keys for `round` as (cipher key, mask key), its first advertisement
         only, in chain order with the block it landed in."""
-        return _first_each([Posted(e["member"], (bytes(e["cipher_key"]), bytes(e["mask_key"])), e["block"])
+        return first_each([Posted(e["member"], (bytes(e["cipher_key"]), bytes(e["mask_key"])), e["block"])
                             for e in self.events("KeysAdvertised", round)])
 
     def posts(self, round: int, step: int) -> list[Posted]:
         """Each member's digest posted at `step` in `round`, its first post only, in chain order
         with the block it landed in."""
-        return _first_each([Posted(e["member"], bytes32_to_digest(e["digest"]), e["block"])
+        return first_each([Posted(e["member"], bytes32_to_digest(e["digest"]), e["block"])
                             for e in self.events("SecAggPosted", round) if e["step"] == step])
 
     def advertised_keys(self, round: int) -> dict[str, tuple[bytes, bytes]]:
@@ -66,6 +66,9 @@ class Posted:
     block: int
 
 
-def _first_each(posted: list[Posted]) -> list[Posted]:
-    seen: set[str] = set()
-    return [p for p in posted if not (p.member in seen or seen.add(p.member))]
+def first_each(posted: Iterable[Posted]) -> list[Posted]:
+    """Each member's first message only (the one that counts), in order."""
+    first: dict[str, Posted] = {}
+    for p in posted:
+        first.setdefault(p.member, p)
+    return list(first.values())

@@ -160,7 +160,7 @@ def _check_roles(cfg: Config, members: list[MemberEntry]) -> None:
     coordinators = [m.name for m in members if m.role == "coordinator"]
     institutions = [m for m in members if m.role == "institution"]
     if cfg.study.architecture == "loose" and len(coordinators) != 1:
-        raise ConfigError(f"a loosely coupled study needs exactly one member with role = \"coordinator\", "
+        raise ConfigError(f"a loose study needs exactly one member with role = \"coordinator\", "
                           f"the roster has {len(coordinators)}")
     if cfg.study.architecture != "loose" and coordinators:
         raise ConfigError(f"a {cfg.study.architecture} study has no coordinator; the roster names "

@@ -62,15 +62,16 @@ class CommittingInstitution:
         if not committers:
             return waiting(f"round {r}: the first commitment")
         everyone = len(study.roster()) - study.suspended_count()
-        # The contract's deadline runs from the round's opening, which for round 1 is the
-        # deployment: without a window from the first commitment too, the first node up would
-        # close round 1 alone while the others are still starting.
-        latecomers_waited = max(study.phase_deadline(), study.first_commit_block(r) + ctx.cfg.protocol.commit_window)
-        if len(committers) >= everyone or study.block_number() > latecomers_waited:
-            closed = ctx.race(f"round {r}: closed the commit phase ({len(committers)} of {everyone} committed)",
-                              lambda: study.close_commits(ctx.account, r))
-            return ACTED if closed else waiting(f"round {r}: the commit phase to close")
-        return waiting(f"round {r}: the other members' commitments", latecomers_waited + 1)
+        if len(committers) < everyone:
+            # The contract's deadline runs from the round's opening, which for round 1 is the
+            # deployment: without a window from the first commitment too, the first node up would
+            # close round 1 alone while the others are still starting.
+            waited = max(study.phase_deadline(), study.first_commit_block(r) + ctx.cfg.protocol.commit_window)
+            if study.block_number() <= waited:
+                return waiting(f"round {r}: the other members' commitments", waited + 1)
+        closed = ctx.race(f"round {r}: closed the commit phase ({len(committers)} of {everyone} committed)",
+                          lambda: study.close_commits(ctx.account, r))
+        return ACTED if closed else waiting(f"round {r}: the commit phase to close")
 
     def _conclude(self, r: int) -> Step:
         """Once the commitments are in, every member screens them alike: the senders are the

@@ -131,7 +131,7 @@ class InstitutionNode:
         return evaluate(self._model_with(self.store.get_params(model_digest)), self.data.x_test, self.data.y_test)
 
     def score(self, update_digest: str) -> int:
-        """Validation accuracy of an update, in parts per million (what the fully coupled
+        """Validation accuracy of an update, in parts per million (what the full
         contract records); 0 for an update that cannot be loaded or does not fit the model.
         """
         if self.data.num_validation == 0:

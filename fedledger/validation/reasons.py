@@ -15,7 +15,7 @@ class Reason(IntEnum):
     SUSPENDED = 2          # sender is suspended by the reputation policy until governance re-admits it
     WRONG_ROUND = 3        # replay of an old update, a commitment for a future round, another parent or ledger
     DUPLICATE = 4          # a second submission from the same member in one round
-    BAD_SIGNATURE = 5      # the signature does not recover to the claimed member (loosely coupled)
+    BAD_SIGNATURE = 5      # the signature does not recover to the claimed member (loose)
     MISSING = 6            # no one can serve the committed blob
     DIGEST_MISMATCH = 7    # the bytes served do not hash to the committed digest
     INVALID_FORMAT = 8     # not canonical safetensors (or a malformed submission)
@@ -24,7 +24,7 @@ class Reason(IntEnum):
     OUT_OF_RANGE = 11      # a parameter beyond the fixed-point bound, or an impossible sample count
     NORM_ABOVE_BOUND = 12  # the change from the global model is longer than [validation].max_update_norm
     OUTLIER = 13           # far from the round's median update ([validation].outlier_factor)
-    LOW_SCORE = 14         # the validators scored it far below the median update (fully coupled)
+    LOW_SCORE = 14         # the validators scored it far below the median update (full)
     PRIVACY_BUDGET = 15    # releasing it would take the member past the study's privacy budget
     TOO_FEW_FOR_NOISE = 16  # DP-FedAvg: fewer updates passed than the noise is shared among
 

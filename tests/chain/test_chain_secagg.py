@@ -224,7 +224,7 @@ def test_round_contracts_take_messages_in_every_phase_of_the_open_round(embedded
 
 
 def test_any_institution_of_the_consortium_posts_on_the_ledger(embedded):
-    """Loosely coupled: the ledger has no roster, where the round contracts refuse an institution
+    """Loose: the study contract has no roster, where the round contracts refuse an institution
     that is not on theirs (REFUSED_SENDERS, "institution off the roster")."""
     board = make_board(embedded, "ledger", institutions=5, roster=4)
     newcomer = board.s.institutions[4]

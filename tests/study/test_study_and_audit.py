@@ -18,7 +18,7 @@ def test_run_directory_holds_everything_an_auditor_needs(finished_run):
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [e["round"] for e in lines] == [1, 2, 3]
     for entry in lines:
-        assert entry["transactions"] == 1          # loosely coupled: one anchor per round
+        assert entry["transactions"] == 1          # loose: one anchor per round
         assert entry["gas"] > 21000
         assert len(entry["accepted"]) == 4 and entry["rejected"] == []
         per = entry["metrics"]["per_institution"]
