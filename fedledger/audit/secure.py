@@ -11,7 +11,7 @@ from fedledger.audit.report import AuditReport
 from fedledger.chain.secagg import CKKS_SUM, REVEAL
 from fedledger.protocol import AggregationRecord, RoundTask, UpdateScheme, make_scheme, record_from_manifest
 from fedledger.protocol.homomorphic import Homomorphic, HomomorphicRecord
-from fedledger.protocol.masking import Masking, MaskingRecord, hex_keys, round_context
+from fedledger.protocol.masking import Masking, MaskingRecord, digests, hex_keys, round_context
 
 
 def study_scheme(config: Mapping[str, Any] | None, board: Any) -> UpdateScheme:
@@ -48,13 +48,13 @@ def verify_record(report: AuditReport, subject: str, scheme: UpdateScheme, task:
 
 def _verify_masking(report: AuditReport, subject: str, record: MaskingRecord, scheme: Masking, task: RoundTask,
                     aggregated: Sequence[str]) -> None:
-    keys, shares = hex_keys(scheme.settled_keys(task.round)), scheme.settled_shares(task.round)
-    reveals = scheme.board.secagg_posts(task.round, REVEAL)
+    keys, shares = hex_keys(scheme.settled_keys(task.round)), digests(scheme.settled_shares(task.round))
+    reveals = digests({p.member: p.value for p in scheme.board.data_posts(task.round, REVEAL)})
     report.record(subject, "secure-aggregation context is this round's",
                   record.context == round_context(task).hex(), "the record's context is another study's or round's")
     report.record(subject, "keys and shares are the ones logged on chain",
                   record.keys == keys and record.shares == shares,
-                  "the record's keys or shares differ from the KeysAdvertised / SecAggPosted events")
+                  "the record's keys or shares differ from the KeysAdvertised / SecAggData events")
     report.record(subject, "reveals are the senders' logged on chain",
                   all(reveals.get(m) == d for m, d in record.reveals.items()) and set(record.reveals) <= set(aggregated),
                   "a reveal the record uses was not logged by that sender")

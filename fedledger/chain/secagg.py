@@ -14,11 +14,12 @@ from web3.types import TxReceipt
 from fedledger.chain.backend import PendingTx
 from fedledger.chain.records import bytes32_to_digest, digest_to_bytes32
 
-SHARES = 1   # post_secagg steps, as secagg_board.vy numbers them
-REVEAL = 2
+SHARES = 1   # steps, as secagg_board.vy numbers them: 1 and 2 logged as data (post_secagg_data),
+REVEAL = 2   # 3 to 5 as the digest of an artifact in the store (post_secagg)
 CKKS_CONTEXT = 3
 CKKS_KEYS = 4
 CKKS_SUM = 5
+MAX_DATA = 32768   # bytes of one logged message (secagg_board.vy)
 
 
 class SecAggBoard:
@@ -34,8 +35,15 @@ class SecAggBoard:
         return self._send(member, self.contract.functions.advertise_keys(round, cipher_key, mask_key))
 
     def post_secagg(self, member: LocalAccount, round: int, step: int, digest: str) -> TxReceipt | PendingTx:
-        """`member` logs the digest of what it sends at `step` (SHARES, REVEAL, CKKS_...)."""
+        """`member` logs the digest of what it sends at `step` (CKKS_CONTEXT, CKKS_KEYS, CKKS_SUM)."""
         return self._send(member, self.contract.functions.post_secagg(round, step, digest_to_bytes32(digest)))
+
+    def post_secagg_data(self, member: LocalAccount, round: int, step: int, data: bytes) -> TxReceipt | PendingTx:
+        """`member` logs what it sends at `step` (SHARES, REVEAL) as it is (at most MAX_DATA bytes;
+        ValueError before sending otherwise)."""
+        if not isinstance(data, bytes) or len(data) > MAX_DATA:
+            raise ValueError(f"data must be at most {MAX_DATA} bytes")
+        return self._send(member, self.contract.functions.post_secagg_data(round, step, data))
 
     def key_adverts(self, round: int) -> list[Posted]:
         """Each member's keys for `round` as (cipher key, mask key), its first advertisement
@@ -48,6 +56,12 @@ class SecAggBoard:
         with the block it landed in."""
         return first_each([Posted(e["member"], bytes32_to_digest(e["digest"]), e["block"])
                             for e in self.events("SecAggPosted", round) if e["step"] == step])
+
+    def data_posts(self, round: int, step: int) -> list[Posted]:
+        """Each member's data logged at `step` in `round`, its first only, in chain order with the
+        block it landed in."""
+        return first_each([Posted(e["member"], bytes(e["data"]), e["block"])
+                           for e in self.events("SecAggData", round) if e["step"] == step])
 
     def advertised_keys(self, round: int) -> dict[str, tuple[bytes, bytes]]:
         """Each member's keys for `round` (its first advertisement counts), in chain order."""

@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from fedledger.chain import ChainBackend, SemiStudy, FullStudy, LooseStudy
+from fedledger.chain import ChainBackend, FullStudy, LooseStudy, SemiStudy, study_contract
 from fedledger.config import Config, config_from_dict, read_toml
 from fedledger.errors import ConfigError
 from fedledger.protocol.setup import (
@@ -73,8 +73,7 @@ class ConsortiumFile:
 
     def study(self, backend: ChainBackend) -> LooseStudy | SemiStudy | FullStudy:
         """A handle on the study's contract, of the architecture's kind."""
-        kind = {"loose": LooseStudy, "semi": SemiStudy, "full": FullStudy}[self.architecture]
-        return kind(backend, self.contracts["ledger"])
+        return study_contract(self.architecture, backend, self.contracts["ledger"])
 
     @property
     def institutions(self) -> list[MemberEntry]:

@@ -2,13 +2,14 @@
 
 A round runs the four steps of `fedledger.privacy.secagg` around the usual commitment:
 1. every taking-part member advertises its round keys on chain (`advertise_keys`);
-2. once the key set is settled, it seals its secret shares for its holders, stores them and logs
-   their digest (step SHARES); once the share set is settled, every member opens the shares
-   meant for it;
+2. once the key set is settled, it seals its secret shares for its holders and logs them, packed,
+   on chain (step SHARES): a member that dies right after has still delivered them. Once the
+   share set is settled, every member opens the shares meant for it;
 3. it trains, masks its sample-weighted fixed-point parameters and commits the masked vector as
    its update (a plain commitment: the digest of the masked artifact and its sample count);
-4. once the round's senders are known (the updates that passed screening), each sender reveals
-   its shares of the senders' self-mask seeds and of the dropped members' mask keys (step REVEAL).
+4. once the round's senders are known (the updates that passed screening), each sender logs the
+   shares it reveals of the senders' self-mask seeds and of the dropped members' mask keys
+   (step REVEAL).
 The aggregator unmasks the sum and aggregates it (`Strategy.aggregate_sum`), which gives the
 same bytes as aggregating the plain updates. Everything the unmasking used is on chain or in the
 store, named in the manifest, so `audit verify` redoes it.
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+from web3 import Web3
 
 from fedledger.aggregation import Strategy
 from fedledger.aggregation import fixedpoint as fx
@@ -45,12 +47,36 @@ from fedledger.privacy import (
 from fedledger.protocol.context import ACTED, MemberContext, Step, waiting
 from fedledger.protocol.messages import RoundTask
 from fedledger.protocol.scheme import AggregationRecord, SitOut, UpdateScheme
-from fedledger.store import ArtifactStore
+from fedledger.store import ArtifactStore, sha256_hex
 from fedledger.validation import Candidate, Reason, Rejection, ValidationRules
 from fedledger.validation.screen import screen_protected, unloadable
 
 SCHEME = "secagg/1"
 MASKED = "masked"   # the tensor name of a masked update artifact
+KINDS = ("seed", "key")   # what a revealed share is of: a sender's self-mask seed, a dropped member's mask key
+ADDRESS, LENGTH = 20, 2   # bytes of a member's address and of a part's length in a packed message
+
+
+def pack(parts: Mapping[str, bytes]) -> bytes:
+    """One message for several members, as logged on chain: for each member, in address order,
+    its 20-byte address, its part's length (2 bytes, big-endian) and the part."""
+    return b"".join(bytes.fromhex(m[2:]) + len(part).to_bytes(LENGTH, "big") + part
+                    for m, part in sorted(parts.items(), key=lambda item: item[0].lower()))
+
+
+def unpack(data: bytes) -> dict[str, bytes]:
+    """The parts of a packed message by member (checksum address); ValueError if malformed."""
+    parts, i = {}, 0
+    while i < len(data):
+        if i + ADDRESS + LENGTH > len(data):
+            raise ValueError("a packed message ends inside a part's header")
+        member = Web3.to_checksum_address(data[i:i + ADDRESS])
+        size = int.from_bytes(data[i + ADDRESS:i + ADDRESS + LENGTH], "big")
+        i += ADDRESS + LENGTH
+        if i + size > len(data) or member in parts:
+            raise ValueError("a packed message's part runs past its end, or names a member twice")
+        parts[member], i = data[i:i + size], i + size
+    return parts
 
 
 def round_context(task: RoundTask) -> bytes:
@@ -114,7 +140,7 @@ class Masking(UpdateScheme):
         return settled(self.board.key_adverts(round), expected, self.window, self.board.block_number())
 
     def share_set(self, round: int, keys: Collection[str]) -> tuple[dict[str, Any] | None, int | None]:
-        posted = [p for p in self.board.posts(round, SHARES) if p.member in keys]
+        posted = [p for p in self.board.data_posts(round, SHARES) if p.member in keys]
         return settled(posted, keys, self.window, self.board.block_number())
 
     def settled_keys(self, round: int) -> dict[str, Any]:
@@ -122,8 +148,8 @@ class Masking(UpdateScheme):
         keys, _ = settled(self.board.key_adverts(round), (), self.window, self.board.block_number())
         return keys or {}
 
-    def settled_shares(self, round: int) -> dict[str, str]:
-        """The share set of a round whose commitments are in: member -> digest of its shares."""
+    def settled_shares(self, round: int) -> dict[str, bytes]:
+        """The share set of a round whose commitments are in: member -> its sealed shares, packed."""
         shares, _ = self.share_set(round, self.settled_keys(round))
         return shares or {}
 
@@ -151,9 +177,9 @@ class Masking(UpdateScheme):
         if not party.shared:
             roster = [PublicKeys(m, *k) for m, k in keys.items()]
             graph, threshold = mask_graph(list(keys), party.member.context)
-            sealed = party.member.share_secrets(roster, threshold, graph)
-            digest = ctx.store.put_json({m: s.hex() for m, s in sorted(sealed.items())})
-            ctx.send(f"round {r}: shared my secrets", lambda: self.board.post_secagg(ctx.account, r, SHARES, digest))
+            sealed = pack(party.member.share_secrets(roster, threshold, graph))
+            ctx.send(f"round {r}: shared my secrets",
+                     lambda: self.board.post_secagg_data(ctx.account, r, SHARES, sealed))
             party.shared = True
             return ACTED
         shares, wake = self.share_set(r, keys)
@@ -166,17 +192,17 @@ class Masking(UpdateScheme):
         return None
 
     @staticmethod
-    def _receive(ctx: MemberContext, party: _Party, shares: Mapping[str, str]) -> list[str]:
+    def _receive(ctx: MemberContext, party: _Party, shares: Mapping[str, bytes]) -> list[str]:
         """Open the shares meant for this member (its own included); returns who shared, the
-        members to mask with. Shares that cannot be had or opened are left out: the secrets
-        they belong to can still be rebuilt from the other holders'."""
-        for sender, digest in shares.items():
+        members to mask with. Shares that cannot be opened are left out: the secrets they
+        belong to can still be rebuilt from the other holders'."""
+        for sender, data in shares.items():
             try:
-                sealed = ctx.store.get_json(digest).get(ctx.address)
+                sealed = unpack(data).get(ctx.address)
                 if sealed is not None:
-                    party.member.receive_share(sender, bytes.fromhex(sealed))
-            except (StoreError, SecAggError, ValueError, AttributeError, TypeError) as exc:
-                ctx.log.warning("the shares %s of %s cannot be opened: %s", digest[:12], ctx.name(sender), exc)
+                    party.member.receive_share(sender, sealed)
+            except (SecAggError, ValueError) as exc:
+                ctx.log.warning("the shares of %s cannot be opened: %s", ctx.name(sender), exc)
         return list(shares)
 
     def protect(self, ctx: MemberContext, task: RoundTask, params: np.ndarray, num_samples: int) -> str:
@@ -198,8 +224,9 @@ class Masking(UpdateScheme):
             party.revealed = True
             ctx.log.error("round %d: refused to reveal: %s", r, exc)
             return None
-        digest = ctx.store.put_json({m: [kind, shamir.encode(share).hex()] for m, (kind, share) in sorted(answer.items())})
-        ctx.send(f"round {r}: revealed my shares for unmasking", lambda: self.board.post_secagg(ctx.account, r, REVEAL, digest))
+        revealed = pack({m: bytes([KINDS.index(kind)]) + shamir.encode(share) for m, (kind, share) in answer.items()})
+        ctx.send(f"round {r}: revealed my shares for unmasking",
+                 lambda: self.board.post_secagg_data(ctx.account, r, REVEAL, revealed))
         party.revealed = True
         self._parties = {n: p for n, p in self._parties.items() if n >= r}   # earlier rounds' secrets: done with
         return ACTED
@@ -221,13 +248,20 @@ class Masking(UpdateScheme):
     def record(self, store: ArtifactStore, task: RoundTask, accepted: Sequence[Candidate]) -> MaskingRecord | Step:
         """The round's record, once the senders' reveals are settled."""
         r, senders = task.round, [c.institution for c in accepted]
-        reveals, wake = settled([p for p in self.board.posts(r, REVEAL) if p.member in senders], senders,
+        reveals, wake = settled([p for p in self.board.data_posts(r, REVEAL) if p.member in senders], senders,
                                 self.window, self.board.block_number())
         if reveals is None:
             return waiting(f"round {r}: the senders' reveals", wake)
         shares = self.settled_shares(r)
-        return MaskingRecord(round_context(task).hex(), hex_keys(self.settled_keys(r)), shares, reveals,
-                             sorted(senders), sorted(m for m in shares if m not in senders))
+        # the reveals go into the store too, where the manifest names them for the audit's unmasking
+        return MaskingRecord(round_context(task).hex(), hex_keys(self.settled_keys(r)), digests(shares),
+                             {m: store.put(data) for m, data in reveals.items()}, sorted(senders),
+                             sorted(m for m in shares if m not in senders))
+
+
+def digests(messages: Mapping[str, bytes]) -> dict[str, str]:
+    """Messages logged on chain as records name them: member -> sha-256 of its message."""
+    return {m: sha256_hex(data) for m, data in messages.items()}
 
 
 def hex_keys(keys: Mapping[str, tuple[bytes, bytes]]) -> dict[str, list[str]]:
@@ -258,8 +292,8 @@ class MaskingRecord(AggregationRecord):
     """What the unmasking of a round used, as the manifest names it."""
     context: str                     # round_context, hex
     keys: dict[str, list[str]]       # member -> [cipher key, mask key] (hex): the key set
-    shares: dict[str, str]           # member -> digest of its sealed shares: the share set
-    reveals: dict[str, str]          # sender -> digest of its revealed shares
+    shares: dict[str, str]           # member -> sha-256 of its sealed shares as logged: the share set
+    reveals: dict[str, str]          # sender -> digest of its revealed shares as logged (in the store)
     senders: list[str]
     dropped: list[str]
 
@@ -296,10 +330,9 @@ class MaskingRecord(AggregationRecord):
         masked = {m: store.get_arrays(updates[m])[MASKED].view(np.uint64) for m in self.senders}
         revealed = []
         for digest in self.reveals.values():
-            answer = store.get_json(digest)
             try:
-                revealed.append({m: (kind, shamir.decode(bytes.fromhex(share))) for m, (kind, share) in answer.items()})
-            except (ValueError, TypeError, AttributeError) as exc:
+                revealed.append({m: (KINDS[part[0]], shamir.decode(part[1:])) for m, part in unpack(store.get(digest)).items()})
+            except (ValueError, IndexError) as exc:
                 raise SecAggError(f"revealed shares {digest} are malformed: {exc}") from None
         shared = [k for k in roster if k.member in self.shares]
         return unmask_sum(masked, shared, revealed, threshold, context, graph)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fedledger.audit import verify_run
-from fedledger.chain import SemiStudy, FullStudy, open_chain
+from fedledger.chain import open_chain, study_contract
 from fedledger.config import ARCHITECTURES, Config, FaultsSection, config_from_dict
 from fedledger.errors import ConfigError, FedLedgerError
 from fedledger.protocol.setup import load_clients
@@ -232,7 +232,7 @@ def _penalties(run_dir: Path, architecture: str, names: dict[str, str]) -> dict[
     info = run.read_run_info()
     backend = open_chain(info["chain"], run.chain)
     try:
-        contract = (SemiStudy if architecture == "semi" else FullStudy)(backend, info["contracts"]["ledger"])
+        contract = study_contract(architecture, backend, info["contracts"]["ledger"])
         events = contract.events("ReputationChanged")
     finally:
         backend.close()

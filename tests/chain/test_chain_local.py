@@ -36,7 +36,7 @@ from fedledger.chain.backend import PendingTx
 from fedledger.chain.local import LOCAL_STUDIES, LocalClock, LocalFullStudy, LocalLooseStudy, LocalSemiStudy
 from fedledger.chain.records import NO_DIGEST
 from fedledger.chain.rules import Closing, commit_closing, full_quorum, quorum_total, score_closing, semi_majority
-from fedledger.chain.secagg import CKKS_SUM, REVEAL, SHARES, Posted
+from fedledger.chain.secagg import CKKS_CONTEXT, CKKS_KEYS, CKKS_SUM, MAX_DATA, REVEAL, SHARES, Posted
 from fedledger.errors import TransactionReverted
 from fedledger.validation.reasons import Reason
 
@@ -139,7 +139,7 @@ class Twin:
                 value = str(exc)
             if name in ("phase_deadline", "first_commit_block", "block_number"):
                 value -= shift
-            elif name in ("key_adverts", "posts"):
+            elif name in ("key_adverts", "posts", "data_posts"):
                 value = [replace(p, block=p.block - shift) for p in value]
             elif name == "anchored_rounds":
                 value = [(record, block - shift) for record, block in value]
@@ -175,7 +175,8 @@ class Twin:
                               ("epsilon_budget",), ("delta",)]
         reads += [(name, a) for a in people for name in ("reputation", "suspended", "epsilon_spent")]
         reads += [(name, r) for r in rounds for name in ("rejections", "privacy_spends", "key_adverts")]
-        reads += [("posts", r, step) for r in rounds for step in (SHARES, REVEAL)]
+        reads += [("data_posts", r, step) for r in rounds for step in (SHARES, REVEAL)]
+        reads += [("posts", r, step) for r in rounds for step in (CKKS_CONTEXT, CKKS_KEYS, CKKS_SUM)]
         if isinstance(local, LocalLooseStudy):
             reads += [("coordinator",), ("institutions_among", people), ("anchored_rounds",)]
             reads += [("stored_reputation", a) for a in people]
@@ -601,6 +602,9 @@ def test_repeated_rejections_suspend_until_reinstated(embedded, kind, weighted):
     assert twin.read("commit_rejections", 3)[-1].reason == Reason.SUSPENDED
     assert twin.do("advertise_keys", victim, 3, key("c"), key("m")) == \
         f"{name}.advertise_keys reverted: member is suspended"
+    assert twin.do("post_secagg_data", victim, 3, SHARES, b"shares") == \
+        f"{name}.post_secagg_data reverted: member is suspended"
+    assert twin.do("post_secagg_data", victim, 3, 0, b"") == f"{name}.post_secagg_data reverted: member is suspended"
     twin.play_round()                                                          # without it: quorums of three
     twin.check()
     assert twin.do("reinstate", s.admin, victim.address) is None
@@ -650,28 +654,82 @@ def test_board_posting_rules(embedded, kind):
     assert twin.do("advertise_keys", b, 1, key("b1"), key("b2")) is None
     assert twin.do("advertise_keys", a, 1, key("a1"), key("a2")) is None
     assert twin.do("advertise_keys", b, 1, key("b3"), key("b4")) is None      # logged; b's first keys count
-    for step in range(SHARES, CKKS_SUM + 1):
+    for step in (SHARES, REVEAL):                                              # logged as they are
+        assert twin.do("post_secagg_data", a, 1, step, f"step {step}".encode()) is None
+    for step in (CKKS_CONTEXT, CKKS_KEYS, CKKS_SUM):                           # logged as a digest
         assert twin.do("post_secagg", a, 1, step, digest(f"step {step}")) is None
-    with twin.batch():                                                         # one block for both posts
-        assert twin.do("post_secagg", b, 1, REVEAL, digest("b reveal")) is None
-        assert twin.do("post_secagg", b, 1, REVEAL, digest("b again")) is None
+    with twin.batch():                                                         # one block for the three posts
+        assert twin.do("post_secagg_data", b, 1, REVEAL, b"b reveal") is None
+        assert twin.do("post_secagg_data", b, 1, REVEAL, b"b again") is None
+        assert twin.do("post_secagg", b, 1, CKKS_SUM, digest("b sum")) is None
     outsider = "not an active institution" if kind == "loose" else "not on the study's roster"
     refused = [
         (("advertise_keys", s.outsider, 1, key("x"), key("y")), outsider),
-        (("post_secagg", s.coordinator, 1, SHARES, digest("x")), outsider),
+        (("post_secagg", s.coordinator, 1, CKKS_SUM, digest("x")), outsider),
+        (("post_secagg_data", s.coordinator, 1, SHARES, b"x"), outsider),
         (("advertise_keys", a, 0, key("x"), key("y")), "not the open round"),
-        (("post_secagg", a, 2, SHARES, digest("x")), "not the open round"),
+        (("post_secagg", a, 2, CKKS_SUM, digest("x")), "not the open round"),
+        (("post_secagg_data", a, 2, SHARES, b"x"), "not the open round"),
         (("advertise_keys", a, 1, bytes(32), key("y")), "empty key"),
-        (("post_secagg", a, 1, 0, digest("x")), "step must be 1 to 5"),
-        (("post_secagg", a, 1, CKKS_SUM + 1, digest("x")), "step must be 1 to 5"),
-        (("post_secagg", a, 1, SHARES, NO_DIGEST), "empty digest"),
+        (("post_secagg", a, 1, SHARES, digest("x")), "step must be 3 to 5"),
+        (("post_secagg", a, 1, REVEAL, digest("x")), "step must be 3 to 5"),
+        (("post_secagg", a, 1, CKKS_SUM + 1, digest("x")), "step must be 3 to 5"),
+        (("post_secagg", a, 1, CKKS_CONTEXT, NO_DIGEST), "empty digest"),
+        (("post_secagg_data", a, 1, CKKS_CONTEXT, b"x"), "step must be 1 or 2"),
+        (("post_secagg_data", a, 1, SHARES, b""), "empty data"),
     ]
     for (fn, *args), reason in refused:
         assert twin.do(fn, *args) == f"{name}.{fn} reverted: {reason}"
     assert twin.do("advertise_keys", a, 1, key("x")[:31], key("y")) == "malformed"
     assert twin.read("key_adverts", 1)[0] == Posted(b.address, (key("b1"), key("b2")), 1 + 1 + (kind == "loose"))
-    assert list(twin.read("secagg_posts", 1, REVEAL).values()) == [digest("step 2"), digest("b reveal")]
+    assert twin.read("data_posts", 1, REVEAL) == [Posted(a.address, b"step 2", 6 + (kind == "loose")),
+                                                   Posted(b.address, b"b reveal", 10 + (kind == "loose"))]
+    assert list(twin.read("secagg_posts", 1, CKKS_SUM).values()) == [digest("step 5"), digest("b sum")]
     assert twin.read("advertised_keys", 1) == {b.address: (key("b1"), key("b2")), a.address: (key("a1"), key("a2"))}
+    assert [e["data"] for e in twin.local.events("SecAggData", 1)] == [b"step 1", b"step 2", b"b reveal", b"b again"]
+    twin.check()
+
+
+BAD_DATA_POSTS = {   # case: (twin -> (sender, round, step, data), reason, "outsider" for the kind's own)
+    "step 0": (lambda t: (t.members[0], 1, 0, b"x"), "step must be 1 or 2"),
+    "a CKKS step": (lambda t: (t.members[0], 1, CKKS_CONTEXT, b"x"), "step must be 1 or 2"),
+    "step 6": (lambda t: (t.members[0], 1, CKKS_SUM + 1, b"x"), "step must be 1 or 2"),
+    "step 255": (lambda t: (t.members[0], 1, 255, b"x"), "step must be 1 or 2"),
+    "empty shares": (lambda t: (t.members[0], 1, SHARES, b""), "empty data"),
+    "empty reveal": (lambda t: (t.members[0], 1, REVEAL, b""), "empty data"),
+    "bad step and empty data": (lambda t: (t.members[0], 1, 0, b""), "step must be 1 or 2"),
+    "outsider": (lambda t: (t.s.outsider, 1, SHARES, b"x"), "outsider"),
+    "coordinator": (lambda t: (t.s.coordinator, 1, REVEAL, b"x"), "outsider"),
+    "outsider, bad step, empty data": (lambda t: (t.s.outsider, 1, 0, b""), "outsider"),
+    "outsider, wrong round": (lambda t: (t.s.outsider, 2, SHARES, b"x"), "outsider"),
+    "round 0": (lambda t: (t.members[0], 0, SHARES, b"x"), "not the open round"),
+    "next round": (lambda t: (t.members[0], 2, SHARES, b"x"), "not the open round"),
+    "next round, bad step, empty data": (lambda t: (t.members[0], 2, 0, b""), "not the open round"),
+    "text for data": (lambda t: (t.members[0], 1, SHARES, "step 1 shares"), "malformed"),
+    "a number for data": (lambda t: (t.members[0], 1, SHARES, 1), "malformed"),
+    "outsider, text for data": (lambda t: (t.s.outsider, 1, SHARES, "x"), "malformed"),
+}
+
+
+@pytest.mark.parametrize("kind", ["loose", "semi", "full"])
+def test_bad_data_posts_are_refused_alike(embedded, kind):
+    twin = loose_twin(embedded, start=False) if kind == "loose" else round_twin(embedded, kind)
+    a, name = twin.members[0], twin.local.contract_name
+    if kind == "loose":
+        for args in ((a, 1, SHARES, b"x"), (a, 0, 0, b""), (twin.s.outsider, 1, REVEAL, b"x")):
+            assert twin.do("post_secagg_data", *args) == f"{name}.post_secagg_data reverted: study not started"
+        assert twin.do("start_study", twin.s.coordinator, digest("config"), digest("model 0")) is None
+    outsider = "not an active institution" if kind == "loose" else "not on the study's roster"
+    for case, (make, reason) in BAD_DATA_POSTS.items():
+        expected = reason if reason == "malformed" else \
+            f"{name}.post_secagg_data reverted: {outsider if reason == 'outsider' else reason}"
+        assert twin.do("post_secagg_data", *make(twin)) == expected, case
+    for client in (twin.real, twin.local):      # past MAX_DATA: refused before anything is sent
+        with pytest.raises(ValueError, match=f"at most {MAX_DATA} bytes"):
+            client.post_secagg_data(a, 1, SHARES, bytes(MAX_DATA + 1))
+    assert twin.read("data_posts", 1, SHARES) == twin.read("data_posts", 1, REVEAL) == []
+    assert twin.do("post_secagg_data", a, 1, SHARES, bytes(MAX_DATA)) is None     # the bound itself is taken
+    assert twin.read("data_posts", 1, SHARES)[0].value == bytes(MAX_DATA)
     twin.check()
 
 

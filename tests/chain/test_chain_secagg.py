@@ -1,9 +1,10 @@
 """secagg_board.vy in every study contract: LooseStudy (any active institution of the
 consortium) and SemiStudy / FullStudy (an active roster member, through rounds.vy).
-A poster advertises its X25519 keys (KeysAdvertised) and logs the digests of its shares and of
-its revealed shares (SecAggPosted) for the open round, in any of its phases; the SecAggBoard
-wrapper reads them back, the first message per member counting. Everything else is refused
-with its reason, storing and logging nothing.
+A poster advertises its X25519 keys (KeysAdvertised), logs its sealed shares and its revealed
+shares as they are (SecAggData, post_secagg_data: steps SHARES and REVEAL) and the digests of
+its CKKS material (SecAggPosted, post_secagg: steps CKKS_CONTEXT to CKKS_SUM) for the open round,
+in any of its phases; the SecAggBoard wrapper reads them back, the first message per member
+counting. Everything else is refused with its reason, storing and logging nothing.
 
 Everything runs on the real embedded EVM.
 """
@@ -19,7 +20,8 @@ from web3.exceptions import MismatchedABI
 from fedledger.chain import EmbeddedChain, Phase
 from fedledger.chain.artifacts import CONTRACTS_DIR
 from fedledger.chain.records import NO_DIGEST
-from fedledger.chain.secagg import CKKS_CONTEXT, CKKS_KEYS, CKKS_SUM, REVEAL, SHARES
+from fedledger.chain.secagg import CKKS_CONTEXT, CKKS_KEYS, CKKS_SUM, MAX_DATA, REVEAL, SHARES, Posted
+from fedledger.errors import TransactionReverted
 
 from .conftest import Study, digest, set_up_study
 from .test_chain_reputation import play_round
@@ -35,13 +37,27 @@ from .test_chain_rounds import (
 )
 
 CONTRACTS = ("ledger", *KINDS)
+FUNCTIONS = ("advertise_keys", "post_secagg", "post_secagg_data")
+DATA_STEPS = (SHARES, REVEAL)   # logged as they are (post_secagg_data); the CKKS steps as a digest (post_secagg)
 SUSPEND_AT_ONCE = 100      # suspension threshold = the initial reputation: one rejection suspends
-GAS_BOUND = 60_000
+HOLDERS = 4                # the gas test's round: each member shares with, and reveals for, four holders
+SEALED_SHARE, REVEALED_SHARE = 186, 90   # bytes a holder takes in a packed message, header included
+GAS_BOUND = {   # per kind of message, about 25% over what the three contracts use (~47k, 80k, 71k, 47k):
+    "advertise_keys": 60_000,               # a data post pays ~15k more than a digest before its first byte
+    "post_secagg_data (shares)": 100_000,   # (the memory of its Bytes[MAX_DATA] buffers), then ~25 a byte
+    "post_secagg_data (reveal)": 90_000,
+    "post_secagg (CKKS digest)": 60_000,
+}
 
 
 def key(tag: str) -> bytes:
     """A 32-byte stand-in for an X25519 public key."""
     return hashlib.sha256(f"key {tag}".encode()).digest()
+
+
+def sealed(tag: str, size: int) -> bytes:
+    """`size` bytes that look like ciphertext (no zero bytes to speak of: calldata at full price)."""
+    return hashlib.shake_256(f"sealed {tag}".encode()).digest(size)
 
 
 # --- harness -----------------------------------------------------------------------------------
@@ -91,14 +107,33 @@ def advertise(board: Board, member, round: int, tag: str | None = None, *, ciphe
                                       key(f"mask {tag}") if mask is None else mask)
 
 
-def post(board: Board, member, round: int, step: int = SHARES, tag: str | None = None, *, value=None):
+def post_data(board: Board, member, round: int, step: int = SHARES, tag: str | None = None, *, data=None):
+    """`member` logs `data` (by default b"step {step} {tag}") at `step` (post_secagg_data)."""
+    tag = member.address if tag is None else tag
+    return board.study.post_secagg_data(member, round, step, f"step {step} {tag}".encode() if data is None else data)
+
+
+def post_digest(board: Board, member, round: int, step: int = CKKS_CONTEXT, tag: str | None = None, *, value=None):
+    """`member` logs the digest `value` (by default of "step {step} {tag}") at `step` (post_secagg)."""
     tag = member.address if tag is None else tag
     return board.study.post_secagg(member, round, step, digest(f"step {step} {tag}") if value is None else value)
 
 
+def post(board: Board, member, round: int, step: int = SHARES, tag: str | None = None):
+    """`member` posts at `step` as the board takes it: data for SHARES and REVEAL, a digest for
+    the CKKS steps."""
+    return (post_data if step in DATA_STEPS else post_digest)(board, member, round, step, tag)
+
+
+def data_of(board: Board, round: int, step: int) -> dict[str, bytes]:
+    """Each member's data logged at `step` in `round` (its first counts), in chain order."""
+    return {p.member: p.value for p in board.study.data_posts(round, step)}
+
+
 def send(board: Board, fn: str, member, round: int):
-    """`member` calls `fn` (advertise_keys or post_secagg) for `round` with a valid payload."""
-    return advertise(board, member, round) if fn == "advertise_keys" else post(board, member, round)
+    """`member` calls `fn` (one of FUNCTIONS) for `round` with a valid payload."""
+    return {"advertise_keys": advertise, "post_secagg": post_digest, "post_secagg_data": post_data}[fn](
+        board, member, round)
 
 
 @pytest.fixture(params=CONTRACTS)
@@ -112,32 +147,44 @@ def test_steps_match_the_contract():
     assert steps == {"SHARES": str(SHARES), "REVEAL": str(REVEAL), "CKKS_CONTEXT": str(CKKS_CONTEXT),
                      "CKKS_KEYS": str(CKKS_KEYS), "CKKS_SUM": str(CKKS_SUM)}
     assert (SHARES, REVEAL, CKKS_CONTEXT, CKKS_KEYS, CKKS_SUM) == (1, 2, 3, 4, 5)
+    assert re.findall(r"^MAX_DATA: constant\(uint256\) = (\d+)", source, re.MULTILINE) == [str(MAX_DATA)]
+    assert re.findall(r"^\s+data: Bytes\[(\w+)\]$", source, re.MULTILINE) == ["MAX_DATA"]   # SecAggData's bound
 
 
 # --- accepted messages ---------------------------------------------------------------------------
 
 
-def test_keys_and_digests_are_logged_as_posted(board):
+def test_keys_data_and_digests_are_logged_as_posted(board):
     a, b = board.members[:2]
     keys = advertise(board, a, 1)
     shares = post(board, a, 1, SHARES)
     reveal = post(board, b, 1, REVEAL)
+    context = post(board, a, 1, CKKS_CONTEXT)
 
     assert board.study.events("KeysAdvertised") == [
         {"round_number": 1, "member": a.address, "cipher_key": key(f"cipher {a.address}"),
          "mask_key": key(f"mask {a.address}"), "block": keys["blockNumber"]}]
-    assert board.study.events("SecAggPosted") == [
-        {"round_number": 1, "member": a.address, "step": SHARES, "digest": bytes.fromhex(digest(f"step 1 {a.address}")),
+    assert board.study.events("SecAggData") == [
+        {"round_number": 1, "member": a.address, "step": SHARES, "data": f"step 1 {a.address}".encode(),
          "block": shares["blockNumber"]},
-        {"round_number": 1, "member": b.address, "step": REVEAL, "digest": bytes.fromhex(digest(f"step 2 {b.address}")),
+        {"round_number": 1, "member": b.address, "step": REVEAL, "data": f"step 2 {b.address}".encode(),
          "block": reveal["blockNumber"]}]
-    for receipt, name in ((keys, "KeysAdvertised"), (shares, "SecAggPosted"), (reveal, "SecAggPosted")):
+    assert board.study.events("SecAggPosted") == [
+        {"round_number": 1, "member": a.address, "step": CKKS_CONTEXT,
+         "digest": bytes.fromhex(digest(f"step 3 {a.address}")), "block": context["blockNumber"]}]
+    for receipt, name in ((keys, "KeysAdvertised"), (shares, "SecAggData"), (reveal, "SecAggData"),
+                          (context, "SecAggPosted")):
         assert receipt["status"] == 1
         assert [e["event"] for e in board.study.all_events() if e["block"] == receipt["blockNumber"]] == [name]
 
     assert board.study.advertised_keys(1) == {a.address: (key(f"cipher {a.address}"), key(f"mask {a.address}"))}
-    assert board.study.secagg_posts(1, SHARES) == {a.address: digest(f"step 1 {a.address}")}
-    assert board.study.secagg_posts(1, REVEAL) == {b.address: digest(f"step 2 {b.address}")}
+    assert board.study.data_posts(1, SHARES) == [
+        Posted(a.address, f"step 1 {a.address}".encode(), shares["blockNumber"])]
+    assert board.study.data_posts(1, REVEAL) == [
+        Posted(b.address, f"step 2 {b.address}".encode(), reveal["blockNumber"])]
+    assert board.study.secagg_posts(1, CKKS_CONTEXT) == {a.address: digest(f"step 3 {a.address}")}
+    assert board.study.posts(1, SHARES) == board.study.posts(1, REVEAL) == []        # each read keeps to its steps
+    assert board.study.data_posts(1, CKKS_CONTEXT) == [] and board.study.secagg_posts(1, CKKS_KEYS) == {}
     assert board.study.round_count() == 0                      # the board stores nothing, moves nothing
 
 
@@ -155,17 +202,21 @@ def test_the_first_message_per_member_counts_in_chain_order(board):
     assert [(p.member, p.block) for p in adverts][-1] == (c.address, second["blockNumber"] + 1)
     assert [p.member for p in adverts] == [b.address, a.address, c.address]
 
-    post(board, c, 1, REVEAL, "early")                        # a reveal before any shares: logged as it is
-    post(board, b, 1, SHARES, "first")
-    post(board, a, 1, SHARES, "first")
-    post(board, b, 1, SHARES, "second")
-    post(board, b, 1, REVEAL, "first")
-    post(board, b, 1, REVEAL, "second")
-    assert len(board.study.events("SecAggPosted", 1)) == 6
-    assert list(board.study.secagg_posts(1, SHARES).items()) == [
-        (b.address, digest("step 1 first")), (a.address, digest("step 1 first"))]
-    assert list(board.study.secagg_posts(1, REVEAL).items()) == [
-        (c.address, digest("step 2 early")), (b.address, digest("step 2 first"))]
+    early = post(board, c, 1, REVEAL, "early")                # a reveal before any shares: logged as it is
+    post(board, b, 1, SHARES, "b first")
+    post(board, a, 1, SHARES, "a first")
+    post(board, b, 1, SHARES, "b second")
+    post(board, b, 1, REVEAL, "b first")
+    post(board, b, 1, REVEAL, "b second")
+    post(board, a, 1, CKKS_SUM, "a first")
+    post(board, a, 1, CKKS_SUM, "a second")
+    post(board, c, 1, CKKS_SUM, "c first")
+    assert len(board.study.events("SecAggData", 1)) == 6 and len(board.study.events("SecAggPosted", 1)) == 3
+    assert list(data_of(board, 1, SHARES).items()) == [(b.address, b"step 1 b first"), (a.address, b"step 1 a first")]
+    assert list(data_of(board, 1, REVEAL).items()) == [(c.address, b"step 2 early"), (b.address, b"step 2 b first")]
+    assert board.study.data_posts(1, REVEAL)[0].block == early["blockNumber"]
+    assert list(board.study.secagg_posts(1, CKKS_SUM).items()) == [
+        (a.address, digest("step 5 a first")), (c.address, digest("step 5 c first"))]
 
 
 def test_messages_are_read_per_round(board):
@@ -173,41 +224,50 @@ def test_messages_are_read_per_round(board):
     advertise(board, a, 1, "round 1")
     post(board, a, 1, SHARES, "round 1")
     post(board, a, 1, REVEAL, "round 1")
+    post(board, a, 1, CKKS_SUM, "round 1")
     board.finish_round()
-    for fn in ("advertise_keys", "post_secagg"):                # the finalized round is closed to the board
+    for fn in FUNCTIONS:                                       # the finalized round is closed to the board
         with refused(f"{board.label}.{fn}", "not the open round"):
             send(board, fn, a, 1)
 
     advertise(board, a, 2, "round 2")
     advertise(board, b, 2, "round 2")
     post(board, b, 2, SHARES, "round 2")
+    post(board, b, 2, CKKS_KEYS, "round 2")
     assert board.study.advertised_keys(1) == {a.address: (key("cipher round 1"), key("mask round 1"))}
     assert board.study.advertised_keys(2) == {a.address: (key("cipher round 2"), key("mask round 2")),
                                               b.address: (key("cipher round 2"), key("mask round 2"))}
-    assert board.study.secagg_posts(1, SHARES) == {a.address: digest("step 1 round 1")}
-    assert board.study.secagg_posts(1, REVEAL) == {a.address: digest("step 2 round 1")}
-    assert board.study.secagg_posts(2, SHARES) == {b.address: digest("step 1 round 2")}
-    assert board.study.secagg_posts(2, REVEAL) == {}
-    assert board.study.advertised_keys(3) == {} and board.study.secagg_posts(3, SHARES) == {}
-    assert len(board.study.events("KeysAdvertised")) == 3 and len(board.study.events("SecAggPosted")) == 3
+    assert data_of(board, 1, SHARES) == {a.address: b"step 1 round 1"}
+    assert data_of(board, 1, REVEAL) == {a.address: b"step 2 round 1"}
+    assert data_of(board, 2, SHARES) == {b.address: b"step 1 round 2"}
+    assert data_of(board, 2, REVEAL) == {}
+    assert board.study.secagg_posts(1, CKKS_SUM) == {a.address: digest("step 5 round 1")}
+    assert board.study.secagg_posts(2, CKKS_KEYS) == {b.address: digest("step 4 round 2")}
+    assert board.study.secagg_posts(2, CKKS_SUM) == {} and board.study.secagg_posts(1, CKKS_KEYS) == {}
+    assert board.study.advertised_keys(3) == {} and data_of(board, 3, SHARES) == {}
+    assert len(board.study.events("KeysAdvertised")) == 3 and len(board.study.events("SecAggData")) == 3
+    assert len(board.study.events("SecAggPosted")) == 2
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_round_contracts_take_messages_in_every_phase_of_the_open_round(embedded, kind):
-    """Keys and shares come before the updates, reveals after the commit phase closed: the open
-    round takes them in AGGREGATING (committee) or SCORING and VOTING (consensus) too."""
+    """Keys and shares come before the updates, reveals and the decrypted CKKS sum after the
+    commit phase closed: the open round takes them in AGGREGATING (committee) or SCORING and
+    VOTING (consensus) too."""
     board = make_board(embedded, kind)
     run = Run(board.s, board.study, board.members)
     a, b = board.members[:2]
     assert board.study.phase() == Phase.COMMITTING
     advertise(board, a, 1)
     post(board, a, 1, SHARES)
+    post(board, a, 1, CKKS_CONTEXT)
     run.commit_all()
     board.study.close_commits(a, 1)
     assert board.study.phase() == (Phase.AGGREGATING if kind == "committee" else Phase.SCORING)
     advertise(board, b, 1)
     post(board, a, 1, REVEAL)
     post(board, b, 1, SHARES)
+    post(board, b, 1, CKKS_SUM)
     if kind == "consensus":
         for member in board.members:
             board.study.submit_scores(member, 1, [800_000] * len(board.members))
@@ -216,11 +276,15 @@ def test_round_contracts_take_messages_in_every_phase_of_the_open_round(embedded
         post(board, b, 1, REVEAL)
         vote(run, a, 1)                                        # not yet final: still the open round
         post(board, board.members[2], 1, REVEAL)
+        post(board, board.members[2], 1, CKKS_SUM)
     assert board.study.round_count() == 0
     assert set(board.study.advertised_keys(1)) == {a.address, b.address}
-    assert set(board.study.secagg_posts(1, SHARES)) == {a.address, b.address}
-    assert set(board.study.secagg_posts(1, REVEAL)) == \
+    assert set(data_of(board, 1, SHARES)) == {a.address, b.address}
+    assert set(data_of(board, 1, REVEAL)) == \
         ({a.address} if kind == "committee" else {a.address, b.address, board.members[2].address})
+    assert set(board.study.secagg_posts(1, CKKS_CONTEXT)) == {a.address}
+    assert set(board.study.secagg_posts(1, CKKS_SUM)) == \
+        ({b.address} if kind == "committee" else {b.address, board.members[2].address})
 
 
 def test_any_institution_of_the_consortium_posts_on_the_ledger(embedded):
@@ -230,7 +294,9 @@ def test_any_institution_of_the_consortium_posts_on_the_ledger(embedded):
     newcomer = board.s.institutions[4]
     advertise(board, newcomer, 1)
     post(board, newcomer, 1, SHARES)
-    assert set(board.study.advertised_keys(1)) == set(board.study.secagg_posts(1, SHARES)) == {newcomer.address}
+    post(board, newcomer, 1, CKKS_KEYS)
+    assert set(board.study.advertised_keys(1)) == set(data_of(board, 1, SHARES)) == \
+        set(board.study.secagg_posts(1, CKKS_KEYS)) == {newcomer.address}
 
 
 def test_the_ledger_refuses_messages_before_the_study_starts(embedded):
@@ -238,15 +304,17 @@ def test_the_ledger_refuses_messages_before_the_study_starts(embedded):
     board = Board("ledger", s, s.ledger, list(s.institutions))
     member = s.institutions[0]
     transactions = embedded.stats.transactions
-    for fn in ("advertise_keys", "post_secagg"):
+    for fn in FUNCTIONS:
         for sender, round in ((member, 1), (member, 0), (member, 2), (s.outsider, 1)):
             with refused(f"StudyLedger.{fn}", "study not started"):
                 send(board, fn, sender, round)
     assert embedded.stats.transactions == transactions
     s.ledger.start_study(s.coordinator, digest("config"), digest("model 0"))
     advertise(board, member, 1)
-    post(board, member, 1)
-    assert set(s.ledger.advertised_keys(1)) == set(s.ledger.secagg_posts(1, SHARES)) == {member.address}
+    post(board, member, 1, SHARES)
+    post(board, member, 1, CKKS_CONTEXT)
+    assert set(s.ledger.advertised_keys(1)) == set(data_of(board, 1, SHARES)) == \
+        set(s.ledger.secagg_posts(1, CKKS_CONTEXT)) == {member.address}
 
 
 @pytest.mark.parametrize("kind", CONTRACTS)
@@ -255,12 +323,32 @@ def test_a_reinstated_member_posts_again(embedded, kind):
     victim = board.members[3]
     board.finish_round(rejected=[victim])
     assert board.study.suspended(victim.address)
-    with refused(f"{board.label}.advertise_keys", "member is suspended"):
-        advertise(board, victim, 2)
+    for fn in FUNCTIONS:
+        with refused(f"{board.label}.{fn}", "member is suspended"):
+            send(board, fn, victim, 2)
     board.study.reinstate(board.s.admin, victim.address)
     advertise(board, victim, 2)
     post(board, victim, 2, REVEAL)
-    assert set(board.study.advertised_keys(2)) == set(board.study.secagg_posts(2, REVEAL)) == {victim.address}
+    post(board, victim, 2, CKKS_SUM)
+    assert set(board.study.advertised_keys(2)) == set(data_of(board, 2, REVEAL)) == \
+        set(board.study.secagg_posts(2, CKKS_SUM)) == {victim.address}
+
+
+def test_data_is_logged_whole_up_to_max_data(board):
+    a, b, c = board.members[:3]
+    full = sealed("full", MAX_DATA)
+    logged = post_data(board, a, 1, SHARES, data=full)
+    post_data(board, b, 1, REVEAL, data=b"\x00")                # one zero byte is data, not empty
+    transactions, head = board.s.backend.stats.transactions, board.s.backend.block_number()
+    with pytest.raises(ValueError, match=f"at most {MAX_DATA} bytes"):     # the wrapper sends no such call
+        post_data(board, c, 1, SHARES, data=full + b"\x01")
+    with pytest.raises(TransactionReverted, match=rf"^{re.escape(board.label)}\.post_secagg_data reverted: "):
+        # sent anyway, past Bytes[MAX_DATA]: the contract decodes no such call
+        board.s.backend.transact(c, board.study.contract.functions.post_secagg_data(1, SHARES, full + b"\x01"))
+    assert board.s.backend.stats.transactions == transactions and board.s.backend.block_number() == head
+    assert board.study.data_posts(1, SHARES) == [Posted(a.address, full, logged["blockNumber"])]
+    assert data_of(board, 1, REVEAL) == {b.address: b"\x00"}
+    assert len(board.study.events("SecAggData")) == 2
 
 
 # --- refusals ----------------------------------------------------------------------------------
@@ -311,10 +399,11 @@ def cases(table: dict) -> list:
 def assert_nothing_changed(board: Board, transactions: int, head: int) -> None:
     assert board.s.backend.stats.transactions == transactions and board.s.backend.block_number() == head
     assert board.study.events("KeysAdvertised") == [] and board.study.events("SecAggPosted") == []
+    assert board.study.events("SecAggData") == []
     assert board.study.round_count() == 1
 
 
-@pytest.mark.parametrize("fn", ["advertise_keys", "post_secagg"])
+@pytest.mark.parametrize("fn", FUNCTIONS)
 @pytest.mark.parametrize("refusing, case", cases(REFUSED_SENDERS), indirect=["refusing"])
 def test_refused_sender_or_round(refusing, case, fn):
     board = refusing
@@ -330,20 +419,41 @@ REFUSED_PAYLOADS = {   # case: (function, call(board, member 0), reason); the se
     "empty cipher key": ("advertise_keys", lambda b, m: advertise(b, m, 2, cipher=bytes(32)), "empty key"),
     "empty mask key": ("advertise_keys", lambda b, m: advertise(b, m, 2, mask=bytes(32)), "empty key"),
     "empty keys": ("advertise_keys", lambda b, m: advertise(b, m, 2, cipher=bytes(32), mask=bytes(32)), "empty key"),
-    "step 0": ("post_secagg", lambda b, m: post(b, m, 2, 0), "step must be 1 to 5"),
-    "step 6": ("post_secagg", lambda b, m: post(b, m, 2, 6), "step must be 1 to 5"),
-    "step 255": ("post_secagg", lambda b, m: post(b, m, 2, 255), "step must be 1 to 5"),
-    "empty digest": ("post_secagg", lambda b, m: post(b, m, 2, SHARES, value=NO_DIGEST), "empty digest"),
-    "empty reveal digest": ("post_secagg", lambda b, m: post(b, m, 2, REVEAL, value=NO_DIGEST), "empty digest"),
-    "bad step and empty digest": ("post_secagg", lambda b, m: post(b, m, 2, 0, value=NO_DIGEST),
-                                  "step must be 1 to 5"),
+    "data at step 0": ("post_secagg_data", lambda b, m: post_data(b, m, 2, 0), "step must be 1 or 2"),
+    "data at a CKKS step": ("post_secagg_data", lambda b, m: post_data(b, m, 2, CKKS_CONTEXT), "step must be 1 or 2"),
+    "data at the CKKS sum": ("post_secagg_data", lambda b, m: post_data(b, m, 2, CKKS_SUM), "step must be 1 or 2"),
+    "data at step 6": ("post_secagg_data", lambda b, m: post_data(b, m, 2, 6), "step must be 1 or 2"),
+    "data at step 255": ("post_secagg_data", lambda b, m: post_data(b, m, 2, 255), "step must be 1 or 2"),
+    "empty shares": ("post_secagg_data", lambda b, m: post_data(b, m, 2, SHARES, data=b""), "empty data"),
+    "empty reveal": ("post_secagg_data", lambda b, m: post_data(b, m, 2, REVEAL, data=b""), "empty data"),
+    "bad step and empty data": ("post_secagg_data", lambda b, m: post_data(b, m, 2, 0, data=b""),
+                                "step must be 1 or 2"),
+    "digest at step 0": ("post_secagg", lambda b, m: post_digest(b, m, 2, 0), "step must be 3 to 5"),
+    "digest of shares": ("post_secagg", lambda b, m: post_digest(b, m, 2, SHARES), "step must be 3 to 5"),
+    "digest of a reveal": ("post_secagg", lambda b, m: post_digest(b, m, 2, REVEAL), "step must be 3 to 5"),
+    "digest at step 6": ("post_secagg", lambda b, m: post_digest(b, m, 2, 6), "step must be 3 to 5"),
+    "digest at step 255": ("post_secagg", lambda b, m: post_digest(b, m, 2, 255), "step must be 3 to 5"),
+    "empty digest": ("post_secagg", lambda b, m: post_digest(b, m, 2, CKKS_CONTEXT, value=NO_DIGEST), "empty digest"),
+    "empty sum digest": ("post_secagg", lambda b, m: post_digest(b, m, 2, CKKS_SUM, value=NO_DIGEST), "empty digest"),
+    "bad step and empty digest": ("post_secagg", lambda b, m: post_digest(b, m, 2, SHARES, value=NO_DIGEST),
+                                  "step must be 3 to 5"),
     "empty key, wrong round": ("advertise_keys", lambda b, m: advertise(b, m, 3, cipher=bytes(32)),
                                "not the open round"),
-    "empty digest, finalized round": ("post_secagg", lambda b, m: post(b, m, 1, SHARES, value=NO_DIGEST),
+    "empty digest, finalized round": ("post_secagg", lambda b, m: post_digest(b, m, 1, value=NO_DIGEST),
                                       "not the open round"),
+    "empty data, finalized round": ("post_secagg_data", lambda b, m: post_data(b, m, 1, data=b""),
+                                    "not the open round"),
+    "bad data step, next round": ("post_secagg_data", lambda b, m: post_data(b, m, 3, CKKS_SUM), "not the open round"),
     "empty key, outsider": ("advertise_keys", lambda b, m: advertise(b, b.s.outsider, 2, cipher=bytes(32)),
                             NOT_ON_ROSTER),
-    "bad step, suspended member": ("post_secagg", lambda b, m: post(b, b.members[3], 2, 6), "member is suspended"),
+    "empty data, outsider": ("post_secagg_data", lambda b, m: post_data(b, b.s.outsider, 2, data=b""),
+                             NOT_ON_ROSTER),
+    "bad step, suspended member": ("post_secagg", lambda b, m: post_digest(b, b.members[3], 2, 6),
+                                   "member is suspended"),
+    "bad data step, suspended member": ("post_secagg_data", lambda b, m: post_data(b, b.members[3], 2, 6),
+                                        "member is suspended"),
+    "empty data, removed member": ("post_secagg_data", lambda b, m: post_data(b, b.members[2], 2, data=b""),
+                                   "not an active institution"),
 }
 
 
@@ -362,10 +472,13 @@ def test_the_wrapper_refuses_malformed_input_before_sending(refusing):
     board, member = refusing, refusing.members[0]
     transactions = board.s.backend.stats.transactions
     with pytest.raises(ValueError, match="a digest must be 64 lowercase hex characters"):
-        board.study.post_secagg(member, 2, SHARES, "AB" * 32)
+        board.study.post_secagg(member, 2, CKKS_CONTEXT, "AB" * 32)
     for wrong in (key("x")[:31], key("x") + b"\x00", key("x").hex()):     # keys are 32 raw bytes
         with pytest.raises(MismatchedABI):
             board.study.advertise_keys(member, 2, wrong, key("y"))
+    for wrong in ("step 1 shares", 1, None, bytearray(b"x"), bytes(MAX_DATA + 1)):   # data is bytes, bounded
+        with pytest.raises(ValueError, match=f"at most {MAX_DATA} bytes"):
+            board.study.post_secagg_data(member, 2, SHARES, wrong)
     assert board.s.backend.stats.transactions == transactions
 
 
@@ -373,18 +486,28 @@ def test_the_wrapper_refuses_malformed_input_before_sending(refusing):
 
 
 def test_gas_per_message(embedded, capsys):
+    """A round of HOLDERS: a member's sealed shares (HOLDERS x SEALED_SHARE bytes) and its
+    reveal (HOLDERS x REVEALED_SHARE bytes) logged as they are, a CKKS digest."""
     gas: dict[str, dict[str, int]] = {}
     for kind in CONTRACTS:
         board = make_board(embedded, kind)
         a, b = board.members[:2]
-        gas[board.label] = {"advertise_keys": advertise(board, a, 1)["gasUsed"],
-                            "post_secagg (shares)": post(board, a, 1, SHARES)["gasUsed"],
-                            "post_secagg (reveal)": post(board, b, 1, REVEAL)["gasUsed"]}
+        gas[board.label] = {
+            "advertise_keys": advertise(board, a, 1)["gasUsed"],
+            "post_secagg_data (shares)": post_data(board, a, 1, SHARES,
+                                                   data=sealed("shares", HOLDERS * SEALED_SHARE))["gasUsed"],
+            "post_secagg_data (reveal)": post_data(board, b, 1, REVEAL,
+                                                   data=sealed("reveal", HOLDERS * REVEALED_SHARE))["gasUsed"],
+            "post_secagg (CKKS digest)": post_digest(board, a, 1, CKKS_CONTEXT)["gasUsed"]}
     with capsys.disabled():
         print("\nsecure-aggregation gas per message")
         for contract, table in gas.items():
             for name, used in table.items():
-                print(f"  {contract:15} {name:21} {used:>7,}")
+                print(f"  {contract:15} {name:26} {used:>7,}")
     for contract, table in gas.items():
+        assert set(table) == set(GAS_BOUND)
         for name, used in table.items():
-            assert 21_000 < used < GAS_BOUND, (contract, name, used)
+            assert 21_000 < used < GAS_BOUND[name], (contract, name, used)
+        # the data is logged whole: it costs by its size, where a digest does not
+        assert table["post_secagg_data (shares)"] > table["post_secagg_data (reveal)"] > \
+            table["post_secagg (CKKS digest)"], (contract, table)

@@ -206,7 +206,7 @@ def test_a_member_killed_after_sharing_its_masks_is_unmasked_without_it(start_co
 
     def shared_not_committed():
         r = study.round_count() + 1
-        shared = address in study.secagg_posts(r, SHARES)
+        shared = address in {p.member for p in study.data_posts(r, SHARES)}
         return shared and address not in study.committers(r)
 
     local.wait_until(shared_not_committed, 120, f"{victim}'s shares, before its update")

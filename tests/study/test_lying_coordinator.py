@@ -51,6 +51,21 @@ def test_forged_signature_is_caught(tmp_path, monkeypatch, make_study):
     assert _failed_checks(result.run_dir) == {(f"round 1 update of {first}", "signature by the institution")}
 
 
+def test_an_unsigned_entry_is_caught_not_a_crash(tmp_path, monkeypatch, make_study):
+    honest = aggregate_module.build_manifest
+
+    def unsigned(**kwargs):
+        manifest = honest(**kwargs)
+        if kwargs["round"] == 2:
+            del manifest["updates"][0]["signature"]
+        return manifest
+
+    monkeypatch.setattr(aggregate_module, "build_manifest", unsigned)
+    result = run_study(make_study(tmp_path), run_dir=tmp_path / "run", progress=False)
+    first = sorted(result.rounds[1]["accepted"], key=str.lower)[0]
+    assert _failed_checks(result.run_dir) == {(f"round 2 update of {first}", "signature by the institution")}
+
+
 def test_nodes_notice_a_root_that_leaves_them_out(tmp_path, monkeypatch, make_study):
     honest = aggregate_module.build_manifest
 

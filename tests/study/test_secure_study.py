@@ -15,7 +15,7 @@ from fedledger.privacy import ckks
 from fedledger.protocol.masking import MASKED, Masking
 from fedledger.rundir import RunDir
 from fedledger.simulation import run_study
-from fedledger.store import ArtifactStore
+from fedledger.store import ArtifactStore, sha256_hex
 from fedledger.validation import Reason
 
 WRAPPERS = {"loose": LooseStudy, "semi": SemiStudy}
@@ -45,8 +45,10 @@ def test_masked_updates_aggregate_to_the_plain_model_and_audit(make_study, tmp_p
             manifest = store.get_json(r["manifest"])
             record = manifest["secure_aggregation"]
             members = set(board.advertised_keys(r["round"]))
-            assert len(members) == 4 and set(board.secagg_posts(r["round"], SHARES)) == members
-            assert set(record["reveals"]) == set(board.secagg_posts(r["round"], REVEAL)) == members
+            shares = {p.member: p.value for p in board.data_posts(r["round"], SHARES)}
+            assert len(members) == 4 and set(shares) == members
+            assert record["shares"] == {m: sha256_hex(data) for m, data in shares.items()}     # the shares, on chain
+            assert set(record["reveals"]) == {p.member for p in board.data_posts(r["round"], REVEAL)} == members
             assert record["dropped"] == [] and sorted(record["senders"]) == sorted(members)
             for entry in manifest["updates"]:     # what the aggregator holds is masked, not parameters
                 assert set(store.get_arrays(entry["update"])) == {MASKED}

@@ -307,12 +307,23 @@ def advertise_keys(round_number: uint256, cipher_key: bytes32, mask_key: bytes32
 @external
 def post_secagg(round_number: uint256, step: uint8, digest: bytes32):
     """
-    @notice Secure aggregation: log the digest of the caller's shares (step 1) or of the
-            shares it reveals for unmasking (step 2) in the open round.
+    @notice Secure aggregation: log the digest of the caller's CKKS material (steps 3 to 5:
+            the public context, the sealed secret contexts, a decrypted sum) in the open round.
     """
     self._check_active_member(msg.sender)
     assert round_number == self.round_count + 1, "not the open round"
     secagg._post(msg.sender, round_number, step, digest)
+
+
+@external
+def post_secagg_data(round_number: uint256, step: uint8, data: Bytes[secagg.MAX_DATA]):
+    """
+    @notice Secure aggregation: log the caller's sealed shares (step 1) or the shares it
+            reveals for unmasking (step 2) in the open round, packed as they are.
+    """
+    self._check_active_member(msg.sender)
+    assert round_number == self.round_count + 1, "not the open round"
+    secagg._post_data(msg.sender, round_number, step, data)
 
 
 @external

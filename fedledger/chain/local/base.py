@@ -24,7 +24,7 @@ from fedledger.chain.reputation import (
     reputation_after,
     suspends,
 )
-from fedledger.chain.secagg import CKKS_SUM, SHARES, Posted, first_each
+from fedledger.chain.secagg import CKKS_CONTEXT, CKKS_SUM, MAX_DATA, REVEAL, SHARES, Posted, first_each
 from fedledger.errors import TransactionReverted
 from fedledger.validation.reasons import Reason
 
@@ -297,12 +297,22 @@ class BoardStandIn(StandIn):
 
     @transaction
     def post_secagg(self, member: LocalAccount, round: int, step: int, digest: str) -> None:
-        """`post_secagg`: the digest of what `member` sends at `step` (SHARES, REVEAL, CKKS_...)."""
+        """`post_secagg`: the digest of what `member` sends at `step` (CKKS_CONTEXT to CKKS_SUM)."""
         check_digests(digest)
         self._check_poster(member.address, round)
-        self._require(SHARES <= step <= CKKS_SUM, "step must be 1 to 5")
+        self._require(CKKS_CONTEXT <= step <= CKKS_SUM, "step must be 3 to 5")
         self._require(digest != NO_DIGEST, "empty digest")
         self._emit("SecAggPosted", round_number=round, member=member.address, step=step, digest=digest)
+
+    @transaction
+    def post_secagg_data(self, member: LocalAccount, round: int, step: int, data: bytes) -> None:
+        """`post_secagg_data`: what `member` sends at `step` (SHARES, REVEAL), as it is."""
+        if not isinstance(data, bytes) or len(data) > MAX_DATA:
+            raise ValueError(f"data must be at most {MAX_DATA} bytes")
+        self._check_poster(member.address, round)
+        self._require(step in (SHARES, REVEAL), "step must be 1 or 2")
+        self._require(len(data) > 0, "empty data")
+        self._emit("SecAggData", round_number=round, member=member.address, step=step, data=data)
 
     def key_adverts(self, round: int) -> list[Posted]:
         """Each member's first (cipher key, mask key) for `round`, in order, with its block."""
@@ -313,6 +323,11 @@ class BoardStandIn(StandIn):
         """Each member's first digest posted at `step` in `round`, in order, with its block."""
         return first_each(Posted(e["member"], e["digest"], e["block"])
                            for e in self.events("SecAggPosted", round) if e["step"] == step)
+
+    def data_posts(self, round: int, step: int) -> list[Posted]:
+        """Each member's first data logged at `step` in `round`, in order, with its block."""
+        return first_each(Posted(e["member"], e["data"], e["block"])
+                          for e in self.events("SecAggData", round) if e["step"] == step)
 
     def advertised_keys(self, round: int) -> dict[str, tuple[bytes, bytes]]:
         return {p.member: p.value for p in self.key_adverts(round)}
