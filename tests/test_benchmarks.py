@@ -1,0 +1,14 @@
+"""The benchmarks that have a smoke mode run in it, so that none breaks unnoticed."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_deployed_secure_aggregation_benchmark_smoke(hardhat_installed):
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "deployed_secure.py"), "--smoke"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "| loose        | 3            | secagg" in done.stdout
