@@ -21,7 +21,7 @@ from _report import write_section  # noqa: E402
 
 from fedledger.config import config_from_dict  # noqa: E402
 from fedledger.report import format_table  # noqa: E402
-from fedledger.rundir import RunDir
+from fedledger.rundir import RunDir  # noqa: E402
 from fedledger.simulation import run_study  # noqa: E402
 from fedledger.store import ArtifactStore  # noqa: E402
 
