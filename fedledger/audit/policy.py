@@ -2,7 +2,8 @@
 
 Rejections: the manifest's rejections must be exactly the chain's UpdateRejected records, and the
 updates that can be screened again (everything but availability and the protocol-level reasons,
-which depended on a moment or on bytes no one kept) must screen to the same verdicts.
+which depended on a moment or on bytes no one kept, and none of which costs reputation) must
+screen to the same verdicts: a penalty the stored bytes do not justify fails the audit.
 
 Reputation: the ReputationChanged, MemberSuspended and MemberReinstated events are replayed in
 chain order; every change must follow its rule, every suspension must happen exactly when a
@@ -22,7 +23,7 @@ from fedledger.chain.reputation import suspends
 from fedledger.errors import FedLedgerError
 from fedledger.store import ArtifactStore
 from fedledger.protocol import RoundTask, UpdateScheme
-from fedledger.validation import Candidate, Reason, Rejection, ValidationRules
+from fedledger.validation import Candidate, Reason, Rejection, ValidationRules, penalized
 
 # Verdicts that depend on more than the stored bytes and the rules: whether a blob could be
 # fetched at the time, and the signature/membership/round checks of submissions that were not kept.
@@ -34,7 +35,7 @@ def penalty_reason(code: int) -> str | None:
     """The ReputationChanged reason an update's outcome causes (None: no change)."""
     if code == Reason.ACCEPTED:
         return "update accepted"
-    return "update rejected" if Reason.MISSING <= code <= Reason.LOW_SCORE else None
+    return "update rejected" if penalized(code) else None
 
 
 def verify_rejections(report: AuditReport, subject: str, manifest_rejected: Sequence[Rejection],

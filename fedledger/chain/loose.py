@@ -51,8 +51,9 @@ class LooseStudy(StudyContract, ReputationPolicy, PrivacyBudget, SecAggBoard):
 
     def anchor_round(self, coordinator: LocalAccount, record: RoundRecord) -> TxReceipt:
         """Anchor `record`; its participants are sent in the address order the contract requires,
-        its rejections in their own order. Every participant earns "update accepted", every
-        rejected institution loses "update rejected"; a suspended participant is refused."""
+        its rejections in their own order. Every participant earns "update accepted"; a rejected
+        institution loses "update rejected" for a fault of its own shown by its signed update
+        (`record.evidence`); a suspended participant is refused."""
         participants = sorted((Web3.to_checksum_address(p) for p in record.participants), key=address_order)
         rejected = [Rejection(*r) for r in record.rejected]
         spends = {Web3.to_checksum_address(m): s for m, s in record.spends}
@@ -64,6 +65,7 @@ class LooseStudy(StudyContract, ReputationPolicy, PrivacyBudget, SecAggBoard):
             digest_to_bytes32(record.updates_root), participants, digest_to_bytes32(record.metrics_digest),
             digest_to_bytes32(record.manifest_digest), [Web3.to_checksum_address(r.member) for r in rejected],
             [optional_digest_to_bytes32(r.update) for r in rejected], [int(r.reason) for r in rejected],
+            [(n, bytes.fromhex(sig.removeprefix("0x"))) for n, sig in evidence(record)],
             [spends[p].as_args() for p in participants]
             + [rejected_spends.pop(Web3.to_checksum_address(r.member), NO_SPEND).as_args() for r in rejected]
             if spends or rejected_spends else []))
@@ -129,6 +131,15 @@ class LooseStudy(StudyContract, ReputationPolicy, PrivacyBudget, SecAggBoard):
             spends.setdefault(spent.round, []).append((spent.member, spent.spend))
         return [(_record(n, log["args"], rejected.get(n, []), spends.get(n, [])), log["blockNumber"])
                 for log in ordered for n in [log["args"]["round_number"]]]
+
+
+def evidence(record: RoundRecord) -> tuple[tuple[int, str], ...]:
+    """`record.evidence`, one per rejection: ValueError if it is given but does not match."""
+    if not record.evidence:
+        return ((0, ""),) * len(record.rejected)
+    if len(record.evidence) != len(record.rejected):
+        raise ValueError(f"{len(record.evidence)} pieces of evidence for {len(record.rejected)} rejections")
+    return record.evidence
 
 
 def _record(n: int, fields: Any, rejected: Sequence[Rejection] = (),

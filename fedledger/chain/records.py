@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -24,7 +24,7 @@ class Role(enum.IntFlag):
 class Rejection(NamedTuple):
     """An update left out of a round, as the contracts record it (UpdateRejected, CommitRejected).
 
-    `reason` is a code of fedledger.validation.reasons (1..16); `update` is None where no digest
+    `reason` is a code of fedledger.validation.reasons (1..17); `update` is None where no digest
     was named (the chain's empty bytes32).
     """
     member: str
@@ -37,7 +37,7 @@ class RoundRecord:
     """One anchored round, as stored by LooseStudy.anchor_round.
 
     `rejected`: the updates the coordinator left out, (member, update digest or None, reason
-    code 1..16) each, in the order anchored; the contract keeps them in UpdateRejected events.
+    code 1..17) each, in the order anchored; the contract keeps them in UpdateRejected events.
     """
     round: int
     parent_model: str
@@ -47,6 +47,10 @@ class RoundRecord:
     metrics_digest: str
     manifest_digest: str
     rejected: tuple[tuple[str, str | None, int], ...] = ()
+    # What each rejected member signed for the update named, in `rejected` order: (sample count of
+    # its commitment, its 0x-hex signature); (0, "") where there is none. The contract needs it for
+    # every rejection that costs reputation; it is not stored, so a record read back has none.
+    evidence: tuple[tuple[int, str], ...] = field(default=(), compare=False)
     # In a study with a privacy budget: (participant, its PrivacySpend) each, and (rejected
     # member, its PrivacySpend) for each rejected update whose release counts.
     spends: tuple[tuple[str, Any], ...] = ()

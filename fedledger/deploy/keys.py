@@ -16,6 +16,7 @@ from eth_account.signers.local import LocalAccount
 from fedledger.errors import ConfigError
 
 PASSWORD_ENV = "FEDLEDGER_PASSWORD"
+MIN_PASSWORD_LENGTH = 12   # the keystore's scrypt slows guessing, it does not make "x" safe
 
 
 def read_password(env: str | None = None, file: str | Path | None = None) -> str:
@@ -34,7 +35,11 @@ def read_password(env: str | None = None, file: str | Path | None = None) -> str
 
 
 def create_keystore(path: str | Path, password: str) -> LocalAccount:
-    """A new key, written encrypted to `path` (readable by its owner only); refuses to overwrite."""
+    """A new key, written encrypted to `path` (readable by its owner only); refuses to overwrite
+    and refuses a password shorter than MIN_PASSWORD_LENGTH."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ConfigError(f"a keystore password needs at least {MIN_PASSWORD_LENGTH} characters, "
+                          f"this one has {len(password)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -40,7 +40,6 @@ class LocalConsortium:
         self.rpc_url = rpc_url
         self.poll_seconds = poll_seconds
         self.processes: dict[str, subprocess.Popen] = {}
-        self.password_file = directory / "keys" / "password"
         self.members: list[MemberEntry] = []
         self.consortium: ConsortiumFile | None = None
 
@@ -51,13 +50,14 @@ class LocalConsortium:
     def create(self) -> ConsortiumFile:
         """Keys and a roster for every institution (and, loose, a coordinator); deploy the study."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.password_file.parent.mkdir(exist_ok=True)
-        password = secrets.token_hex(16)
-        fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(password)
+        (self.dir / "keys").mkdir(mode=0o700, exist_ok=True)
         coordinator = [("coordinator", "coordinator")] if self.cfg.study.architecture == "loose" else []
         for name, role in coordinator + [(c.name, "institution") for c in load_clients(self.cfg)]:
+            # each member its own password, as separate sites would have: one file does not open every key
+            password = secrets.token_hex(16)
+            fd = os.open(self.password_file(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(password)
             account = create_keystore(self.dir / "keys" / f"{name}.json", password)
             self.members.append(MemberEntry(name, account.address, f"http://127.0.0.1:{free_loopback_port()}", role))
             self._write_node_file(name)
@@ -72,9 +72,13 @@ class LocalConsortium:
             f'name = "{name}"\n'
             'consortium = "../consortium"\n'
             f'keystore = "../keys/{name}.json"\n'
-            'password_file = "../keys/password"\n'
+            f'password_file = "../keys/{name}.password"\n'
             f'state_dir = "../state/{name}"\n'
             f"poll_seconds = {self.poll_seconds}\n")
+
+    def password_file(self, name: str) -> Path:
+        """The file holding member `name`'s keystore password (its owner alone reads it)."""
+        return self.dir / "keys" / f"{name}.password"
 
     def node_file(self, name: str) -> Path:
         return self.dir / "nodes" / f"{name}.toml"

@@ -64,6 +64,9 @@ def format_status(doc: dict[str, Any]) -> str:
     """The status document as a few lines of text."""
     if doc["open_round"] is None:
         where = f"all {doc['rounds']} rounds finalized"
+        if doc["finished"] > doc["rounds"]:   # someone went on past the consortium file's study
+            where = (f"{doc['finished']} rounds finalized: {doc['finished'] - doc['rounds']} more than the "
+                     f"{doc['rounds']} this consortium file's study has")
     else:
         where = f"round {doc['open_round']} of {doc['rounds']}: {doc['phase']}"
         if "phase_deadline" in doc:

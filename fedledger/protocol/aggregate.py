@@ -40,6 +40,13 @@ def round_task(study: Any, strategy: Strategy, round: int, parent: str) -> Round
                      client_config=strategy.client_config())
 
 
+def parent_model(study: Any, round: int) -> str:
+    """The model round `round` of a semi or full study trains from: the previous round's
+    finalized model. Not `latest_model`, which moves on the moment `round` itself finalizes, so
+    an aggregator answering late would otherwise aggregate onto the round's own result."""
+    return study.finalized(round - 1)[0] if round > 1 else study.initial_model()
+
+
 def state_before(study: Any, store: ArtifactStore, round: int) -> str | None:
     """The server-optimizer state round `round` continues from: the previous round's."""
     return store.get_json(study.round_manifest(round - 1))["state_after"] if round > 1 else None

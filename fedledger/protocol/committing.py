@@ -8,7 +8,7 @@ members act after the commitments (secure aggregation's reveal), it does that to
 from __future__ import annotations
 
 from fedledger.chain import NO_SPEND, Phase
-from fedledger.protocol.aggregate import candidates, round_task
+from fedledger.protocol.aggregate import candidates, parent_model, round_task
 from fedledger.protocol.context import ACTED, DONE, MemberContext, Step, waiting
 from fedledger.protocol.contribution import Contribution
 from fedledger.protocol.node import InstitutionNode
@@ -77,7 +77,7 @@ class CommittingInstitution:
         """Once the commitments are in, every member screens them alike: the senders are the
         ones that pass, and each does its scheme's part (secure aggregation: reveal)."""
         study, ctx = self.ctx.study, self.ctx
-        task = round_task(study, ctx.strategy, r, study.latest_model())
+        task = round_task(study, ctx.strategy, r, parent_model(study, r))
         if r not in self.senders:
             accepted, _ = self.scheme.screen(ctx.store, task, candidates(study.commitments(r)), self.rules)
             self.senders = {r: [c.institution for c in accepted]}

@@ -24,6 +24,7 @@ from fedledger.protocol.aggregate import (
     aggregate_result,
     candidates,
     entry,
+    parent_model,
     reason_codes,
     round_task,
     state_before,
@@ -118,7 +119,7 @@ class Validator:
         updates aggregated, and each committer's reward."""
         study, ctx = self.ctx.study, self.ctx
         medians, excluded = exclusion_rule(commitments, study.scores(r), ctx.cfg.protocol.exclusion_margin)
-        task = round_task(study, ctx.strategy, r, study.latest_model())
+        task = round_task(study, ctx.strategy, r, parent_model(study, r))
         with ctx.timings.measure("aggregate"):
             accepted, rejected = self.scheme.screen(ctx.store, task, candidates(commitments), self.rules, excluded)
             result = aggregate_result(ctx.store, ctx.strategy, task, state_before(study, ctx.store, r),

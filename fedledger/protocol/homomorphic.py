@@ -82,8 +82,13 @@ class Homomorphic(UpdateScheme):
         if digest is None:
             return self._make_keys(ctx, task, expected)
         if self._public is None:
+            # the dealer's two posts (context, sealed copies) may land in different blocks
+            dealer = ctx.roster[0]
+            copies = self.board.secagg_posts(KEY_ROUND, CKKS_KEYS).get(dealer)
+            if copies is None:
+                return waiting(f"the sealed copies of the CKKS keys from {ctx.name(dealer)}")
             self._public = ctx.store.get(digest)
-            self._keys = self._open_keys(ctx, task)
+            self._keys = self._open_keys(ctx, task, dealer, copies)
         return None
 
     def _make_keys(self, ctx: MemberContext, task: RoundTask, expected: Sequence[str]) -> Step:
@@ -112,9 +117,9 @@ class Homomorphic(UpdateScheme):
                  lambda: self.board.post_secagg(ctx.account, KEY_ROUND, CKKS_KEYS, copies))
         return ACTED
 
-    def _open_keys(self, ctx: MemberContext, task: RoundTask) -> ckks.CkksKeys | None:
-        """This member's copy of the keys; None if it was not sealed one (it can still encrypt)."""
-        (dealer, copies), = self.board.secagg_posts(KEY_ROUND, CKKS_KEYS).items()
+    def _open_keys(self, ctx: MemberContext, task: RoundTask, dealer: str, copies: str) -> ckks.CkksKeys | None:
+        """This member's copy of the keys from the `dealer`'s sealed `copies` (their digest); None
+        if it was not sealed one (it can still encrypt)."""
         sealed = ctx.store.get_json(copies).get(ctx.address)
         if sealed is None:
             return None

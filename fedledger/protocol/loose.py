@@ -23,14 +23,13 @@ from fedledger.protocol.manifest import update_leaves
 from fedledger.protocol.messages import RoundTask, SignedUpdate
 from fedledger.protocol.node import InstitutionNode
 from fedledger.protocol.scheme import UpdateScheme
-from fedledger.report import summarize_evaluations
+from fedledger.report import evaluation_problem, summarize_evaluations
 from fedledger.store import check_digest
-from fedledger.validation import Reason, Rejection, ValidationRules
+from fedledger.validation import Reason, Rejection, ValidationRules, penalized
 
 ARCHITECTURE = "loose"
 ZERO_ADDRESS = "0x" + "00" * 20
 UPDATE, SENDERS, PROOFS = "update", "senders", "proofs"    # the noticeboard's kinds
-EVALUATION_KEYS = ("tp", "fp", "tn", "fn", "loss", "n")
 
 
 class LooseInstitution:
@@ -195,7 +194,8 @@ class Coordinator:
         claimed = [s.institution for s in submissions]
         members = study.institutions_among(claimed)
         suspended = {a for a in claimed if a in members and study.suspended(a)}
-        rejected = [Rejection(a, Reason.INVALID_FORMAT, why) for a, why in self.malformed.items()]
+        # a post that is no signed update at all proves nothing against its supposed sender
+        rejected = [Rejection(a, Reason.BAD_SIGNATURE, why) for a, why in self.malformed.items()]
         eligible: list[SignedUpdate] = []
         for sub in submissions:
             problem = _protocol_problem(task, sub, members, suspended) or self._privacy_problem(sub)
@@ -213,8 +213,8 @@ class Coordinator:
         code = spend_problem(sub.spend or NO_SPEND, study.epsilon_spent(sub.institution), study.epsilon_budget())
         if code == Reason.PRIVACY_BUDGET:
             return Reason.PRIVACY_BUDGET, "the release would take the member past the study's privacy budget"
-        if code is not None:
-            return Reason.INVALID_FORMAT, "missing or malformed privacy spend"
+        if code is not None:    # the spend is not signed: nothing shows it was the member's, so no penalty
+            return Reason.PRIVACY_BUDGET, "missing or malformed privacy spend: the release cannot be counted"
         return None
 
     def aggregate(self, task: RoundTask, state_before: str | None, accepted: list[SignedUpdate],
@@ -235,12 +235,23 @@ class Coordinator:
                              participants=tuple(e["institution"] for e in manifest["updates"]),
                              metrics_digest=manifest["metrics"], manifest_digest=result.manifest_digest,
                              rejected=tuple((r.institution, r.update, int(r.code)) for r in rejected),
-                             spends=spends, rejected_spends=rejected_spends)
+                             evidence=self._evidence(rejected), spends=spends, rejected_spends=rejected_spends)
         ctx.send(f"round {task.round}: anchored model {result.model[:12]} ({len(accepted)} updates aggregated, "
                  f"{len(rejected)} rejected)", lambda: ctx.study.anchor_round(ctx.account, record))
         leaves = update_leaves(manifest["updates"])
         ctx.notices.post(task.round, PROOFS, {e["institution"]: merkle_proof(leaves, leaf)
                                               for e, leaf in zip(manifest["updates"], leaves)})
+
+    def _evidence(self, rejected: list[Rejection]) -> tuple[tuple[int, str], ...]:
+        """What each member rejected for a fault of its own signed for the update rejected (the
+        contract penalizes only with the member's signature); (0, "") for the other rejections,
+        whose signatures may be anything."""
+        signed = {(u.signed.institution, u.signed.commitment.update): u.signed for u in self.collected.values()}
+        evidence = []
+        for r in rejected:
+            sub = signed.get((r.institution, r.update))
+            evidence.append((sub.commitment.num_samples, sub.signature) if sub and penalized(r.code) else (0, ""))
+        return tuple(evidence)
 
     def _spends(self, accepted: list[SignedUpdate], rejected: list[Rejection]) -> tuple[tuple, tuple]:
         """The spends to anchor: every participant's, and those of rejected updates that were
@@ -256,24 +267,28 @@ class Coordinator:
         return tuple((u.institution, u.spend) for u in accepted), tuple(rejected_spends.items())
 
     def _metrics(self, parent: str, accepted: list[SignedUpdate]) -> dict[str, Any]:
-        reported = {}
+        """The round's metrics: the accepted institutions' evaluations of `parent` summarized,
+        and, under "left_out", why any of them was not used."""
+        reported, left_out = {}, {}
         for update in accepted:
+            name = self.ctx.name(update.institution)
             evaluation = self._evaluation(self.collected[update.institution].metrics)
-            if evaluation is not None:
-                reported[self.ctx.name(update.institution)] = evaluation
-        return {"evaluated_model": parent, **(summarize_evaluations(reported) if reported else {})}
+            if isinstance(evaluation, str):
+                left_out[name] = evaluation
+                self.ctx.log.warning("round %d: the evaluation of %s is left out: %s", self.round, name, evaluation)
+            else:
+                reported[name] = evaluation
+        return {"evaluated_model": parent, **(summarize_evaluations(reported) if reported else {}),
+                **({"left_out": left_out} if left_out else {})}
 
-    def _evaluation(self, digest: str) -> dict[str, float] | None:
-        """A member's evaluation document, if it is one (untrusted: a malformed one is left out)."""
+    def _evaluation(self, digest: str) -> dict[str, float] | str:
+        """A member's evaluation document, or why it cannot be used (untrusted input)."""
         try:
             doc = self.ctx.store.get_json(digest)
-        except FedLedgerError as exc:   # missing everywhere, corrupt, or not a digest: leave it out
-            self.ctx.log.warning("evaluation %s unavailable: %s", digest, exc)
-            return None
-        if not isinstance(doc, dict) or not all(isinstance(doc.get(k), int | float) for k in EVALUATION_KEYS):
-            self.ctx.log.warning("evaluation %s is not an evaluation document; left out", digest)
-            return None
-        return doc
+        except FedLedgerError as exc:   # missing everywhere, corrupt, or not a digest
+            return f"unavailable: {str(exc)[:200]}"
+        problem = evaluation_problem(doc)
+        return doc if problem is None else f"not an evaluation: {problem}"
 
 
 def _protocol_problem(task: RoundTask, sub: SignedUpdate, members: set[str], suspended: set[str]

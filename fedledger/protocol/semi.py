@@ -16,6 +16,7 @@ from fedledger.protocol.aggregate import (
     aggregate_result,
     candidates,
     entry,
+    parent_model,
     reason_codes,
     round_task,
     state_before,
@@ -65,7 +66,7 @@ class CommitteeMember:
         """This member's result for round `r`: the committed updates screened and aggregated.
         Made afresh for every draw: an update that could not be fetched for one may be had by the next."""
         study, ctx = self.ctx.study, self.ctx
-        task = round_task(study, ctx.strategy, r, study.latest_model())
+        task = round_task(study, ctx.strategy, r, parent_model(study, r))
         with ctx.timings.measure("aggregate"):
             accepted, rejected = self.scheme.screen(ctx.store, task, candidates(study.commitments(r)), self.rules)
             record = self.scheme.record(ctx.store, task, accepted) if accepted else None

@@ -42,7 +42,8 @@ class ArtifactStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            # the store holds patient-derived updates: only its owner (the node's user) reads it
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the artifact store {self.root}: {exc.strerror}") from None
 
@@ -60,15 +61,14 @@ class ArtifactStore:
         # Write-then-rename so that a reader (or a crash) never sees half a blob; a damaged blob
         # already at the path is replaced, which is the one way put() repairs the store.
         try:
-            path.parent.mkdir(exist_ok=True)
+            path.parent.mkdir(mode=0o700, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
                     f.flush()
                     os.fsync(f.fileno())
-                os.chmod(tmp, 0o644)  # mkstemp makes 0600; other node processes serve these blobs
-                os.replace(tmp, path)
+                os.replace(tmp, path)   # mkstemp made it 0600: readable by its owner alone
             except BaseException:
                 os.unlink(tmp)
                 raise

@@ -4,7 +4,7 @@
 every aggregator runs on a round's committed updates.
 """
 
-from fedledger.validation.reasons import MAX_REASON, Reason
+from fedledger.validation.reasons import MAX_REASON, Reason, penalized
 from fedledger.validation.screen import Candidate, Rejection, ValidationRules, screen_updates
 
-__all__ = ["MAX_REASON", "Candidate", "Reason", "Rejection", "ValidationRules", "screen_updates"]
+__all__ = ["MAX_REASON", "Candidate", "Reason", "Rejection", "ValidationRules", "penalized", "screen_updates"]

@@ -27,6 +27,7 @@ class Reason(IntEnum):
     LOW_SCORE = 14         # the validators scored it far below the median update (full)
     PRIVACY_BUDGET = 15    # releasing it would take the member past the study's privacy budget
     TOO_FEW_FOR_NOISE = 16  # DP-FedAvg: fewer updates passed than the noise is shared among
+    COPIED = 17            # the same update digest as another member's in the round
 
     @property
     def label(self) -> str:
@@ -35,3 +36,11 @@ class Reason(IntEnum):
 
 
 MAX_REASON = max(Reason)
+
+
+def penalized(code: int) -> bool:
+    """Whether a rejection with this code costs the member reputation (reputation_policy.vy
+    `_penalized`): only a fault shown by the bytes it committed to, DIGEST_MISMATCH..LOW_SCORE.
+    The protocol-level codes below can be caused by anyone in a member's name, and MISSING rests
+    on the word of whoever failed to fetch the blob, which no one can check afterwards."""
+    return Reason.DIGEST_MISMATCH <= code <= Reason.LOW_SCORE

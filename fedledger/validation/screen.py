@@ -85,7 +85,9 @@ def screen_updates(store: ArtifactStore, global_params: np.ndarray, candidates: 
     """(accepted candidates, rejections sorted by institution) for one round.
 
     In order: two different submissions from one member reject both (DUPLICATE; resending the
-    same one is harmless); members in `excluded` are rejected as given (e.g. LOW_SCORE); each
+    same one is harmless); members in `excluded` are rejected as given (e.g. LOW_SCORE); an
+    update several members submitted is rejected for each of them (COPIED: which one copied
+    cannot be told from the updates alone; semi and full contracts refuse a copy's commitment); each
     blob must load from the store and fit the model (MISSING, DIGEST_MISMATCH, INVALID_FORMAT,
     WRONG_LAYOUT, NOT_FINITE, OUT_OF_RANGE) and stay within the norm bound (NORM_ABOVE_BOUND);
     if the claimed sample counts together overflow the fixed-point sums, the largest claims are
@@ -95,12 +97,15 @@ def screen_updates(store: ArtifactStore, global_params: np.ndarray, candidates: 
     excluded = excluded or {}
     rejected: list[Rejection] = []
     loaded: list[tuple[Candidate, np.ndarray]] = []
+    copied = _copied(candidates)
     for institution, offers in _by_institution(candidates).items():
         if len(offers) > 1:
             rejected.append(Rejection.of(offers[0], Reason.DUPLICATE,
                                          f"{len(offers)} different updates in one round; none is aggregated"))
         elif institution in excluded:
             rejected.append(excluded[institution])
+        elif offers[0].update in copied:
+            rejected.append(copied[offers[0].update](offers[0]))
         else:
             params_or_rejection = _load(store, offers[0], global_params, rules)
             if isinstance(params_or_rejection, Rejection):
@@ -125,7 +130,11 @@ def screen_protected(candidates: Sequence[Candidate], problem: Callable[[Candida
     what can be (the artifact, its layout), after the sample count; DP-FedAvg's `min_aggregated`
     applies as to plain ones."""
     accepted, rejected = [], []
+    copied = _copied(candidates)
     for c in sorted(candidates, key=_by_member):
+        if c.update in copied:
+            rejected.append(copied[c.update](c))
+            continue
         found = (problem(c) if 0 < c.num_samples <= fx.MAX_TOTAL_SAMPLES else Rejection.of(
             c, Reason.OUT_OF_RANGE, f"num_samples is {c.num_samples}, expected 1 to {fx.MAX_TOTAL_SAMPLES}"))
         if found is None:
@@ -146,6 +155,18 @@ def _enough_for_noise(accepted: list[Candidate], min_aggregated: int) -> tuple[l
 
 def _by_member(item: Candidate | Rejection) -> str:
     return item.institution.lower()
+
+
+def _copied(candidates: Sequence[Candidate]) -> dict[str, Callable[[Candidate], Rejection]]:
+    """The update digests that more than one member submitted, each with its rejection."""
+    owners: defaultdict[str, set[str]] = defaultdict(set)
+    for c in candidates:
+        owners[c.update].add(c.institution)
+
+    def rejection(count: int) -> Callable[[Candidate], Rejection]:
+        return lambda c: Rejection.of(c, Reason.COPIED, f"{count} members submitted this same update; "
+                                                        f"none of theirs is aggregated")
+    return {update: rejection(len(who)) for update, who in owners.items() if len(who) > 1}
 
 
 def _by_institution(candidates: Sequence[Candidate]) -> dict[str, list[Candidate]]:

@@ -16,6 +16,8 @@ from fedledger.chain import (
     LooseStudy,
 )
 
+from fedledger.crypto import UpdateCommitment, sign_commitment
+
 FUNDS = 10 * 10**18
 
 
@@ -35,12 +37,19 @@ class Study:
 
     def record(self, round: int, parent: str, participants=None, rejected=()) -> RoundRecord:
         """A well-formed record for `round` whose model digest is derived from the round number;
-        `rejected`: (member, update digest or None, reason code) each."""
+        `rejected`: (member, update digest or None, reason code) each, with the evidence an honest
+        coordinator holds: the member's signature over a named update (10 samples), where the
+        member is one of the study's institutions."""
         people = [i.address for i in self.institutions] if participants is None else participants
+        accounts = {a.address: a for a in self.institutions}
+        evidence = tuple(
+            (10, sign_commitment(accounts[member], UpdateCommitment(
+                self.backend.chain_id, self.ledger.address, round, parent, update, 10)))
+            if member in accounts and update is not None else (0, "") for member, update, _ in rejected)
         return RoundRecord(round=round, parent_model=parent, model=digest(f"model {round}"),
                            updates_root=digest(f"root {round}"), participants=tuple(people),
                            metrics_digest=digest(f"metrics {round}"), manifest_digest=digest(f"manifest {round}"),
-                           rejected=tuple(rejected))
+                           rejected=tuple(rejected), evidence=evidence)
 
 
 def set_up_study(backend: ChainBackend, *, start: bool = True, institutions: int = 4, ledger: bool = True,

@@ -14,6 +14,7 @@ from fedledger.chain import (
     Role,
     LooseStudy,
 )
+from fedledger.crypto import UpdateCommitment, sign_commitment
 from fedledger.errors import ChainError, TransactionReverted
 
 from .conftest import FUNDS, digest, set_up_study
@@ -57,8 +58,8 @@ def test_anchor_with_four_participants_costs_one_transaction(study):
     assert stats.transactions == before[0] + 1
     assert stats.gas_used - before[1] == receipt["gasUsed"]
     assert 21_000 < receipt["gasUsed"] < 550_000   # measured 455k: the first anchor meets every participant
-    # selector, 10 head words, 4 participants with their length, 3 empty rejection arrays (their lengths)
-    assert stats.calldata_bytes - before[2] == 4 + 32 * (11 + 1 + 4 + 4)
+    # selector, 11 head words, 4 participants with their length, 4 empty rejection arrays (their lengths)
+    assert stats.calldata_bytes - before[2] == 4 + 32 * (12 + 1 + 4 + 5)
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +102,9 @@ REFUSED = {   # case: (sender and record, reason)
                               r"participants not strictly increasing \(duplicate\?\)"),
     "empty model digest": (lambda s, a: (s.coordinator, _round2(s, model="00" * 32)), "empty model digest"),
     "rejection with reason 0": (lambda s, a: (s.coordinator, _round2(s, rejected=((a.address, None, 0),))),
-                                r"reason code must be 1\.\.16"),
-    "rejection with reason 17": (lambda s, a: (s.coordinator, _round2(s, rejected=(
-        (a.address, digest("x"), OUTLIER), (s.outsider.address, digest("y"), 17)))), r"reason code must be 1\.\.16"),
+                                r"reason code must be 1\.\.17"),
+    "rejection with reason 18": (lambda s, a: (s.coordinator, _round2(s, rejected=(
+        (a.address, digest("x"), OUTLIER), (s.outsider.address, digest("y"), 18)))), r"reason code must be 1\.\.17"),
 }
 
 
@@ -126,7 +127,7 @@ def test_contract_itself_requires_increasing_addresses(one_round):
     r = _round2(study)
     fn = study.ledger.contract.functions.anchor_round(
         2, bytes.fromhex(r.parent_model), bytes.fromhex(r.model), bytes.fromhex(r.updates_root), unsorted,
-        bytes.fromhex(r.metrics_digest), bytes.fromhex(r.manifest_digest), [], [], [], [])
+        bytes.fromhex(r.metrics_digest), bytes.fromhex(r.manifest_digest), [], [], [], [], [])
     with pytest.raises(TransactionReverted, match="participants not strictly increasing"):
         study.backend.transact(study.coordinator, fn)
 
@@ -291,6 +292,37 @@ def test_suspension_and_reinstatement_on_the_ledger(embedded):
     assert ledger.reputation(victim.address) == 101
 
 
+def test_a_coordinator_cannot_penalize_an_institution_without_its_signature(embedded):
+    """A coordinator made up three "missing update" rejections of one hospital in round 1, with
+    digests it invented, and had it suspended (issue 14, finding 2). A rejection now costs
+    reputation only for a fault shown by an update the institution signed, checked by the
+    contract, and at most once per institution and round; MISSING rests on the coordinator's word
+    alone and costs nothing."""
+    s = set_up_study(embedded, suspension_threshold=50)
+    ledger, victim, parent = s.ledger, s.institutions[3], digest("model 0")
+    others = [i.address for i in s.institutions[:3]]
+    made_up = [(victim.address, digest(f"invented {k}"), MISSING) for k in range(3)]
+    ledger.anchor_round(s.coordinator, s.record(1, parent, others, made_up))
+    assert ledger.rejections(1) == made_up                                   # recorded, as claimed
+    assert ledger.reputation(victim.address) == INITIAL_REPUTATION and not ledger.suspended(victim.address)
+
+    signed = s.record(2, digest("model 1"), others, [(victim.address, digest("real"), OUTLIER)])
+    (samples, signature), = signed.evidence
+    stranger = Account.create()
+    forged = sign_commitment(stranger, UpdateCommitment(embedded.chain_id, ledger.address, 2, digest("model 1"),
+                                                        digest("real"), samples))
+    other_update = s.record(2, digest("model 1"), others, [(victim.address, digest("another"), OUTLIER)])
+    for evidence in ((), ((0, ""),), ((samples, forged),), ((samples + 1, signature),), other_update.evidence):
+        with pytest.raises(TransactionReverted, match="a penalty needs the institution's signature"):
+            ledger.anchor_round(s.coordinator, replace(signed, evidence=evidence))
+    twice = s.record(2, digest("model 1"), others, [(victim.address, digest("real"), OUTLIER),
+                                                    (victim.address, digest("another"), OUTLIER)])
+    with pytest.raises(TransactionReverted, match="member already penalized this round"):
+        ledger.anchor_round(s.coordinator, twice)
+    ledger.anchor_round(s.coordinator, signed)                               # the member's own signed update
+    assert ledger.reputation(victim.address) == 80 and ledger.round_count() == 2
+
+
 def test_a_threshold_above_the_initial_reputation_is_refused(embedded):
     s = set_up_study(embedded, ledger=False)
     with pytest.raises(TransactionReverted, match=r"^StudyLedger\.constructor reverted: suspension threshold above "
@@ -306,10 +338,13 @@ def test_contract_itself_requires_one_update_and_reason_per_rejection(one_round)
             sorted((i.address for i in study.institutions), key=lambda a: int(a, 16)),
             bytes.fromhex(r.metrics_digest), bytes.fromhex(r.manifest_digest))
     member, update = study.outsider.address, bytes(32)
-    for rejected, updates, reasons in (([member], [update], []), ([member], [], [OUTLIER]),
-                                       ([], [update], [OUTLIER]), ([member, member], [update], [OUTLIER] * 2)):
-        fn = study.ledger.contract.functions.anchor_round(2, *head, rejected, updates, reasons, [])
-        with pytest.raises(TransactionReverted, match="one update and one reason per rejected member"):
+    unsigned = (0, b"")
+    for rejected, updates, reasons, evidence in (
+            ([member], [update], [], [unsigned]), ([member], [], [OUTLIER], [unsigned]),
+            ([], [update], [OUTLIER], []), ([member, member], [update], [OUTLIER] * 2, [unsigned] * 2),
+            ([member], [update], [OUTLIER], [])):
+        fn = study.ledger.contract.functions.anchor_round(2, *head, rejected, updates, reasons, evidence, [])
+        with pytest.raises(TransactionReverted, match="one update, one reason and one evidence per rejected member"):
             study.backend.transact(study.coordinator, fn)
     assert study.ledger.round_count() == 1
 

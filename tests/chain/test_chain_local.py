@@ -297,7 +297,11 @@ def round_twin(embedded, kind: str, *, n=4, min_participants=2, threshold=0, bud
 def loose_twin(embedded, *, threshold=0, budget=0, delta=0, start=True) -> Twin:
     s = set_up_study(embedded, ledger=False)
     real = LooseStudy.deploy(s.backend, s.admin, s.consortium, threshold, budget, delta)
-    twin = Twin(s, real, LocalLooseStudy([m.address for m in s.institutions], threshold, budget, delta))
+    local = LocalLooseStudy([m.address for m in s.institutions], threshold, budget, delta)
+    # the stand-in takes the real contract's identity, so that one signed commitment (s.record's
+    # evidence, signed for s.ledger) is evidence for both
+    s.ledger, local.chain_id, local.address = real, s.backend.chain_id, real.address
+    twin = Twin(s, real, local)
     if start:
         assert twin.do("start_study", s.coordinator, digest("config"), digest("model 0")) is None
     return twin
@@ -332,9 +336,14 @@ def test_loose_anchors_rejections_suspension_and_reinstatement(embedded):
         (s.coordinator, replace(round2, participants=(i0.address, i1.address, i0.address)),
          label + "participants not strictly increasing (duplicate?)"),
         (s.coordinator, replace(round2, model=NO_DIGEST), label + "empty model digest"),
-        (s.coordinator, replace(round2, rejected=((i3.address, None, 0),)), label + "reason code must be 1..16"),
-        (s.coordinator, replace(round2, rejected=((i3.address, None, 17),)), label + "reason code must be 1..16"),
+        (s.coordinator, replace(round2, rejected=((i3.address, None, 0),)), label + "reason code must be 1..17"),
+        (s.coordinator, replace(round2, rejected=((i3.address, None, 18),)), label + "reason code must be 1..17"),
         (s.coordinator, replace(round2, model="AB" * 32), "malformed"),
+        (s.coordinator, replace(round2, rejected=((i3.address, digest("unsigned"), Reason.OUTLIER),)),
+         label + "a penalty needs the institution's signature over the rejected update"),
+        (s.coordinator, s.record(2, digest("model 1"), rejected=[(i3.address, digest(f"bad {k}"), Reason.OUTLIER)
+                                                                 for k in range(2)]),
+         label + "member already penalized this round"),
     ]
     for sender, record, reason in refused:
         assert twin.do("anchor_round", sender, record) == reason
@@ -411,10 +420,11 @@ def test_semi_commitments_window_and_majority(embedded):
     twin.commit(a)
     twin.commit(b)
     twin.commit(a, update=digest("second"))                                     # DUPLICATE
+    twin.commit(c, update=twin.read("commitments", 1)[0].update)               # COPIED
     assert twin.do("close_commits", a, 1) == close + "commit window still open"
     assert twin.do("close_commits", a, 2) == close + "not the open round"
     assert twin.do("submit_result", a, 1, 1, *result(1), [0, 0]) == submit + "not on this committee"
-    assert [r.reason for r in twin.read("commit_rejections", 1)] == [1, 1, 3, 8, 11, 8, 4]
+    assert [r.reason for r in twin.read("commit_rejections", 1)] == [1, 1, 3, 8, 11, 8, 4, 17]
     assert [r.reason for r in twin.read("commit_rejections", 0) + twin.read("commit_rejections", 2)] == [3, 3]
     twin.check()
 
@@ -431,7 +441,7 @@ def test_semi_commitments_window_and_majority(embedded):
         submit + "no round 0": (a, 0, 0, *result(0), reasons),
         submit + "empty digest": (a, 1, 1, NO_DIGEST, result(1)[1], reasons),
         submit + "one reason per committed update": (a, 1, 1, *result(1), reasons[:3]),
-        submit + "reason code above 16": (a, 1, 1, *result(1), [0, 0, 0, 17]),
+        submit + "reason code above 17": (a, 1, 1, *result(1), [0, 0, 0, 18]),
     }
     for reason, args in refused.items():
         assert twin.do("submit_result", *args) == reason

@@ -93,7 +93,7 @@ def test_a_ledger_without_a_budget_takes_no_spends(embedded):
         with refused("StudyLedger.anchor_round", "one privacy spend per participant and rejection"):
             ledger.anchor_round(s.coordinator, replace(base, **changes))
         assert ledger.round_count() == 0
-    ledger.anchor_round(s.coordinator, replace(base, rejected=((i3.address, digest("x"), OUTLIER),)))
+    ledger.anchor_round(s.coordinator, s.record(1, digest("model 0"), participants, [(i3.address, digest("x"), OUTLIER)]))
     assert ledger.round_count() == 1 and ledger.events("PrivacySpent") == []
     assert ledger.get_round(1).spends == ledger.get_round(1).rejected_spends == ()
     assert ledger.epsilon_spent(i0.address) == 0
@@ -276,8 +276,8 @@ def test_a_ledger_rejection_for_the_budget_costs_no_reputation(embedded, budget)
     assert ledger.reputation(i3.address) == ledger.stored_reputation(i3.address) == INITIAL_REPUTATION
     assert ledger.epsilon_spent(i3.address) == 0 and ledger.get_round(1).rejected_spends == ()
 
-    rejected = ((i3.address, digest("too much"), 17),)
-    with refused("StudyLedger.anchor_round", "reason code must be 1..16"):
+    rejected = ((i3.address, digest("too much"), 18),)
+    with refused("StudyLedger.anchor_round", "reason code must be 1..17"):
         ledger.anchor_round(s.coordinator, replace(s.record(2, record.model, participants, rejected),
                                                    spends=tuple((p, spend(2_000_000)) for p in participants)
                                                    if budget else ()))
@@ -325,8 +325,8 @@ ANCHOR_REFUSED = {   # case: (study -> round 2 record, reason); every institutio
         lambda s: replace(_round2(s, rejected=[(s.outsider.address, digest("x"), NOT_MEMBER)]),
                           rejected_spends=((s.outsider.address, spend(1_000_000)),)),
         "privacy spend of a non-institution"),
-    "rejection with reason 17": (lambda s: _round2(s, rejected=[(s.outsider.address, None, 17)]),
-                                 "reason code must be 1..16"),
+    "rejection with reason 18": (lambda s: _round2(s, rejected=[(s.outsider.address, None, 18)]),
+                                 "reason code must be 1..17"),
 }
 
 
@@ -365,8 +365,8 @@ def test_contract_itself_requires_one_spend_per_participant_and_rejection(anchor
     head = (2, bytes.fromhex(r.parent_model), bytes.fromhex(r.model), bytes.fromhex(r.updates_root), participants,
             bytes.fromhex(r.metrics_digest), bytes.fromhex(r.manifest_digest))
     one = spend(2_000_000).as_args()
-    rejection = ([s.outsider.address], [bytes(32)], [NOT_MEMBER])
-    for rejected, count in ((([], [], []), 3), (([], [], []), 5), (rejection, 4), (rejection, 6)):
+    rejection = ([s.outsider.address], [bytes(32)], [NOT_MEMBER], [(0, b"")])
+    for rejected, count in ((([], [], [], []), 3), (([], [], [], []), 5), (rejection, 4), (rejection, 6)):
         fn = s.ledger.contract.functions.anchor_round(*head, *rejected, [one] * count)
         with pytest.raises(TransactionReverted, match="one privacy spend per participant and rejection"):
             s.backend.transact(s.coordinator, fn)

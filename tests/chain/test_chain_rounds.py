@@ -38,6 +38,7 @@ RESULT_WINDOW = 10
 KINDS = ("committee", "consensus")
 # Reason codes (fedledger/validation/reasons.py; test_reason_codes_match_the_validation_module checks them).
 ACCEPTED, NOT_MEMBER, SUSPENDED, WRONG_ROUND, DUPLICATE, INVALID_FORMAT, OUT_OF_RANGE = 0, 1, 2, 3, 4, 8, 11
+COPIED = 17
 NORM_ABOVE_BOUND, OUTLIER, LOW_SCORE, MISSING = 12, 13, 14, 6
 
 
@@ -385,6 +386,8 @@ COMMIT_REJECTED = {   # case: (run -> (sender, commit kwargs), reason code)
     "second commit, other update": (lambda r: (r.members[0], {"update": digest("other")}), DUPLICATE),
     "second commit, no samples": (lambda r: (r.members[0], {"samples": 0}), DUPLICATE),
     "second commit, old parent": (lambda r: (r.members[0], {"parent": digest("model 1")}), WRONG_ROUND),
+    # issue 14, finding 10: another member's update digest, committed again (the first one keeps it)
+    "a copy of another's update": (lambda r: (r.members[1], {"update": r.update(r.members[0], 1)}), COPIED),
 }
 
 
@@ -688,8 +691,8 @@ RESULT_REFUSED = {   # case: (run, committee -> (sender, round, attempt, model, 
     "too few reasons": (lambda r, c: (c[0], 1, 1, *result(1), [ACCEPTED] * 4), "one reason per committed update"),
     "too many reasons": (lambda r, c: (c[0], 1, 1, *result(1), [ACCEPTED] * 6), "one reason per committed update"),
     "no reasons": (lambda r, c: (c[0], 1, 1, *result(1), []), "one reason per committed update"),
-    "reason code 17": (lambda r, c: (c[0], 1, 1, *result(1), [ACCEPTED, 17, ACCEPTED, ACCEPTED, ACCEPTED]),
-                       "reason code above 16"),
+    "reason code 18": (lambda r, c: (c[0], 1, 1, *result(1), [ACCEPTED, 18, ACCEPTED, ACCEPTED, ACCEPTED]),
+                       "reason code above 17"),
 }
 
 
@@ -1075,9 +1078,9 @@ VOTE_REFUSED = {   # case: (run -> (sender, round, model, manifest, rewards[, re
     "too few reasons": (lambda r: (r.members[0], 1, *result(1), [1] * 4, [0] * 3), "one reason per committed update"),
     "too many reasons": (lambda r: (r.members[0], 1, *result(1), [1] * 4, [0] * 5),
                          "one reason per committed update"),
-    "reason code 17": (lambda r: (r.members[0], 1, *result(1), [1, 1, 1, 0], [0, 0, 0, 17]), "reason code above 16"),
+    "reason code 18": (lambda r: (r.members[0], 1, *result(1), [1, 1, 1, 0], [0, 0, 0, 18]), "reason code above 17"),
     "reason code 255": (lambda r: (r.members[0], 1, *result(1), [1, 1, 1, 0], [255, 0, 0, 0]),
-                        "reason code above 16"),
+                        "reason code above 17"),
     "rejected update rewarded": (lambda r: (r.members[0], 1, *result(1), [1, 1, 1, 1], [0, 0, OUTLIER, 0]),
                                  "rejected update cannot be rewarded"),
     "round 2": (lambda r: (r.members[0], 2, *result(1), [1] * 4), "not the open round"),

@@ -29,17 +29,19 @@ from fedledger.store import sha256_hex
 
 # --- keystores and passwords ---
 
+SECRET = "a long s3cret phrase"
+
 
 @pytest.fixture(scope="module")
 def keystore(tmp_path_factory):
-    """(path, account) of one keystore with password "s3cret" (scrypt is slow: made once)."""
+    """(path, account) of one keystore with password SECRET (scrypt is slow: made once)."""
     path = tmp_path_factory.mktemp("keys") / "node.key.json"
-    return path, create_keystore(path, "s3cret")
+    return path, create_keystore(path, SECRET)
 
 
 def test_keystore_round_trips_the_key(keystore):
     path, account = keystore
-    loaded = load_keystore(path, "s3cret")
+    loaded = load_keystore(path, SECRET)
     assert loaded.address == account.address and loaded.key == account.key
     assert json.loads(path.read_text())["address"].lower() == account.address[2:].lower()
     assert account.key.hex().removeprefix("0x") not in path.read_text()  # encrypted, not in the clear
@@ -58,8 +60,15 @@ def test_keystore_is_never_overwritten(keystore):
     path, _ = keystore
     before = path.read_bytes()
     with pytest.raises(ConfigError, match="already exists"):
-        create_keystore(path, "other")
+        create_keystore(path, "another long password")
     assert path.read_bytes() == before
+
+
+def test_a_short_password_is_refused(tmp_path):
+    """Issue 14, finding 12: `keys new` took a one-character password."""
+    with pytest.raises(ConfigError, match="a keystore password needs at least 12 characters, this one has 1"):
+        create_keystore(tmp_path / "k.json", "x")
+    assert not (tmp_path / "k.json").exists()
 
 
 def test_missing_or_malformed_keystore_is_a_config_error(tmp_path):

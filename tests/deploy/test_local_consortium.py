@@ -15,8 +15,10 @@ from fedledger.audit import verify_run
 from fedledger.chain import LooseStudy, Phase, RpcChain, SemiStudy
 from fedledger.chain.secagg import SHARES
 from fedledger.config import load_config
+from fedledger.errors import ConfigError
 from fedledger.deploy.demo import run_demo
 from fedledger.deploy.devchain import HardhatNode
+from fedledger.deploy.keys import load_keystore
 from fedledger.deploy.local import LocalConsortium
 from fedledger.deploy.status import consortium_status
 from fedledger.simulation import run_study
@@ -84,6 +86,22 @@ def assert_audit_passes(local):
     report = verify_run(local.consortium_dir)
     assert report.ok, report.summary()
     return report
+
+
+def test_each_member_key_has_its_own_password_file(tmp_path, dev_chain):
+    """Issue 14, finding 12: the demo wrote one password, shared by every keystore, to one file."""
+    local = LocalConsortium(tmp_path / "consortium", study_config("semi"), dev_chain.url)
+    local.create()
+    files = {m.name: local.password_file(m.name) for m in local.members}
+    assert not (tmp_path / "consortium" / "keys" / "password").exists()
+    assert len({f.read_text() for f in files.values()}) == len(files)
+    assert all(f.stat().st_mode & 0o077 == 0 for f in files.values())
+    first, second = local.members[:2]
+    key = tmp_path / "consortium" / "keys" / f"{first.name}.json"
+    assert load_keystore(key, files[first.name].read_text()).address == first.address
+    with pytest.raises(ConfigError, match="wrong password"):
+        load_keystore(key, files[second.name].read_text())
+    assert f'password_file = "../keys/{first.name}.password"' in local.node_file(first.name).read_text()
 
 
 @pytest.mark.parametrize("architecture", ["loose", "full"])

@@ -22,7 +22,7 @@ def test_spends_are_checked_and_every_release_is_anchored(loose_round):
     study.anchor()
     outcome = round_outcome("loose", study.chain.study, study.store, 1)
     codes = {r.institution: r.code for r in outcome.rejected}
-    assert codes == {b.institution: Reason.PRIVACY_BUDGET, c.institution: Reason.INVALID_FORMAT}
+    assert codes == {b.institution: Reason.PRIVACY_BUDGET, c.institution: Reason.PRIVACY_BUDGET}
     # only the releases the contract accepts are on chain
     ledger = study.chain.study
     assert {(s.member, s.spend) for s in ledger.privacy_spends(1)} == {(a.institution, a.spend), (d.institution, d.spend)}

@@ -53,14 +53,15 @@ def test_bad_content_is_refused_with_its_code_and_anchored(loose_round):
     study.post(d.address, {"institution": d.address, "commitment": "?"})          # not a signed update at all
     record = study.anchor()
     expected = {a.address: Reason.MISSING, b.address: Reason.OUT_OF_RANGE, c.address: Reason.WRONG_LAYOUT,
-                d.address: Reason.INVALID_FORMAT}
+                d.address: Reason.BAD_SIGNATURE}
     # Nothing passed: the round keeps its model, and every rejection is anchored with its code.
     assert record.model == study.initial and record.participants == ()
     assert {(r.member, r.reason) for r in study.chain.study.rejections(1)} == set(expected.items())
     outcome = round_outcome("loose", study.chain.study, store, 1)
     assert {r.institution: r.code for r in outcome.rejected} == expected
-    # content faults cost reputation; the malformed document came from d's own noticeboard
-    assert [study.chain.study.reputation(n.address) for n in nodes] == [80, 80, 80, 80]
+    # content faults of signed updates cost reputation; a blob no one could fetch and a document
+    # that is no signed update do not: nothing the member signed shows them
+    assert [study.chain.study.reputation(n.address) for n in nodes] == [100, 80, 80, 100]
 
 
 def test_a_late_institution_is_waited_for_a_window_then_left_out(loose_round):
@@ -92,3 +93,23 @@ def test_removed_member_is_refused_and_the_round_anchors_the_rest(loose_round):
         assert verify_proof(leaf, proofs[update.institution], record.updates_root)
     removed = update_leaves([submissions[2].as_entry()])[0]
     assert not verify_proof(removed, proofs[study.nodes[0].address], record.updates_root)
+
+
+def test_a_hostile_evaluation_is_left_out_with_its_reason_and_the_round_goes_on(loose_round):
+    """A signed update whose evaluation holds 1e308 values made the coordinator retry for ever,
+    anchoring nothing (issue 14, finding 3): now the evaluation is left out, with its reason in
+    the anchored metrics, and the update itself is aggregated."""
+    study = loose_round()
+    nodes = study.nodes
+    good = [n.train(study.task()) for n in nodes]
+    for update in good[1:]:
+        study.offer(update)
+    hostile = {k: 1e308 for k in ("accuracy", "f1", "loss", "n", "tp", "fp", "tn", "fn")}
+    study.post(nodes[0].address, {**good[0].to_dict(), "metrics": study.store.put_json(hostile)})
+    record = study.anchor()
+    assert len(record.participants) == 4
+    metrics = study.store.get_json(record.metrics_digest)
+    name = study.coordinator.ctx.name
+    assert sorted(metrics["per_institution"]) == sorted(name(n.address) for n in nodes[1:])
+    assert metrics["left_out"] == {name(nodes[0].address): "not an evaluation: the counts n, tp, fp, tn, fn must be whole "
+                                                  "numbers from 0 to 1,000,000,000"}

@@ -32,6 +32,14 @@ def test_put_get_roundtrip_and_sharded_layout(tmp_path):
     assert store.has(digest) and store.digests() == [digest]
 
 
+def test_only_the_owner_can_read_the_store(store):
+    """Stored updates are patient-derived: no other user of the machine reads them (issue 14,
+    finding 12: blobs were world-readable)."""
+    digest = store.put(b"an update")
+    for path in (store.root, _blob(store, digest).parent, _blob(store, digest)):
+        assert path.stat().st_mode & 0o077 == 0, oct(path.stat().st_mode)
+
+
 def test_put_is_idempotent_and_leaves_no_temporary_files(store):
     first = store.put(b"same bytes")
     mtime = _blob(store, first).stat().st_mtime_ns

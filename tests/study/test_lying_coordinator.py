@@ -77,3 +77,25 @@ def test_nodes_notice_a_root_that_leaves_them_out(tmp_path, monkeypatch, make_st
     monkeypatch.setattr(aggregate_module, "build_manifest", drop_one)
     with pytest.raises(FedLedgerError, match="missing from the anchored Merkle root"):
         run_study(make_study(tmp_path), run_dir=tmp_path / "run", progress=False)
+
+
+def test_a_made_up_rejection_of_an_honest_update_is_caught(tmp_path, monkeypatch, make_study):
+    """A coordinator holds each institution's signed update, so the contract takes it as
+    evidence for a penalty; rejecting an honest update as an outlier still fails the audit,
+    which screens the update again (issue 14, finding 2)."""
+    from fedledger.protocol import Coordinator
+    from fedledger.validation import Reason, Rejection
+
+    honest = Coordinator.screen
+
+    def made_up(self, task, submissions):
+        accepted, rejected = honest(self, task, submissions)
+        if task.round == 1:
+            victim = accepted.pop(0)
+            rejected = [*rejected, Rejection.of(victim.candidate(), Reason.OUTLIER, "made up")]
+        return accepted, rejected
+
+    monkeypatch.setattr(Coordinator, "screen", made_up)
+    result = run_study(make_study(tmp_path), run_dir=tmp_path / "run", progress=False)
+    assert [r["code"] for r in result.rounds[0]["rejected"]] == [int(Reason.OUTLIER)]
+    assert _failed_checks(result.run_dir) == {("round 1", "rejections screened again")}

@@ -95,12 +95,12 @@ def test_a_malformed_submission_is_anchored_and_audits_clean(tmp_path, monkeypat
 
     def screen_with_malformed(self, task, submissions):
         accepted, rejected = honest_screen(self, task, submissions)
-        return accepted, rejected + [Rejection(outsider, Reason.INVALID_FORMAT, "malformed signed update")]
+        return accepted, rejected + [Rejection(outsider, Reason.BAD_SIGNATURE, "malformed signed update")]
 
     monkeypatch.setattr(Coordinator, "screen", screen_with_malformed)
     result = run_study(_cfg(tmp_path, rounds=2, attack={"kind": "none", "fraction": 0.0}),
                        run_dir=tmp_path / "run", progress=False)
-    assert all(r["rejected"] == [{"institution": outsider, "code": Reason.INVALID_FORMAT, "update": None,
+    assert all(r["rejected"] == [{"institution": outsider, "code": Reason.BAD_SIGNATURE, "update": None,
                                   "num_samples": None, "reason": "malformed signed update"}] for r in result.rounds)
     report = verify_run(result.run_dir)
     assert report.ok, report.summary()

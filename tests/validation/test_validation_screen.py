@@ -14,6 +14,7 @@ from fedledger.aggregation import ClientUpdate, FedAvg
 from fedledger.aggregation import fixedpoint as fx
 from fedledger.store import ArtifactStore, sha256_hex
 from fedledger.validation import Candidate, Reason, ValidationRules, screen_updates
+from fedledger.validation.screen import screen_protected
 
 SIZE = 12
 
@@ -89,12 +90,28 @@ def test_every_content_problem_has_its_code(store, global_params):
 
 
 def test_two_different_updates_from_one_member_reject_both_but_a_resend_is_harmless(store, global_params):
-    a, b = _honest(store, global_params, 2)
-    twice = Candidate(a.institution, b.update, b.num_samples)
+    a, b, c = _honest(store, global_params, 3)
+    twice = Candidate(a.institution, c.update.replace(c.update[0], "f" if c.update[0] != "f" else "e", 1), 10)
     accepted, rejected = screen_updates(store, global_params, [a, twice, b])
     assert accepted == [b] and _codes(rejected) == {a.institution: Reason.DUPLICATE}
     accepted, rejected = screen_updates(store, global_params, [a, a, b])
     assert accepted == [a, b] and rejected == []
+
+
+@pytest.mark.parametrize("protected", [False, True], ids=["plain", "masked or encrypted"])
+def test_an_update_two_members_submitted_is_rejected_for_both(store, global_params, protected):
+    """A member that submits a copy of another's update digest (issue 14, finding 10): which one
+    copied cannot be told from the updates, so neither is aggregated, in any order."""
+    a, b, c = _honest(store, global_params, 3)
+    copy = Candidate("0xcopier", b.update, 40)
+    for order in ([a, b, c, copy], [copy, c, b, a]):
+        if protected:
+            accepted, rejected = screen_protected(order, lambda _: None)
+        else:
+            accepted, rejected = screen_updates(store, global_params, order)
+        assert accepted == [a, c]
+        assert _codes(rejected) == {b.institution: Reason.COPIED, "0xcopier": Reason.COPIED}
+        assert all("2 members submitted this same update" in r.reason for r in rejected)
 
 
 def test_norm_bound_is_exact_at_the_boundary(store, global_params):
@@ -140,7 +157,8 @@ def test_rules_come_from_the_config_alike_for_aggregators_and_auditors():
 
 def test_inflated_sample_claims_are_cut_until_the_sums_fit(store, global_params):
     honest = _honest(store, global_params, 3)
-    greedy = [Candidate(f"0xg{i}", store.put_params(global_params), fx.MAX_TOTAL_SAMPLES // 2 + i) for i in range(3)]
+    greedy = [Candidate(f"0xg{i}", store.put_params(global_params + np.float32(i / 64)), fx.MAX_TOTAL_SAMPLES // 2 + i)
+              for i in range(3)]
     accepted, rejected = screen_updates(store, global_params, honest + greedy)
     assert _codes(rejected) == {"0xg2": Reason.OUT_OF_RANGE, "0xg1": Reason.OUT_OF_RANGE}
     assert sum(c.num_samples for c in accepted) <= fx.MAX_TOTAL_SAMPLES

@@ -10,7 +10,9 @@
         each, and applies the shared reputation policy (reputation_policy.vy): every participant
         earns "update accepted", every rejected institution loses "update rejected", and a
         suspended institution cannot be a participant until the consortium's admin
-        reinstates it. In a study with a differential-privacy budget (privacy_budget.vy) the
+        reinstates it. A rejection costs reputation only with evidence: the institution's own
+        signature over the update it names (its signed commitment), which the contract checks,
+        and at most once per institution and round. In a study with a differential-privacy budget (privacy_budget.vy) the
         anchor carries each participant's privacy spend, and a participant whose spend would
         pass the budget is refused: the coordinator must reject its update instead (code 15).
         An institution's reputation starts at INITIAL_REPUTATION the first
@@ -32,6 +34,15 @@ interface Consortium:
 INSTITUTION: constant(uint256) = 1
 COORDINATOR: constant(uint256) = 2
 MAX_PARTICIPANTS: constant(uint256) = 128
+
+
+# What an institution signed when it sent an update (fedledger/crypto/signing.py): the sample
+# count of its commitment and its EIP-191 signature, 65 bytes (empty where none is offered).
+struct Evidence:
+    num_samples: uint256
+    signature: Bytes[65]
+
+UPDATE_DOMAIN: constant(String[19]) = "FedLedger update v1"
 
 
 struct Round:
@@ -103,6 +114,7 @@ def anchor_round(
     rejected: DynArray[address, MAX_PARTICIPANTS],
     rejected_updates: DynArray[bytes32, MAX_PARTICIPANTS],
     reasons: DynArray[uint8, MAX_PARTICIPANTS],
+    evidence: DynArray[Evidence, MAX_PARTICIPANTS],
     spends: DynArray[privacy.PrivacySpend, MAX_PARTICIPANTS],
 ):
     """
@@ -110,8 +122,11 @@ def anchor_round(
             not suspended, listed in strictly increasing address order (which also rules out
             duplicates cheaply). `rejected`, `rejected_updates` and `reasons` list the updates
             left out, in any order: who sent each, its digest (empty if there was none to
-            name) and why (a code 1..16); anyone may appear there, members or not, several
-            times. In a study with a privacy budget, `spends` holds each participant's privacy
+            name) and why (a code 1..17); anyone may appear there, members or not, several
+            times. `evidence` holds, in `rejected` order, what the member signed for that
+            update: a rejection that costs reputation (reputation_policy `_penalized`) must
+            carry the institution's signature over its commitment to the named update, and
+            only one such rejection per institution and round is accepted. In a study with a privacy budget, `spends` holds each participant's privacy
             spend, in `participants` order, then one per rejection, in `rejected` order: a
             rejected update was released too, so its spend counts (an empty one where there is
             none to record: a refused or forged submission). Without a budget it is empty.
@@ -123,8 +138,8 @@ def anchor_round(
     assert round_number == self.round_count + 1, "wrong round number"
     assert parent_model == self.latest_model, "parent is not the latest model"
     assert model != empty(bytes32), "empty model digest"
-    assert len(rejected) == len(reasons) and len(rejected_updates) == len(reasons), \
-        "one update and one reason per rejected member"
+    assert len(rejected) == len(reasons) and len(rejected_updates) == len(reasons) \
+        and len(evidence) == len(reasons), "one update, one reason and one evidence per rejected member"
     has_budget: bool = privacy.epsilon_budget != 0
     assert len(spends) == (len(participants) + len(rejected) if has_budget else 0), \
         "one privacy spend per participant and rejection"
@@ -146,11 +161,14 @@ def anchor_round(
     for i: uint256 in range(MAX_PARTICIPANTS):
         if i == len(rejected):
             break
-        assert reasons[i] != policy.ACCEPTED and reasons[i] <= policy.MAX_REASON, "reason code must be 1..16"
+        assert reasons[i] != policy.ACCEPTED and reasons[i] <= policy.MAX_REASON, "reason code must be 1..17"
         member: address = rejected[i]
         institution: bool = staticcall self.consortium.has_role(member, INSTITUTION)
         if institution:
             policy._enrol(member)
+            if policy._penalized(reasons[i]):
+                assert self._signer(round_number, parent_model, rejected_updates[i], evidence[i]) == member, \
+                    "a penalty needs the institution's signature over the rejected update"
         policy._judge_update(member, round_number, rejected_updates[i], reasons[i], institution)
         if has_budget and not privacy._is_empty(spends[len(participants) + i]):
             assert institution, "privacy spend of a non-institution"
@@ -176,6 +194,23 @@ def anchor_round(
         metrics_digest=metrics_digest,
         manifest_digest=manifest_digest,
     )
+
+
+@internal
+@view
+def _signer(round_number: uint256, parent_model: bytes32, update: bytes32, evidence: Evidence) -> address:
+    """
+    @notice Who signed the commitment "update `update`, trained from `parent_model` in round
+            `round_number` of this study on this chain, on `evidence.num_samples` samples"
+            (fedledger.crypto.UpdateCommitment, EIP-191); empty for a malformed signature.
+    """
+    if len(evidence.signature) != 65:
+        return empty(address)
+    commitment: bytes32 = keccak256(abi_encode(UPDATE_DOMAIN, chain.id, self, round_number, parent_model, update,
+                                               evidence.num_samples))
+    digest: bytes32 = keccak256(concat(b"\x19Ethereum Signed Message:\n32", commitment))
+    return ecrecover(digest, convert(slice(evidence.signature, 64, 1), uint256),
+                     extract32(evidence.signature, 0), extract32(evidence.signature, 32))
 
 
 @external

@@ -34,7 +34,8 @@ OUTLIER: constant(uint8) = 13
 LOW_SCORE: constant(uint8) = 14
 PRIVACY_BUDGET: constant(uint8) = 15
 TOO_FEW_FOR_NOISE: constant(uint8) = 16
-MAX_REASON: constant(uint8) = 16
+COPIED: constant(uint8) = 17
+MAX_REASON: constant(uint8) = 17
 
 # Reputation deltas of the policy's own reasons (the contracts add "agreed", "disagreed", "absent").
 UPDATE_ACCEPTED: constant(int256) = 1
@@ -71,6 +72,7 @@ event UpdateRejected:
 
 
 _standing: HashMap[address, uint256]
+_last_penalty: HashMap[address, uint256]  # the round of a member's latest "update rejected"
 suspension_threshold: public(uint256)  # fixed at deployment; 0: never suspend
 suspended_count: public(uint256)  # members suspended now
 
@@ -140,21 +142,33 @@ def _change(member: address, round_number: uint256, delta: int256, reason: Strin
 
 
 @internal
+@pure
+def _penalized(reason: uint8) -> bool:
+    """
+    @notice Whether a rejection with code `reason` is the member's own fault, shown by bytes it
+            committed to (DIGEST_MISMATCH..LOW_SCORE), so that it may cost reputation. The codes
+            below are not: anyone can claim another's address, replay its old update or forge a
+            signature in its name, and that a blob could not be fetched (MISSING) rests on the
+            word of whoever tried; nor are PRIVACY_BUDGET or TOO_FEW_FOR_NOISE: keeping to its
+            privacy budget is the member's right, and too few others passing is not its fault.
+    """
+    return reason >= DIGEST_MISMATCH and reason <= LOW_SCORE
+
+
+@internal
 def _judge_update(member: address, round_number: uint256, update: bytes32, reason: uint8, penalize: bool):
     """
     @notice The outcome of one update: aggregated (reason 0) earns "update accepted"; any other
-            code is an UpdateRejected record and, if `penalize`, costs "update rejected" when the
-            fault is the member's own: codes below MISSING (not a member, suspended, wrong round,
-            duplicate, bad signature) are recorded without a penalty, because anyone can claim
-            another's address, replay its old update or forge a signature in its name; nor is
-            PRIVACY_BUDGET or TOO_FEW_FOR_NOISE penalized: keeping to its privacy budget is the
-            member's right, and too few others passing is not its fault.
+            code is an UpdateRejected record and, if `penalize` and the code is `_penalized`,
+            costs "update rejected", at most once per member and round.
     """
     if reason == ACCEPTED:
         self._change(member, round_number, UPDATE_ACCEPTED, "update accepted")
         return
     log UpdateRejected(round_number=round_number, member=member, update=update, reason=reason)
-    if penalize and reason >= MISSING and reason <= LOW_SCORE:
+    if penalize and self._penalized(reason):
+        assert self._last_penalty[member] != round_number, "member already penalized this round"
+        self._last_penalty[member] = round_number
         self._change(member, round_number, UPDATE_REJECTED, "update rejected")
 
 

@@ -89,6 +89,7 @@ members: public(DynArray[address, MAX_MEMBERS])
 on_roster: public(HashMap[address, bool])
 _committers: HashMap[uint256, DynArray[address, MAX_MEMBERS]]
 _commitments: HashMap[uint256, HashMap[address, Commitment]]
+_committed_update: HashMap[uint256, HashMap[bytes32, bool]]  # digests committed in a round: no copies
 finalized_model: public(HashMap[uint256, bytes32])
 finalized_manifest: public(HashMap[uint256, bytes32])
 # The finalized reason codes, one byte per committer in `committers` order, 32 to a word: a
@@ -190,12 +191,15 @@ def commit_update(round_number: uint256, parent_model: bytes32, update: bytes32,
         reason = policy.OUT_OF_RANGE
     elif update == empty(bytes32) or not privacy._valid(msg.sender, spend):
         reason = policy.INVALID_FORMAT
+    elif self._committed_update[round_number][update]:
+        reason = policy.COPIED
     elif not privacy._within_budget(spend):
         reason = policy.PRIVACY_BUDGET
     if reason != policy.ACCEPTED:
         log CommitRejected(round_number=round_number, member=msg.sender, update=update, reason=reason)
         return
     self._commitments[round_number][msg.sender] = Commitment(update=update, num_samples=num_samples)
+    self._committed_update[round_number][update] = True
     self._committers[round_number].append(msg.sender)
     privacy._spend(msg.sender, round_number, spend)
     log UpdateCommitted(round_number=round_number, member=msg.sender, update=update, num_samples=num_samples,
@@ -241,7 +245,7 @@ def _check_reasons(round_number: uint256, reasons: DynArray[uint8, MAX_MEMBERS])
     """
     assert len(reasons) == len(self._committers[round_number]), "one reason per committed update"
     for code: uint8 in reasons:
-        assert code <= policy.MAX_REASON, "reason code above 16"
+        assert code <= policy.MAX_REASON, "reason code above 17"
 
 
 @internal

@@ -26,7 +26,7 @@ from fedledger.chain.reputation import (
 )
 from fedledger.chain.secagg import CKKS_CONTEXT, CKKS_SUM, MAX_DATA, REVEAL, SHARES, Posted, first_each
 from fedledger.errors import TransactionReverted
-from fedledger.validation.reasons import Reason
+from fedledger.validation.reasons import Reason, penalized
 
 ZERO_ADDRESS = "0x" + "00" * 20
 DELTA_SCALE = 10**18        # privacy_budget.vy: delta in 1e-18 units
@@ -122,6 +122,7 @@ class StandIn:
     # changes only after the last check): _transaction restores it on a revert
     _reputations: dict[str, int]
     _suspended: set[str]
+    _last_penalty: dict[str, int]
     _epsilon_spent: dict[str, int]
 
     def __init__(self) -> None:
@@ -159,10 +160,11 @@ class StandIn:
         self._events.append({"event": event, **args, "block": self.clock.next_block()})
 
     def _save(self) -> tuple[Any, ...]:
-        return dict(self._reputations), set(self._suspended), dict(self._epsilon_spent), len(self._events)
+        return (dict(self._reputations), set(self._suspended), dict(self._last_penalty), dict(self._epsilon_spent),
+                len(self._events))
 
     def _restore(self, saved: tuple[Any, ...]) -> None:
-        self._reputations, self._suspended, self._epsilon_spent, logged = saved
+        self._reputations, self._suspended, self._last_penalty, self._epsilon_spent, logged = saved
         del self._events[logged:]
 
 
@@ -175,6 +177,7 @@ class ReputationStandIn(StandIn):
         self._threshold = suspension_threshold
         self._reputations = {}      # the members met so far (`_enrol`)
         self._suspended = set()
+        self._last_penalty = {}     # the round of each member's latest "update rejected"
 
     def _enrol(self, member: str) -> None:
         self._reputations.setdefault(member, INITIAL_REPUTATION)
@@ -190,12 +193,15 @@ class ReputationStandIn(StandIn):
 
     def _judge_update(self, member: str, round: int, update: str, reason: int, penalize: bool) -> None:
         """An aggregated update earns "update accepted"; any other is an UpdateRejected record,
-        penalized (if `penalize`) only for a fault of the member's own: MISSING..LOW_SCORE."""
+        penalized (if `penalize`) only for a fault of the member's own (`penalized`), at most
+        once per member and round."""
         if reason == Reason.ACCEPTED:
             self._change(member, round, "update accepted")
             return
         self._emit("UpdateRejected", round_number=round, member=member, update=update, reason=reason)
-        if penalize and Reason.MISSING <= reason <= Reason.LOW_SCORE:
+        if penalize and penalized(reason):
+            self._require(self._last_penalty.get(member) != round, "member already penalized this round")
+            self._last_penalty[member] = round
             self._change(member, round, "update rejected")
 
     @transaction

@@ -23,11 +23,13 @@ from fedledger.chain.records import (
     RoundRecord,
     address_order,
 )
+from fedledger.chain.loose import evidence
 from fedledger.chain.reputation import (
     INITIAL_REPUTATION,
 )
+from fedledger.crypto import UpdateCommitment, recover_signer
 from fedledger.errors import TransactionReverted
-from fedledger.validation.reasons import MAX_REASON, Reason
+from fedledger.validation.reasons import MAX_REASON, Reason, penalized
 
 
 def _anchored(record: RoundRecord) -> tuple[list[str], list[Rejection], list[PrivacySpend]]:
@@ -106,11 +108,15 @@ class LocalLooseStudy(ReputationStandIn, PrivacyStandIn, BoardStandIn):
                 self._require(problem != Reason.INVALID_FORMAT, "malformed privacy spend")
                 self._require(problem != Reason.PRIVACY_BUDGET, "participant past its privacy budget")
                 self._spend(participant, round, spend)
-        for (member, update, code), spend in zip(rejected, sent_spends[len(participants):]):
-            self._require(code != Reason.ACCEPTED and code <= MAX_REASON, "reason code must be 1..16")
+        for (member, update, code), spend, (num_samples, signature) in zip(
+                rejected, sent_spends[len(participants):], evidence(record), strict=True):
+            self._require(code != Reason.ACCEPTED and code <= MAX_REASON, "reason code must be 1..17")
             institution = member in self._institutions
             if institution:
                 self._enrol(member)
+                signed = UpdateCommitment(self.chain_id, self.address, round, record.parent_model, update, num_samples)
+                self._require(not penalized(code) or recover_signer(signed, signature) == member,
+                              "a penalty needs the institution's signature over the rejected update")
             # anyone can name an outsider: only an institution's own fault costs reputation
             self._judge_update(member, round, update, code, institution)
             if has_budget and spend != NO_SPEND:

@@ -116,7 +116,7 @@ class RoundsStandIn(ReputationStandIn, PrivacyStandIn, BoardStandIn):
 
     def _check_reasons(self, round: int, reasons: Sequence[int]) -> None:
         self._require(len(reasons) == len(self._commitments.get(round, {})), "one reason per committed update")
-        self._require(all(code <= MAX_REASON for code in reasons), "reason code above 16")
+        self._require(all(code <= MAX_REASON for code in reasons), "reason code above 17")
 
     def _finalize(self, model: str, manifest_digest: str, reasons: Sequence[int]) -> None:
         """Finalize the open round: judge each committed update by its reason code, record the
@@ -159,6 +159,8 @@ class RoundsStandIn(ReputationStandIn, PrivacyStandIn, BoardStandIn):
             reason = Reason.OUT_OF_RANGE
         elif update == NO_DIGEST or problem == Reason.INVALID_FORMAT:
             reason = Reason.INVALID_FORMAT
+        elif any(c.update == update for c in self._commitments.get(round, {}).values()):
+            reason = Reason.COPIED
         elif problem == Reason.PRIVACY_BUDGET:
             reason = Reason.PRIVACY_BUDGET
         if reason != Reason.ACCEPTED:
