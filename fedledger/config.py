@@ -31,6 +31,11 @@ PRIVACY_MECHANISMS = ("none", "dp-sgd", "dp-fedavg")
 # homomorphic encryption
 SECURE_AGGREGATION = ("none", "secagg", "ckks")
 MAX_SUSPENSION_THRESHOLD = 1000   # reputation is kept on a 0..1000 scale by the study contracts
+MAX_ROUNDS = 100_000   # far beyond any study, and well within the C integers rounds are counted in
+# far above any working rate (examples and benchmarks use at most 0.1); 1e6 runs but sends only
+# updates past the fixed-point bound, every one of them rejected
+MAX_LR = 1e3
+MAX_SEED = 2**63 - 1   # torch seeds its generators with a signed 64-bit integer
 
 
 @dataclass(frozen=True)
@@ -204,10 +209,14 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
         raise ConfigError(f"{what} not found: {path}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not a text file: byte {exc.start} is not UTF-8") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except RecursionError:   # tomllib parses nested arrays and tables recursively
+        raise ConfigError(f"{path} is not valid TOML: nested too deeply") from None
 
 
 def config_from_dict(raw: dict[str, Any], base_dir: str | Path = ".") -> Config:
@@ -265,13 +274,15 @@ def _check_values(c: Config) -> None:
     _one_of("[data].dataset", c.data.dataset, DATASETS)
     _one_of("[model].name", c.model.name, MODELS)
     _one_of("[training].optimizer", c.training.optimizer, OPTIMIZERS)
-    _positive("[study].rounds", c.study.rounds)
+    if not 1 <= c.study.rounds <= MAX_ROUNDS:
+        raise ConfigError(f"[study].rounds must be between 1 and {MAX_ROUNDS}, got {c.study.rounds}")
     _positive("[training].batch_size", c.training.batch_size)
     _positive("[training].local_steps", c.training.local_steps)
-    _positive("[training].lr", c.training.lr)
+    if not 0.0 < c.training.lr <= MAX_LR:   # also refuses nan and inf, which TOML allows
+        raise ConfigError(f"[training].lr must be positive and at most {MAX_LR:g}, got {c.training.lr:g}")
     _positive("[data].alpha", c.data.alpha)
-    if c.study.seed < 0:
-        raise ConfigError(f"[study].seed must be a non-negative integer, got {c.study.seed}")
+    if not 0 <= c.study.seed <= MAX_SEED:
+        raise ConfigError(f"[study].seed must be between 0 and {MAX_SEED}, got {c.study.seed}")
     if not c.study.name.strip() or any(ch in c.study.name for ch in "/\\"):
         raise ConfigError(f"[study].name must be a non-empty name without slashes, got {c.study.name!r}")
     if not 0.0 < c.data.test_fraction < 1.0:

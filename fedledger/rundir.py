@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from web3 import Web3
+
+from fedledger.config import ARCHITECTURES
 from fedledger.errors import FedLedgerError
 
 RUN_FORMAT = "fedledger.run/1"
@@ -52,6 +55,7 @@ class RunDir:
             raise FedLedgerError(f"cannot read {path}: {exc}") from None
         if not isinstance(info, dict) or info.get("format") != RUN_FORMAT:
             raise FedLedgerError(f"{path} is not a {RUN_FORMAT} run description")
+        _check_run_info(path, info)
         return info
 
     @classmethod
@@ -66,3 +70,28 @@ class RunDir:
                 return cls(path)
             except FileExistsError:
                 n += 1
+
+
+def _check_run_info(path: Path, info: dict[str, Any]) -> None:
+    """FedLedgerError naming the first field of run.json its readers cannot use: it is checked
+    here, once, so that a hand-edited or damaged file is one clear line instead of a traceback."""
+    architecture = info.get("architecture", "loose")   # absent: audited as loose (verify_run)
+    if architecture not in ARCHITECTURES:
+        raise FedLedgerError(f"{path}: architecture is {architecture!r}; allowed: {', '.join(ARCHITECTURES)}")
+    peers = info.get("peers") or []
+    if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
+        raise FedLedgerError(f"{path}: peers must be a list of endpoint URLs, got {peers!r}")
+    chain = info.get("chain")
+    if chain is None:   # a run made with the ledger switched off: no contracts either
+        return
+    if not isinstance(chain, dict):
+        raise FedLedgerError(f"{path}: chain must be an object describing the chain, got {chain!r}")
+    if chain.get("kind") == "rpc" and not isinstance(chain.get("rpc_url"), str):
+        raise FedLedgerError(f"{path}: chain.rpc_url must be the node's URL, got {chain.get('rpc_url')!r}")
+    contracts = info.get("contracts")
+    if not isinstance(contracts, dict):
+        raise FedLedgerError(f"{path}: contracts must name the consortium and ledger addresses, got {contracts!r}")
+    for key in ("consortium", "ledger"):
+        address = contracts.get(key)
+        if not (isinstance(address, str) and Web3.is_address(address)):
+            raise FedLedgerError(f"{path}: contracts.{key} is {address!r}, not an Ethereum address")

@@ -36,6 +36,20 @@ def test_missing_config_file(tmp_path):
     _one_clear_line(fedledger("run", tmp_path / "missing.toml"), "config file not found")
 
 
+@pytest.mark.parametrize("content, fragment", [
+    (bytes(range(256)) * 4, "is not a text file: byte 128 is not UTF-8"),
+    (b"x = " + b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (b"[training]\nlr = 1e300\n", "[training].lr must be positive and at most 1000"),
+    (b"[training]\nlr = 1e6\n", "[training].lr must be positive and at most 1000"),   # ran, rejecting every update
+    (b"[study]\nrounds = 100000000000000000000\n", "[study].rounds must be between 1 and 100000"),
+], ids=["binary", "deeply-nested", "lr-1e300", "lr-1e6", "rounds-1e20"])
+def test_unusable_config_file(tmp_path, content, fragment):
+    cfg = tmp_path / "c.toml"
+    cfg.write_bytes(content)
+    _one_clear_line(fedledger("run", cfg, "--run-dir", tmp_path / "run"), fragment)
+    assert not (tmp_path / "run").exists()   # refused before anything was set up
+
+
 def test_missing_data_file(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('[data]\ndataset = "csv"\nlabel = "y"\nclients = { a = "a.csv", b = "b.csv" }\n')

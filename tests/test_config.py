@@ -32,6 +32,12 @@ def test_integers_are_accepted_where_numbers_are_expected():
     ({"training": {"lrr": 0.1}}, "unknown key [training].lrr; allowed: optimizer, lr"),
     ({"training": {"lr": "fast"}}, "[training].lr must be a number, got a string"),
     ({"training": {"lr": -1.0}}, "[training].lr must be positive"),
+    ({"training": {"lr": 1e300}}, "[training].lr must be positive and at most 1000, got 1e+300"),
+    ({"training": {"lr": 1e6}}, "[training].lr must be positive and at most 1000, got 1e+06"),
+    ({"training": {"lr": float("nan")}}, "[training].lr must be positive and at most 1000, got nan"),
+    ({"study": {"rounds": 10**20}}, f"[study].rounds must be between 1 and 100000, got {10**20}"),
+    ({"study": {"rounds": 0}}, "[study].rounds must be between 1 and 100000, got 0"),
+    ({"study": {"seed": 2**63}}, f"[study].seed must be between 0 and {2**63 - 1}, got {2**63}"),
     ({"study": {"rounds": 2.5}}, "[study].rounds must be an integer"),
     ({"study": {"rounds": True}}, "[study].rounds must be an integer, got a boolean"),
     ({"study": {"architecture": "tightly"}}, "[study].architecture is 'tightly'; allowed: loose, semi, full"),
@@ -58,6 +64,18 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("[study\nname = 1")
     with pytest.raises(ConfigError, match="is not valid TOML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("content, message", [
+    (bytes(range(256)) * 4, "is not a text file: byte 128 is not UTF-8"),
+    (b"x = " + b"[" * 100_000 + b"]" * 100_000, "is not valid TOML: nested too deeply"),
+])
+def test_binary_and_too_deeply_nested_files_are_config_errors(tmp_path, content, message):
+    path = tmp_path / "c.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in str(err.value) and message in str(err.value)
 
 
 def test_new_sections_default_to_off_and_are_recorded():

@@ -24,6 +24,7 @@ from fedledger.store.peers import BLOB_ROUTE
 log = logging.getLogger("fedledger.node")
 
 NOTICE_ROUTE = "/rounds/"        # /rounds/N/KIND: the node's KIND notice of round N (loose: "update"...)
+ROUND_DIGITS = 78                # a round number is a uint256 on chain: at most 78 decimal digits
 STATUS_ROUTE = "/status"
 
 Reply = tuple[int, str, bytes]   # HTTP status, content type, body
@@ -76,7 +77,8 @@ class NodeServer:
             return self._blob(path[len(BLOB_ROUTE):])
         if path.startswith(NOTICE_ROUTE):
             number, _, kind = path[len(NOTICE_ROUTE):].partition("/")
-            known = number.isascii() and number.isdigit() and KIND.fullmatch(kind)
+            # a longer digit string is no round, and would exceed int()'s digit limit or a file name's length
+            known = number.isascii() and number.isdigit() and len(number) <= ROUND_DIGITS and KIND.fullmatch(kind)
             doc = self.notice(int(number), kind) if known else None
             return NOT_FOUND if doc is None else json_reply(doc)
         if path == STATUS_ROUTE:

@@ -18,10 +18,11 @@ def load_csv_clients(paths: Mapping[str, Path], label: str, features: Sequence[s
                      test_fraction: float, seed: int) -> list[ClientData]:
     """One client per (name, CSV path), in the mapping's order.
 
-    Feature values must be finite numbers. `features` defaults to every column but the label, and
-    then all files must have the same columns. The label must take two values across all files:
-    0/1 as is; any other pair maps its smaller value (numerically if both are numbers, else as
-    text) to 0 and the larger to 1. Each file gets its own split and standardization.
+    Feature values must be finite numbers, small enough to standardize. `features` defaults to
+    every column but the label, and then all files must have the same columns. The label must take
+    two values across all files: 0/1 as is; any other pair maps its smaller value (numerically if
+    both are numbers, else as text) to 0 and the larger to 1. Each file gets its own split and
+    standardization.
     """
     if not paths:
         raise ConfigError("load_csv_clients needs at least one CSV path")
@@ -45,9 +46,15 @@ def load_csv_clients(paths: Mapping[str, Path], label: str, features: Sequence[s
                              for line, cells in table.rows], dtype=np.float64)
         labels[name] = _label_texts(table, label)
     encode = _label_encoder(label, labels, tables)
-    return [make_client(name, xs[name], np.array([encode[v] for v in labels[name]], dtype=np.float32),
-                        test_fraction, seed)
-            for name in tables]
+    clients = []
+    for name, table in tables.items():
+        # an overflow is reported below as a DataError naming the column, not as a RuntimeWarning
+        with np.errstate(over="ignore", invalid="ignore"):
+            client = make_client(name, xs[name], np.array([encode[v] for v in labels[name]], dtype=np.float32),
+                                 test_fraction, seed)
+        _check_standardized(table.path, columns, xs[name], client)
+        clients.append(client)
+    return clients
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,18 @@ def _number(path: Path, line: int, column: str, text: str) -> float:
     if not math.isfinite(value):
         raise DataError(f"{path}: line {line}, column {column!r}: {text!r} is not a finite number")
     return value
+
+
+def _check_standardized(path: Path, columns: Sequence[str], raw: np.ndarray, client: ClientData) -> None:
+    """DataError naming the first column whose finite values still overflowed standardization:
+    its float64 mean or deviation, or a z-score beyond float32 (huge magnitudes, e.g. 1e308)."""
+    assert client.feature_mean is not None and client.feature_std is not None   # make_client sets both
+    finite = (np.isfinite(client.feature_mean) & np.isfinite(client.feature_std)
+              & np.isfinite(client.x_train).all(axis=0) & np.isfinite(client.x_test).all(axis=0))
+    if not finite.all():
+        k = int(np.argmin(finite))
+        raise DataError(f"{path}: column {columns[k]!r} has values too large to standardize (largest "
+                        f"magnitude {np.abs(raw[:, k]).max():g}); rescale it, e.g. to other units")
 
 
 def _label_texts(table: _Table, label: str) -> list[str]:

@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from fedledger.deploy.devchain import free_loopback_port
+from fedledger.deploy.journal import read_entry, write_entry
 from fedledger.deploy.server import NodeServer
 from fedledger.errors import ArtifactCorrupt, ArtifactMissing
 from fedledger.store import ArtifactStore, sha256_hex
@@ -208,6 +209,20 @@ def test_node_server_status_and_notices(tmp_path, serve):
     for odd in ("/rounds/3/../keys", "/rounds/3/Update", "/rounds/x/update", "/rounds/3/"):
         assert requests.get(f"{url}{odd}", timeout=5).status_code == 404     # never asked: not a notice
     assert asked == [(3, "update"), (4, "update"), (3, "senders")]
+
+
+def test_node_server_answers_404_to_round_numbers_no_round_has(tmp_path, serve, caplog):
+    """Digits past int()'s limit, or a journal file name longer than the disk allows: 404, never
+    a 500 with a traceback in the node's log. A uint256 round number is still looked up."""
+    journal = tmp_path / "journal"
+    write_entry(journal, 2**256 - 1, "update", {"round": "last"})
+    url = serve(ArtifactStore(tmp_path / "store"), notice=lambda round, kind: read_entry(journal, round, kind))
+    with caplog.at_level(logging.DEBUG, logger="fedledger.node"):
+        for digits in (5000, 300, 79):
+            response = requests.get(f"{url}/rounds/{'9' * digits}/update", timeout=5)
+            assert response.status_code == 404 and response.json() == {"error": "not found"}, digits
+        assert requests.get(f"{url}/rounds/{2**256 - 1}/update", timeout=5).json() == {"round": "last"}
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_node_server_answers_500_when_a_callable_fails(tmp_path, serve):

@@ -1,9 +1,11 @@
 """A user's own data: one CSV per institution, an MLP, a study run through the CLI's config path, audited."""
 
 import numpy as np
+import pytest
 
 from fedledger.audit import verify_run
 from fedledger.config import config_from_dict
+from fedledger.errors import DataError
 from fedledger.simulation import run_study
 
 
@@ -31,3 +33,23 @@ def test_csv_sites_with_an_mlp(tmp_path):
     assert result.final["pooled"]["accuracy"] > 0.8      # a learnable rule, learned together
     report = verify_run(result.run_dir)
     assert report.ok, report.summary()
+
+
+@pytest.mark.parametrize("huge", ["1e308", "-1e308"])
+def test_values_too_large_to_standardize_are_refused_naming_file_and_column(tmp_path, huge):
+    rng = np.random.default_rng(1)
+    for name in ("north", "south"):
+        _write_site(tmp_path / f"{name}.csv", rng, 40, 0.0)
+    path = tmp_path / "north.csv"
+    lines = path.read_text().splitlines()
+    for i in (3, 7, 11):   # a few rows, so some fall into each split
+        lines[i] = f"0.1,{huge},0.2,{i % 2}"
+    path.write_text("\n".join(lines) + "\n")
+    cfg = config_from_dict({
+        "study": {"rounds": 1}, "training": {"local_steps": 5}, "chain": {"enabled": False},
+        "data": {"dataset": "csv", "label": "outcome", "clients": {"north": "north.csv", "south": "south.csv"}},
+    }, base_dir=tmp_path)
+    with pytest.raises(DataError) as err:
+        run_study(cfg, run_dir=tmp_path / "run", progress=False)
+    assert str(path) in str(err.value) and "column 'marker'" in str(err.value)
+    assert "too large to standardize" in str(err.value)

@@ -5,8 +5,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from fedledger.audit import verify_run
+from fedledger.cli.main import main
 from fedledger.simulation import run_study
 from fedledger.store import ArtifactStore
 
@@ -113,6 +115,30 @@ def test_edited_chain_history_is_caught(run_copy):
     failures = _failures(run_copy)
     assert [s for s, _, _ in failures] == ["chain"]
     assert "block" in failures[0][2]
+
+
+
+@pytest.mark.parametrize("field, value, fragment", [
+    ("contracts", None, "contracts must name the consortium and ledger"),
+    ("contracts", {"ledger": "0x" + "11" * 20}, "contracts.consortium is None, not an Ethereum address"),
+    ("contracts.consortium", "nope", "contracts.consortium is 'nope', not an Ethereum address"),
+    ("contracts.ledger", "nope", "contracts.ledger is 'nope', not an Ethereum address"),
+    ("chain", "embedded", "chain must be an object"),
+    ("chain", {"kind": "rpc", "chain_id": 31337}, "chain.rpc_url must be the node's URL, got None"),
+    ("architecture", ["semi"], "architecture is ['semi']; allowed: loose, semi, full"),
+    ("peers", "http://127.0.0.1:1", "peers must be a list of endpoint URLs"),
+])
+def test_a_malformed_run_description_is_one_clear_line(run_copy, capsys, field, value, fragment):
+    """run.json is checked once, before anyone reads it: the CLI prints one line, no traceback."""
+    path = run_copy / "run.json"
+    info = json.loads(path.read_text())
+    table, _, key = field.rpartition(".")
+    (info[table] if table else info)[key] = value
+    path.write_text(json.dumps(info))
+    assert main(["audit", "verify", str(run_copy)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fedledger: error: ") and fragment in lines[0], lines
+    assert str(path) in lines[0]
 
 
 def test_without_the_ledger_the_study_runs_and_the_audit_says_there_is_nothing_to_verify(make_study, tmp_path):
