@@ -35,6 +35,7 @@ MAX_ROUNDS = 100_000   # far beyond any study, and well within the C integers ro
 # far above any working rate (examples and benchmarks use at most 0.1); 1e6 runs but sends only
 # updates past the fixed-point bound, every one of them rejected
 MAX_LR = 1e3
+MAX_WINDOW = 1_000_000   # blocks: weeks of a real chain; the contracts add windows to block numbers
 MAX_SEED = 2**63 - 1   # torch seeds its generators with a signed 64-bit integer
 
 
@@ -315,6 +316,9 @@ def _check_protocol(c: Config) -> None:
     p, f = c.protocol, c.faults
     for key in ("committee_size", "commit_window", "result_window", "min_participants"):
         _positive(f"[protocol].{key}", getattr(p, key))
+    for key in ("commit_window", "result_window"):
+        if getattr(p, key) > MAX_WINDOW:
+            raise ConfigError(f"[protocol].{key} must be at most {MAX_WINDOW:,} blocks, got {getattr(p, key)}")
     if p.committee_size > 16:
         raise ConfigError(f"[protocol].committee_size must be at most 16, got {p.committee_size}")
     if not 0.0 <= p.exclusion_margin <= 1.0:
@@ -426,8 +430,8 @@ def _one_of(where: str, value: str, allowed: tuple[str, ...]) -> None:
 
 
 def _positive(where: str, value: float) -> None:
-    if value <= 0:
-        raise ConfigError(f"{where} must be positive, got {value}")
+    if not (value > 0 and math.isfinite(value)):    # `value <= 0` would let nan through
+        raise ConfigError(f"{where} must be positive and finite, got {value}")
 
 
 def _type_name(value: Any) -> str:
