@@ -12,3 +12,10 @@ def test_deployed_secure_aggregation_benchmark_smoke(hardhat_installed):
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "| loose        | 3            | secagg" in done.stdout
+
+
+def test_hostile_blobs_benchmark_smoke():
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "hostile_blobs.py"), "--smoke"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "| empty tensors (a million in 64 MB) | 1.0" in done.stdout

@@ -75,6 +75,15 @@ class Auditor(ABC):
         self.consortium = Consortium(backend, info["contracts"]["consortium"])
         self.membership = self.consortium.membership_events()   # fetched once: log queries are slow
 
+    def verify_names(self, claimed: Mapping[str, str]) -> None:
+        """run.json's institutions (name -> address) are members of the consortium under those
+        names: reports and comparisons show these names, so they must be the chain's."""
+        on_chain = {e["member"].lower(): e["name"] for e in self.membership if "name" in e}
+        wrong = [f"{name} ({address})" for name, address in claimed.items()
+                 if not isinstance(address, str) or on_chain.get(address.lower()) != name]
+        self.report.record("study", "run.json's institution names are the consortium's", not wrong,
+                           f"not members under these names on chain: {', '.join(wrong[:3])}")
+
     @abstractmethod
     def verify(self) -> None:
         """Check the whole study, recording every check in the report."""

@@ -18,6 +18,7 @@ class AuditReport:
     run: str
     rounds: int = 0
     findings: list[Finding] = field(default_factory=list)
+    unverified: list[str] = field(default_factory=list)   # what this audit could not check, said plainly
 
     @property
     def ok(self) -> bool:
@@ -31,10 +32,15 @@ class AuditReport:
         self.findings.append(Finding(subject, check, ok, "" if ok else detail))
         return ok
 
+    def not_verified(self, what: str) -> None:
+        """Say that `what` was not (or could not be) checked: the summary lists it."""
+        self.unverified.append(what)
+
     def summary(self) -> str:
         lines = [f"audit of {self.run}: {self.rounds} rounds, {len(self.findings)} checks, "
                  f"{len(self.failures)} failed"]
         lines += [f"FAIL {f.subject}: {f.check}: {f.detail}" for f in self.failures]
+        lines += [f"NOT VERIFIED: {what}" for what in self.unverified]
         lines.append("OK: every record, artifact, signature and aggregation checks out" if self.ok
                      else "FAILED")
         return "\n".join(lines)

@@ -47,8 +47,16 @@ def verify_run(run_dir: str | Path, expected_head: str | None = None) -> AuditRe
         if expected_head is not None:
             report.record("chain", "contains the expected head block", _has_block(backend, expected_head),
                           f"no block {expected_head} on this chain: it is not the chain the run ended on")
+        else:
+            report.not_verified("that this is the chain the run ended on: without --head (the block hash "
+                                "`fedledger run` prints), a chain rebuilt from scratch would pass")
         store = PeerStore(run.store, info.get("peers") or [])
-        AUDITORS.get(info.get("architecture"), LooseAuditor)(report, backend, info, store).verify()
+        if store.peers:
+            report.not_verified(f"the peers run.json names ({len(store.peers)}) are not on chain; a blob fetched "
+                                "from them is accepted only if it hashes to its digest")
+        auditor = AUDITORS.get(info.get("architecture"), LooseAuditor)(report, backend, info, store)
+        auditor.verify_names(info.get("institutions") or {})
+        auditor.verify()
     finally:
         backend.close()
     return report

@@ -31,8 +31,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"privacy spent by {name}: epsilon {spent['epsilon']:.3f} at delta {spent['delta']:g} "
               f"(releases: {spent['releases']}, noise multiplier {spent['noise_multiplier']:.3f})")
     if result.chain_head:
-        print(f"chain head: {result.chain_head} (keep it: `audit verify --head` proves the chain is this one)")
-    print(f"audit it with: fedledger audit verify {result.run_dir}")
+        print(f"chain head: {result.chain_head} (keep it elsewhere: `audit verify --head` proves the chain is "
+              f"this one)")
+        print(f"audit it with: fedledger audit verify {result.run_dir} --head {result.chain_head}")
+    else:
+        print(f"audit it with: fedledger audit verify {result.run_dir}")
     return 0
 
 

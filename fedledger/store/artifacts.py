@@ -24,11 +24,16 @@ from fedledger.store.codec import (
     encode_params,
     parse_arrays,
     parse_json,
+    params_nbytes,
     parse_params,
 )
 from fedledger.store.digest import check_digest, sha256_hex
 
 _HEX = frozenset("0123456789abcdef")
+
+
+def too_large(digest: str, size: int, max_bytes: int) -> ArtifactCorrupt:
+    return ArtifactCorrupt(f"artifact {digest} is {size:,} bytes, more than the {max_bytes:,} expected here", "layout")
 
 
 def _corrupt(digest: str, what: str, exc: InvalidContent) -> ArtifactCorrupt:
@@ -83,10 +88,13 @@ class ArtifactStore:
         except OSError:
             return False
 
-    def get(self, digest: str) -> bytes:
-        """The bytes stored under `digest`, re-hashed on this read."""
+    def get(self, digest: str, max_bytes: int | None = None) -> bytes:
+        """The bytes stored under `digest`, re-hashed on this read; with `max_bytes`, a larger
+        blob is refused (ArtifactCorrupt, kind "layout") before it is read."""
         path = self._path(digest)
         try:
+            if max_bytes is not None and path.stat().st_size > max_bytes:
+                raise too_large(digest, path.stat().st_size, max_bytes)
             data = path.read_bytes()
         except FileNotFoundError:
             raise ArtifactMissing(f"artifact {digest} is not in the store {self.root}") from None
@@ -115,9 +123,12 @@ class ArtifactStore:
         """Store a 1-D float32 parameter vector (UpdateRejected if it is not one)."""
         return self.put(encode_params(params))
 
-    def get_params(self, digest: str) -> np.ndarray:
+    def get_params(self, digest: str, count: int | None = None) -> np.ndarray:
+        """The parameter vector under `digest`; with `count`, the model's parameter count, a blob
+        longer than such a vector is refused unread (untrusted updates)."""
+        data = self.get(digest, None if count is None else params_nbytes(count))
         try:
-            return parse_params(self.get(digest))
+            return parse_params(data)
         except InvalidContent as exc:
             raise _corrupt(digest, "parameter vector", exc) from None
 

@@ -38,6 +38,11 @@ from fedledger.errors import StoreError, UpdateRejected
 from fedledger.params import vector_problem
 
 PARAMS_TENSOR = "params"
+# Header lengths the decoder reads at all: a hostile header of a million empty tensors would
+# otherwise cost seconds and gigabytes to parse. One float32 vector's header is under 100 bytes;
+# a server optimizer's state has a handful of tensors.
+MAX_PARAMS_HEADER = 256
+MAX_ARRAYS_HEADER = 64 * 1024
 # (kind, itemsize) -> (rank in the canonical order, safetensors dtype tag)
 _DTYPES = {("i", 8): (0, "I64"), ("f", 8): (1, "F64"), ("f", 4): (2, "F32")}
 # Names are restricted so that the JSON header needs no escaping (Python's and serde's differ).
@@ -76,12 +81,30 @@ def _encode(tensors: Mapping[str, np.ndarray]) -> bytes:
                         "data_offsets": [offset, offset + len(raw)]}
         offset += len(raw)
         chunks.append(raw)
+    return _header_bytes(header) + b"".join(chunks)
+
+
+def _header_bytes(header: Mapping[str, Any]) -> bytes:
+    """The 8-byte length and the compact JSON header, padded with spaces to a multiple of 8."""
     text = json.dumps(header, separators=(",", ":")).encode("ascii")
     text += b" " * (-len(text) % 8)
-    return struct.pack("<Q", len(text)) + text + b"".join(chunks)
+    return struct.pack("<Q", len(text)) + text
 
 
-def _load(data: bytes) -> dict[str, np.ndarray]:
+def params_nbytes(count: int) -> int:
+    """The length of the canonical encoding of a vector of `count` float32 parameters: what an
+    update to a model of that size must measure, known before any byte of it is read."""
+    header = {PARAMS_TENSOR: {"dtype": "F32", "shape": [count], "data_offsets": [0, 4 * count]}}
+    return len(_header_bytes(header)) + 4 * count
+
+
+def _load(data: bytes, max_header: int) -> dict[str, np.ndarray]:
+    """Parse safetensors bytes whose header is at most `max_header` bytes (checked first)."""
+    if len(data) < 8:
+        raise InvalidContent(f"{len(data)} bytes: shorter than the 8-byte header length")
+    (header,) = struct.unpack_from("<Q", data)
+    if header > max_header:
+        raise InvalidContent(f"its header claims {header:,} bytes, above the {max_header:,} this file may have")
     try:
         return safetensors.numpy.load(bytes(data))
     except SafetensorError as exc:
@@ -116,10 +139,11 @@ def _canonical(data: bytes, tensors: Mapping[str, np.ndarray]) -> None:
 
 def parse_params(data: bytes) -> np.ndarray:
     """Decode a canonical parameter vector, raising InvalidContent with the reason."""
-    tensors = _load(data)
+    tensors = _load(data, MAX_PARAMS_HEADER)
     if list(tensors) != [PARAMS_TENSOR]:
-        raise InvalidContent(f"holds tensors {sorted(tensors)}, expected exactly one named {PARAMS_TENSOR!r}",
-                             "layout")
+        names = sorted(tensors)
+        raise InvalidContent(f"holds {len(names)} tensors {names[:3]}{'...' if len(names) > 3 else ''}, "
+                             f"expected exactly one named {PARAMS_TENSOR!r}", "layout")
     arr = tensors[PARAMS_TENSOR]
     problem = vector_problem(arr)
     if problem:
@@ -130,7 +154,7 @@ def parse_params(data: bytes) -> np.ndarray:
 
 def parse_arrays(data: bytes) -> dict[str, np.ndarray]:
     """Decode a canonical file of named arrays, raising InvalidContent with the reason."""
-    tensors = _load(data)
+    tensors = _load(data, MAX_ARRAYS_HEADER)
     for name in sorted(tensors):
         problem = _array_problem(name, tensors[name])
         if problem:

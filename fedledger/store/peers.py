@@ -41,17 +41,17 @@ class PeerStore(ArtifactStore):
         self.fetched_bytes = 0
         self.fetch_seconds = 0.0  # time spent fetching, successful or not
 
-    def get(self, digest: str) -> bytes:
+    def get(self, digest: str, max_bytes: int | None = None) -> bytes:
         try:
-            return super().get(digest)
+            return super().get(digest, max_bytes)
         except (ArtifactMissing, ArtifactCorrupt) as exc:
-            if not self.peers:
+            if not self.peers or getattr(exc, "kind", None) == "layout":   # too large: no peer can help
                 raise
             if isinstance(exc, ArtifactCorrupt):
                 log.warning("local copy of %s is damaged (%s); fetching it from a peer", digest, exc)
-            return self.fetch(digest)
+            return self.fetch(digest, max_bytes)
 
-    def fetch(self, digest: str) -> bytes:
+    def fetch(self, digest: str, max_bytes: int | None = None) -> bytes:
         """Fetch `digest` from the first peer that serves the right bytes, and keep it here.
 
         ArtifactMissing, naming what each peer answered, when none does; ArtifactCorrupt (kind
@@ -59,14 +59,14 @@ class PeerStore(ArtifactStore):
         """
         started = time.perf_counter()
         try:
-            return self._fetch(digest)
+            return self._fetch(digest, MAX_BLOB_BYTES if max_bytes is None else min(max_bytes, MAX_BLOB_BYTES))
         finally:
             self.fetch_seconds += time.perf_counter() - started
 
-    def _fetch(self, digest: str) -> bytes:
+    def _fetch(self, digest: str, max_bytes: int) -> bytes:
         answers = []
         for peer in self.peers:
-            data, problem = _download(blob_url(peer, digest))
+            data, problem = _download(blob_url(peer, digest), max_bytes)
             if data is not None:
                 actual = sha256_hex(data)
                 if actual == digest:
@@ -84,8 +84,8 @@ class PeerStore(ArtifactStore):
         raise ArtifactMissing(message)
 
 
-def _download(url: str) -> tuple[bytes | None, str]:
-    """(bytes, "") or (None, what went wrong), reading at most MAX_BLOB_BYTES."""
+def _download(url: str, max_bytes: int) -> tuple[bytes | None, str]:
+    """(bytes, "") or (None, what went wrong), reading at most `max_bytes`."""
     try:
         with requests.get(url, timeout=FETCH_TIMEOUT_S, stream=True) as response:
             if response.status_code != 200:
@@ -93,8 +93,8 @@ def _download(url: str) -> tuple[bytes | None, str]:
             chunks, size = [], 0
             for chunk in response.iter_content(1 << 16):
                 size += len(chunk)
-                if size > MAX_BLOB_BYTES:
-                    return None, f"sent more than {MAX_BLOB_BYTES} bytes"
+                if size > max_bytes:
+                    return None, f"sent more than {max_bytes:,} bytes"
                 chunks.append(chunk)
             return b"".join(chunks), ""
     except requests.RequestException as exc:

@@ -22,6 +22,7 @@ from fedledger.validation.reasons import Reason
 
 _CORRUPT = {"digest": Reason.DIGEST_MISMATCH, "format": Reason.INVALID_FORMAT, "layout": Reason.WRONG_LAYOUT,
             "values": Reason.NOT_FINITE}
+MAX_REASON_CHARS = 300    # a rejection's sentence, as manifests and logs keep it
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,11 @@ class Rejection:
     reason: str
     update: str | None = None
     num_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        # reasons quote untrusted input (tensor names, sizes): they go into manifests and logs
+        if len(self.reason) > MAX_REASON_CHARS:
+            object.__setattr__(self, "reason", self.reason[:MAX_REASON_CHARS - 3] + "...")
 
     def as_record(self) -> dict[str, Any]:
         """The manifest's form of it."""
@@ -182,7 +188,7 @@ def _load(store: ArtifactStore, c: Candidate, global_params: np.ndarray, rules: 
           ) -> np.ndarray | Rejection:
     """The update's parameters, or why it cannot be aggregated."""
     try:
-        params = store.get_params(c.update)
+        params = store.get_params(c.update, global_params.size)   # a longer blob is refused unread
     except StoreError as exc:
         return unloadable(c, exc)
     if params.size != global_params.size:

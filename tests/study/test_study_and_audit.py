@@ -157,3 +157,24 @@ def test_a_rebuilt_chain_lacks_the_head_the_run_printed(finished_run, make_study
     report = verify_run(finished_run.run_dir, expected_head=other.chain_head)
     assert [(f.subject, f.check) for f in report.failures] == [("chain", "contains the expected head block")]
     assert not verify_run(finished_run.run_dir, expected_head="0x1234").ok
+
+
+def test_institution_names_in_run_json_must_be_the_chains(run_copy):
+    """Issue 14, finding 12: run.json's names were trusted; reports show them."""
+    path = run_copy / "run.json"
+    info = json.loads(path.read_text())
+    (first, address), *_ = info["institutions"].items()
+    info["institutions"] = {**{k: v for k, v in info["institutions"].items() if k != first}, "Mallory": address}
+    path.write_text(json.dumps(info))
+    report = verify_run(run_copy)
+    assert [(f.subject, f.check) for f in report.failures] == [("study", "run.json's institution names are the "
+                                                                         "consortium's")]
+    assert f"Mallory ({address})" in report.failures[0].detail
+
+
+def test_the_audit_says_what_it_did_not_verify(finished_run):
+    """Without the head hash kept elsewhere, a rebuilt chain would pass: the summary says so
+    rather than implying the chain was proven (issue 14, finding 5, in part)."""
+    without = verify_run(finished_run.run_dir).summary()
+    assert "NOT VERIFIED: that this is the chain the run ended on" in without
+    assert "NOT VERIFIED" not in verify_run(finished_run.run_dir, expected_head=finished_run.chain_head).summary()

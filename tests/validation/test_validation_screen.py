@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from fedledger.aggregation import ClientUpdate, FedAvg
 from fedledger.aggregation import fixedpoint as fx
 from fedledger.store import ArtifactStore, sha256_hex
-from fedledger.validation import Candidate, Reason, ValidationRules, screen_updates
+from fedledger.validation import Candidate, Reason, Rejection, ValidationRules, screen_updates
 from fedledger.validation.screen import screen_protected
 
 SIZE = 12
@@ -62,8 +62,9 @@ def _bad_blobs(store, global_params):
         "0xmissing": (sha256_hex(b"never stored"), 10, Reason.MISSING),
         "0xmismatch": (damaged, 10, Reason.DIGEST_MISMATCH),
         "0xgarbage": (put(b"\x00\x01not safetensors"), 10, Reason.INVALID_FORMAT),
+        # longer than the model's update: refused before it is read
         "0xmetadata": (put(safetensors.numpy.save({"params": global_params}, metadata={"x": "y"})), 10,
-                       Reason.INVALID_FORMAT),
+                       Reason.WRONG_LAYOUT),
         "0xname": (put(_raw_safetensors({"weights": global_params})), 10, Reason.WRONG_LAYOUT),
         "0xtwo": (put(_raw_safetensors({"params": global_params, "extra": global_params})), 10, Reason.WRONG_LAYOUT),
         "0xdtype": (put(_raw_safetensors({"params": global_params.astype(np.float64)})), 10, Reason.WRONG_LAYOUT),
@@ -221,3 +222,29 @@ def test_random_blobs_never_break_screening_and_never_displace_honest_updates(st
         assert r.code not in (Reason.ACCEPTED,) and r.reason
     updates = [ClientUpdate(c.institution, store.get_params(c.update), c.num_samples) for c in accepted]
     FedAvg().aggregate(global_params, updates, {})     # raises if screening let anything bad through
+
+
+def test_a_hostile_blob_is_refused_at_the_door_with_a_short_reason(store, global_params):
+    """Issue 14, finding 6: anything longer than the model's update is refused before it is read
+    (WRONG_LAYOUT), so a model-sized one is all the parser sees, and no reason runs past 300
+    characters whatever the blob holds."""
+    entry = '"t{:07d}":{{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}'
+    header = ("{" + ",".join(entry.format(i) for i in range(200_000)) + "}").encode()
+    header += b" " * (-len(header) % 8)
+    many = store.put(struct.pack("<Q", len(header)) + header)
+    exact = len(safetensors.numpy.save({"params": global_params}))
+    hostile_header = store.put(struct.pack("<Q", exact - 8) + b" " * (exact - 8))
+    accepted, rejected = screen_updates(store, global_params, [Candidate("0xmany", many, 10),
+                                                                Candidate("0xheader", hostile_header, 10)])
+    assert accepted == []
+    assert _codes(rejected) == {"0xmany": Reason.WRONG_LAYOUT, "0xheader": Reason.INVALID_FORMAT}
+    reasons = {r.institution: r.reason for r in rejected}
+    assert reasons["0xmany"].endswith(f"is {8 + len(header):,} bytes, more than the {exact} expected here")
+    assert "invalid JSON in header" in reasons["0xheader"]    # a header of at most 136 bytes: parsed cheaply
+    assert all(len(r.reason) <= 300 for r in rejected)
+
+
+def test_reasons_are_cut_to_300_characters():
+    long = Rejection("0xa", Reason.OUTLIER, "x" * 10_000)
+    assert len(long.reason) == 300 and long.reason.endswith("...")
+    assert Rejection("0xa", Reason.OUTLIER, "short").reason == "short"
