@@ -23,6 +23,8 @@ from fedledger.store.peers import BLOB_ROUTE
 
 log = logging.getLogger("fedledger.node")
 
+REQUEST_TIMEOUT_S = 10.0       # an idle or slow connection is closed after this long without a byte
+MAX_CONNECTIONS = 64           # connections served at once; more are closed on arrival
 NOTICE_ROUTE = "/rounds/"        # /rounds/N/KIND: the node's KIND notice of round N (loose: "update"...)
 ROUND_DIGITS = 78                # a round number is a uint256 on chain: at most 78 decimal digits
 STATUS_ROUTE = "/status"
@@ -47,18 +49,48 @@ def get_json(url: str, timeout: float | tuple[float, float]) -> Any | None:
         return None
 
 
+class _BoundedServer(ThreadingHTTPServer):
+    """A thread per connection, at most `max_connections` of them: one more is closed at once,
+    so idle sockets cannot hold an unbounded number of threads."""
+
+    daemon_threads = True
+    request_queue_size = 128    # the listen backlog: socketserver's 5 makes a burst of peers wait a second
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_connections: int) -> None:
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            log.debug("refused a connection from %s: every slot is taken", client_address[0])
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:       # the thread never started: give its slot back
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 class NodeServer:
     """Serves `store` plus the node's notices (`notice(round, kind)`, a JSON-able document or
-    None) and `status()` on host:port, from a background thread."""
+    None) and `status()` on host:port, from a background thread; each connection is closed after
+    `timeout` seconds without a byte, and at most `max_connections` are served at once."""
 
     def __init__(self, host: str, port: int, store: ArtifactStore,
-                 notice: Callable[[int, str], Any | None], status: Callable[[], Any]) -> None:
+                 notice: Callable[[int, str], Any | None], status: Callable[[], Any],
+                 timeout: float = REQUEST_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS) -> None:
         self.store = store
         self.notice = notice
         self.status = status
         self.served_bytes = 0
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._server.daemon_threads = True
+        self._server = _BoundedServer((host, port), _handler_for(self, timeout), max_connections)
         self._thread = threading.Thread(target=self._server.serve_forever, name="node-http", daemon=True)
 
     @property
@@ -95,8 +127,12 @@ class NodeServer:
         return 200, "application/octet-stream", data
 
 
-def _handler_for(server: NodeServer) -> type[BaseHTTPRequestHandler]:
+def _handler_for(server: NodeServer, request_timeout: float) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        # StreamRequestHandler puts this on the socket: a silent client's read times out and
+        # the connection is closed, freeing its thread
+        timeout = request_timeout
+
         def do_GET(self) -> None:   # noqa: N802 (the name http.server calls)
             try:
                 status, content_type, body = server.reply(self.path.split("?", 1)[0])

@@ -2,7 +2,9 @@
 
 import json
 import logging
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -266,3 +268,39 @@ def test_node_server_counts_served_bytes(tmp_path):
 def test_json_replies_are_sorted_json(tmp_path, serve):
     url = serve(ArtifactStore(tmp_path / "store"), status=lambda: {"b": 1, "a": [1, 2]})
     assert requests.get(f"{url}/status", timeout=5).content == json.dumps({"a": [1, 2], "b": 1}).encode()
+
+
+def test_idle_connections_are_bounded_and_time_out(tmp_path):
+    """Issue 14, finding 7: 200 idle sockets held 200 server threads for as long as they stayed
+    open. Now at most `max_connections` are served at once (the rest are closed on arrival) and
+    a connection that sends nothing is closed after `timeout` seconds."""
+    before = threading.active_count()
+    server = NodeServer(HOST, free_loopback_port(), ArtifactStore(tmp_path / "store"), lambda r, k: None,
+                        lambda: {"up": True}, timeout=1.0, max_connections=8)
+    server.start()
+    sockets = []
+    try:
+        for _ in range(200):
+            sock = socket.create_connection(server.address, timeout=5)
+            sockets.append(sock)
+        time.sleep(0.3)
+        assert threading.active_count() - before <= 8 + 1        # the served ones and the accept loop
+        started = time.monotonic()
+        assert all(_closed(sock) for sock in sockets)   # by the server: refused at once, or timed out
+        assert time.monotonic() - started < 4
+        url = f"http://{HOST}:{server.address[1]}"
+        assert requests.get(f"{url}/status", timeout=5).json() == {"up": True}
+    finally:
+        for sock in sockets:
+            sock.close()
+        server.stop()
+
+
+def _closed(sock: socket.socket) -> bool:
+    """Whether the peer closed `sock` (reads end), waiting up to its timeout."""
+    try:
+        while sock.recv(1024):
+            pass
+        return True
+    except OSError:
+        return False
