@@ -100,5 +100,15 @@ def test_hostile_commitments_never_break_a_round(tmp_path_factory, architecture)
 
 
 def _refused_at_commit(architecture, hostile):
-    """Hostile members the contract itself refused at commit time (no samples): never candidates."""
-    return set() if architecture == "loose" else {n.address for n in hostile if n.num_samples == 0}
+    """Hostile members the contract itself refused at commit time (no samples, or a digest an
+    earlier member committed: a copy), in the order they commit: never candidates."""
+    if architecture == "loose":
+        return set()
+    refused, committed = set(), set()
+    for n in hostile:
+        digest = sha256_hex(n.blob) if n.blob is not None else sha256_hex(b"never published")
+        if n.num_samples == 0 or digest in committed:
+            refused.add(n.address)
+        else:
+            committed.add(digest)
+    return refused
