@@ -93,8 +93,9 @@ class ArtifactStore:
         blob is refused (ArtifactCorrupt, kind "layout") before it is read."""
         path = self._path(digest)
         try:
-            if max_bytes is not None and path.stat().st_size > max_bytes:
-                raise too_large(digest, path.stat().st_size, max_bytes)
+            size = path.stat().st_size if max_bytes is not None else 0
+            if max_bytes is not None and size > max_bytes:
+                raise too_large(digest, size, max_bytes)
             data = path.read_bytes()
         except FileNotFoundError:
             raise ArtifactMissing(f"artifact {digest} is not in the store {self.root}") from None
