@@ -1,5 +1,6 @@
 """The full architecture's audit (ConsensusStudy.vy): the scores, the exclusion rule recomputed
-from them, the votes and their two-thirds quorum, and the rewards voted, credited and held."""
+from them, the votes, their epochs and electorates and the deciding epoch's two-thirds quorum,
+and the rewards voted, credited and held."""
 
 from __future__ import annotations
 
@@ -40,28 +41,56 @@ class FullAuditor(RoundsAuditor):
             r.record(subject, "scores on chain", False, "no scores, or no exclusion margin in the config")
             return Finalization()
         medians, excluded = exclusion_rule(commitments, scores, margin)
-        votes = events["VoteSubmitted"]
+        deciding, electorates = self._verify_epochs(study, subject, n, events)
+        votes = [v for v in events["VoteSubmitted"] if v["epoch"] == deciding]
         final_key = self.contract.final_key(n)
         agreeing = [v for v in votes if _vote_key(v) == final_key]
         r.record(subject, "finalized vote is for the finalized round",
                  all(result_of(v) == final for v in agreeing),
                  "the votes counted for the final key name another model, manifest or codes")
         if agreeing:
-            weight, total = self._quorum(study, agreeing)
+            weight, total = self._quorum(study, agreeing, electorates[deciding])
             quorum, why = full_quorum(weight, total), f"the finalized result has {weight} of {total} votes"
         else:
             quorum, why = False, "no vote is for the finalized result"
-        r.record(subject, "finalized by two thirds of the members", quorum, why)
+        r.record(subject, "finalized by two thirds of the electorate", quorum, why)
+        # only the deciding epoch's votes are judged: an abandoned epoch's count for nothing
         changes: Changes = Counter((n, v["validator"], "agreed" if _vote_key(v) == final_key else "disagreed")
                                    for v in votes)
         return Finalization(changes, excluded, medians, list(agreeing[0]["rewards"]) if agreeing else [])
 
-    def _quorum(self, study: Study, agreeing: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+    def _verify_epochs(self, study: Study, subject: str, n: int, events: Events) -> tuple[int, list[set[str]]]:
+        """The round's vote epochs: reopened one at a time, the deciding one the contract's; each
+        epoch's electorate (epoch 0: the roster, later: the last epoch's voters, or the same
+        electorate if no one voted) and every vote cast by a member of its epoch's electorate,
+        once. Returns the deciding epoch and the electorates."""
+        r = self.report
+        reopened = [e["epoch"] for e in events["VoteReopened"]]
+        deciding = self.contract.vote_epoch(n)
+        r.record(subject, "vote epochs reopened in turn", reopened == list(range(1, deciding + 1)),
+                 f"epochs reopened {reopened}, the contract decided in epoch {deciding}")
+        electorates, voters = [set(study.roster)], [set[str]() for _ in range(deciding + 1)]
+        for epoch in range(1, deciding + 1):
+            cast = {v["validator"] for v in events["VoteSubmitted"] if v["epoch"] == epoch - 1}
+            electorates.append(cast or electorates[-1])
+        for v in events["VoteSubmitted"]:
+            epoch, voter = v["epoch"], v["validator"]
+            ok = 0 <= epoch <= deciding and voter in electorates[epoch] and voter not in voters[epoch]
+            r.record(subject, "votes from the epoch's electorate, once each", ok,
+                     f"{voter} voted in epoch {epoch}: outside its electorate, twice, or in no epoch of the round")
+            if ok:
+                voters[epoch].add(voter)
+        return deciding, electorates
+
+    def _quorum(self, study: Study, agreeing: Sequence[Mapping[str, Any]], electorate: set[str]) -> tuple[int, int]:
         """What the `agreeing` votes weigh, and the total two thirds of which finalize a round:
-        the roster's standing as of the last of them."""
+        the electorate's members that could take part (institutions, not suspended) as of the
+        last of them."""
         by_reputation, last = self.contract.weight_by_reputation(), agreeing[-1]
         weight = sum(vote_weight(self.history.reputation_at(v["validator"], v), by_reputation) for v in agreeing)
-        standings = [(self.history.reputation_at(m, last), self.history.suspended_at(m, last)) for m in study.roster]
+        standings = [(self.history.reputation_at(m, last),
+                      self.history.suspended_at(m, last) or not self._held_role(m, last["block"]))
+                     for m in study.roster if m in electorate]
         return weight, quorum_total(standings, by_reputation)
 
     def _verify_outcome(self, subject: str, n: int, commitments: Sequence[Commitment], manifest: Manifest,

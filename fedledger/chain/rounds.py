@@ -53,7 +53,7 @@ class Verdict:
     model: str
     manifest_digest: str
     reasons: list[int]
-    attempt: int = 0                     # semi: the committee draw it answered
+    attempt: int = 0                     # semi: the committee draw it answered; full: the vote epoch
     rewards: list[int] | None = None     # full: each committer's reward
 
 
@@ -157,8 +157,12 @@ class RoundStudy(StudyContract, ReputationPolicy, PrivacyBudget, SecAggBoard):
         return bytes32_to_digest(self._view("finalized_manifest", round))
 
     def suspended_count(self) -> int:
-        """How many roster members are suspended now (they do not count in quorums)."""
+        """How many roster members are suspended now."""
         return self._view("suspended_count")
+
+    def counted_members(self) -> int:
+        """Roster members that count in quorums now: active institutions, not suspended."""
+        return self._view("counted_members")
 
     def first_commit_block(self, round: int) -> int:
         """The block of the round's first commitment (latecomers are waited for from there)."""
@@ -237,6 +241,11 @@ class FullStudy(RoundStudy):
     def close_scores(self, member: LocalAccount, round: int) -> TxReceipt | PendingTx:
         return self._send(member, self.contract.functions.close_scores(round))
 
+    def close_votes(self, member: LocalAccount, round: int) -> TxReceipt | PendingTx:
+        """Reopen `round`'s undecided vote past its deadline in a new epoch (its electorate: the
+        last epoch's voters)."""
+        return self._send(member, self.contract.functions.close_votes(round))
+
     def submit_vote(self, validator: LocalAccount, round: int, model: str, manifest_digest: str,
                     rewards: Sequence[int], reasons: Sequence[int]) -> TxReceipt | PendingTx:
         """`validator`'s result: the model, the manifest, each committer's reward and reason code
@@ -253,11 +262,19 @@ class FullStudy(RoundStudy):
     def votes(self, round: int) -> list[Verdict]:
         """The validators' votes of `round` (VoteSubmitted), in chain order."""
         return [Verdict(e["validator"], bytes32_to_digest(e["model"]), bytes32_to_digest(e["manifest_digest"]),
-                        list(e["reasons"]), rewards=list(e["rewards"])) for e in self.events("VoteSubmitted", round)]
+                        list(e["reasons"]), e["epoch"], list(e["rewards"])) for e in self.events("VoteSubmitted", round)]
 
     def score_count(self, round: int) -> int:
         """How many validators have submitted scores in `round`."""
         return self._view("score_count", round)
+
+    def vote_epoch(self, round: int) -> int:
+        """The epoch of `round`'s vote: the open one, or the one that decided it."""
+        return self._view("vote_epoch", round)
+
+    def may_vote(self, round: int, member: str) -> bool:
+        """Whether `member` is in the electorate of `round`'s current (or deciding) vote epoch."""
+        return self._view("may_vote", round, Web3.to_checksum_address(member))
 
     def weight_by_reputation(self) -> bool:
         return self._view("weight_by_reputation")

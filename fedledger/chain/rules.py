@@ -26,15 +26,18 @@ def commit_closing(committed: int, min_participants: int, past_deadline: bool, e
     return Closing.EXTEND if past_deadline else Closing.WAIT
 
 
-def score_closing(scored: int, counted: int, past_deadline: bool) -> Closing:
-    """ConsensusStudy.vy `close_scores`: the scores close once all `counted` members (the roster
-    less the suspended) scored, or past the deadline with two thirds of them; past the deadline
-    with fewer, the window is extended."""
+def score_closing(scored: int, counted: int, past_deadline: bool, extended: bool) -> Closing:
+    """ConsensusStudy.vy `close_scores`: the scores close once all `counted` members (those that
+    may take part) scored, or past the deadline with two thirds of them; past the deadline with
+    fewer, the window is extended once (`extended`: it was), then they close with whoever scored,
+    if anyone did."""
     if scored >= counted:
         return Closing.CLOSE
     if not past_deadline:
         return Closing.WAIT
-    return Closing.EXTEND if 3 * scored < 2 * counted else Closing.CLOSE
+    if 3 * scored < 2 * counted and (scored == 0 or not extended):
+        return Closing.EXTEND
+    return Closing.CLOSE
 
 
 def semi_majority(agreeing: int, committee_size: int) -> bool:

@@ -61,7 +61,7 @@ class CommittingInstitution:
             return ACTED
         if not committers:
             return waiting(f"round {r}: the first commitment")
-        everyone = len(study.roster()) - study.suspended_count()
+        everyone = study.counted_members()
         if len(committers) < everyone:
             # The contract's deadline runs from the round's opening, which for round 1 is the
             # deployment: without a window from the first commitment too, the first node up would

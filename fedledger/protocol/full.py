@@ -5,7 +5,10 @@ Institutions commit their own updates on chain (`CommittingInstitution`). Every 
 scores every committed update on its own held-out validation data and puts the scores on chain.
 Once the scores are closed, each member applies the exclusion rule below to the same on-chain
 scores, aggregates the accepted updates and votes for (model, manifest, rewards); FullStudy
-finalizes when two thirds of the roster agree, credits the rewards and moves reputation.
+finalizes when two thirds of the vote's electorate agree, credits the rewards and moves
+reputation. A vote undecided at its deadline is reopened (`close_votes`) in a new epoch whose
+electorate is the last epoch's voters; each of them votes again, on its result computed afresh
+(an update it could not fetch before may have arrived).
 
 Exclusion rule (every validator applies it identically):
     s_j = lower median of the scores validators gave update j (parts per million)
@@ -70,7 +73,7 @@ class Validator:
         self.ctx, self.node, self.scheme = ctx, node, scheme
         self.rules = ValidationRules.from_config(ctx.cfg.to_dict())
         self.scored: set[int] = set()
-        self.voted: set[int] = set()
+        self.voted: set[tuple[int, int]] = set()    # (round, vote epoch)
 
     def step(self) -> Step:
         study, ctx = self.ctx.study, self.ctx
@@ -83,9 +86,16 @@ class Validator:
             return waiting(f"round {r}: the commitments")
         if phase == Phase.SCORING:
             return self._score(r)
-        if r not in self.voted:
-            return self._vote(r)
-        return waiting(f"round {r}: two thirds of the votes")
+        epoch = study.vote_epoch(r)
+        if (r, epoch) not in self.voted and study.may_vote(r, ctx.address):
+            return self._vote(r, epoch)
+        deadline = study.phase_deadline()
+        if study.block_number() > deadline:
+            reopened = ctx.race(f"round {r}: reopened the undecided vote (epoch {epoch + 1})",
+                                lambda: study.close_votes(ctx.account, r))
+            if reopened:
+                return ACTED
+        return waiting(f"round {r}: two thirds of the votes (epoch {epoch})", deadline + 1)
 
     def _score(self, r: int) -> Step:
         study, ctx = self.ctx.study, self.ctx
@@ -95,7 +105,7 @@ class Validator:
             self.scored.add(r)
             ctx.race(f"round {r}: scored {len(scores)} updates", lambda: study.submit_scores(ctx.account, r, scores))
             return ACTED
-        scored, counted = study.score_count(r), len(study.roster()) - study.suspended_count()
+        scored, counted = study.score_count(r), study.counted_members()
         deadline = study.phase_deadline()
         if scored >= counted or study.block_number() > deadline:
             closed = ctx.race(f"round {r}: closed scoring ({scored} of {counted} scored)",
@@ -104,13 +114,14 @@ class Validator:
                 return ACTED
         return waiting(f"round {r}: the other members' scores", deadline + 1)
 
-    def _vote(self, r: int) -> Step:
+    def _vote(self, r: int, epoch: int) -> Step:
         study, ctx = self.ctx.study, self.ctx
         commitments = study.commitments(r)
         result, paid = self.result(r, commitments)
         codes = reason_codes(commitments, result.manifest)
-        self.voted.add(r)
-        ctx.race(f"round {r}: voted for {result.model[:12]} ({sum(1 for c in codes if c)} rejected)",
+        self.voted.add((r, epoch))
+        again = f" again (epoch {epoch})" if epoch else ""
+        ctx.race(f"round {r}: voted{again} for {result.model[:12]} ({sum(1 for c in codes if c)} rejected)",
                  lambda: study.submit_vote(ctx.account, r, result.model, result.manifest_digest, paid, codes))
         return ACTED
 

@@ -34,7 +34,8 @@ def round_outcome(architecture: str, study: Any, store: ArtifactStore, round: in
         details["outvoted"] = sorted(v.member for v in study.results(round)
                                      if v.attempt == final and v.manifest_digest != digest)
     elif architecture == "full":
-        votes = study.votes(round)
+        deciding = study.vote_epoch(round)
+        votes = [v for v in study.votes(round) if v.attempt == deciding]
         final = next(v for v in votes if v.manifest_digest == digest)
         details["scores"] = manifest["scores"]
         details["rewards"] = dict(zip(study.committers(round), final.rewards or []))

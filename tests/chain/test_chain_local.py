@@ -182,7 +182,8 @@ class Twin:
             reads += [("stored_reputation", a) for a in people]
             reads += [(name, r) for r in rounds for name in ("get_round", "round_manifest")]
         else:
-            reads += [("open_round",), ("phase",), ("phase_deadline",), ("roster",), ("suspended_count",)]
+            reads += [("open_round",), ("phase",), ("phase_deadline",), ("roster",), ("suspended_count",),
+                      ("counted_members",)]
             reads += [(name, r) for r in rounds for name in (
                 "committers", "commitments", "finalized", "round_manifest", "final_key", "finalized_reasons")]
             reads += [("commit_rejections", r) for r in rounds]
@@ -192,7 +193,8 @@ class Twin:
             reads += [("committee", r, a) for r in rounds for a in range(1, 4)] + [("results", r) for r in rounds]
         if isinstance(local, LocalFullStudy):
             reads += [("weight_by_reputation",)] + [("reward_balance", a) for a in people]
-            reads += [("score_count", r) for r in rounds] + [(name, r) for r in rounds for name in ("scores", "votes")]
+            reads += [(name, r) for r in rounds for name in ("score_count", "scores", "votes", "vote_epoch")]
+            reads += [("may_vote", r, a) for r in rounds for a in people]
         with self.logs_read_once() as logged:
             for name, *args in reads:
                 self.read(name, *args)
@@ -599,6 +601,37 @@ def test_full_scores_votes_and_a_wrong_vote_outvoted(embedded):
     twin.check()
 
 
+@pytest.mark.parametrize("weighted", [False, True], ids=["by count", "by reputation"])
+def test_full_scores_close_after_one_extension_and_a_split_vote_is_reopened(embedded, weighted):
+    twin = round_twin(embedded, "full", weighted=weighted)
+    a, b, c, d = twin.members
+    votes, close = "ConsensusStudy.submit_vote reverted: ", "ConsensusStudy.close_votes reverted: "
+    for member in twin.members:
+        twin.commit(member)
+    assert twin.do("close_commits", a, 1) is None
+    for member in (a, b):
+        assert twin.do("submit_scores", member, 1, [800_000] * 4) is None
+    for _ in range(2):                                                         # extended once, then closed
+        twin.pass_deadline()
+        assert twin.do("close_scores", a, 1) is None
+    assert twin.read("phase") == Phase.VOTING
+    assert twin.do("close_votes", a, 1) == close + "vote window still open"
+    rewards, reasons = [1] * 4, [0] * 4
+    assert twin.do("submit_vote", a, 1, *result(1), rewards, reasons) is None
+    assert twin.do("submit_vote", b, 1, *result(1), rewards, reasons) is None
+    assert twin.do("submit_vote", c, 1, *result(1, " other"), rewards, reasons) is None   # split, d silent
+    twin.pass_deadline()
+    assert twin.do("close_votes", d, 1) is None
+    assert [twin.read("may_vote", 1, m.address) for m in twin.members] == [True, True, True, False]
+    assert twin.do("submit_vote", d, 1, *result(1), rewards, reasons) == votes + "not in this vote's electorate"
+    assert twin.do("submit_vote", a, 1, *result(1), rewards, reasons) is None
+    assert twin.do("submit_vote", c, 1, *result(1), rewards, reasons) is None
+    assert twin.read("round_count") == 1 and twin.read("vote_epoch", 1) == 1
+    assert twin.do("submit_vote", b, 1, *result(1), rewards, reasons) is None                # late: judged
+    assert twin.do("close_votes", a, 1) == close + "not the open round"
+    twin.check()
+
+
 @pytest.mark.parametrize("kind, weighted", [("semi", False), ("full", False), ("full", True)],
                          ids=["semi", "full by count", "full by reputation"])
 def test_repeated_rejections_suspend_until_reinstated(embedded, kind, weighted):
@@ -839,8 +872,10 @@ def test_the_stand_ins_by_architecture():
 def test_the_rules():
     assert [commit_closing(1, 2, True, True), commit_closing(2, 2, False, True), commit_closing(2, 2, False, False),
             commit_closing(2, 2, True, False)] == [Closing.EXTEND, Closing.CLOSE, Closing.WAIT, Closing.CLOSE]
-    assert [score_closing(4, 4, False), score_closing(3, 4, False), score_closing(3, 4, True),
-            score_closing(2, 4, True)] == [Closing.CLOSE, Closing.WAIT, Closing.CLOSE, Closing.EXTEND]
+    assert [score_closing(4, 4, False, False), score_closing(3, 4, False, False), score_closing(3, 4, True, False),
+            score_closing(2, 4, True, False), score_closing(2, 4, True, True),
+            score_closing(0, 4, True, True)] == [Closing.CLOSE, Closing.WAIT, Closing.CLOSE, Closing.EXTEND,
+                                                  Closing.CLOSE, Closing.EXTEND]
     assert [semi_majority(k, 4) for k in (2, 3)] == [False, True] and semi_majority(1, 1)
     standings = [(104, False), (104, False), (62, False), (10, True)]
     assert quorum_total(standings, False) == 3 and quorum_total(standings, True) == 270

@@ -927,18 +927,43 @@ def test_scores_past_the_deadline_need_two_thirds_of_the_roster(consensus):
         run.study.submit_scores(run.members[3], 1, [5] * 4)
 
 
-def test_a_removed_member_still_counts_in_the_score_quorum(embedded):
-    """3 members, one removed: the other two (2 of 3) close the scores only past the deadline."""
+def test_past_the_extended_deadline_the_scores_close_with_whoever_scored(consensus):
+    """4 members, 2 silent: the window is extended once, then the 2 scores close it (before, the
+    window was extended for ever and the study stalled)."""
+    run = consensus
+    run.commit_all()
+    run.study.close_commits(run.members[0], 1)
+    for member in run.members[:2]:
+        run.study.submit_scores(member, 1, [5] * 4)
+    run.pass_deadline()
+    run.study.close_scores(run.members[0], 1)
+    assert run.study.phase() == Phase.SCORING and len(run.study.events("ScoreWindowExtended", 1)) == 1
+    run.pass_deadline()
+    run.study.close_scores(run.members[0], 1)
+    (closed,) = run.study.events("ScoresClosed", 1)
+    assert closed["validators"] == 2 and run.study.phase() == Phase.VOTING
+
+
+def test_without_any_score_the_window_is_extended_again(consensus):
+    run = consensus
+    run.commit_all()
+    run.study.close_commits(run.members[0], 1)
+    for _ in range(2):
+        run.pass_deadline()
+        run.study.close_scores(run.members[0], 1)
+    assert run.study.phase() == Phase.SCORING and len(run.study.events("ScoreWindowExtended", 1)) == 2
+
+
+def test_a_removed_member_does_not_count_in_the_score_quorum(embedded):
+    """3 members, one removed from the consortium: the other two have all scored, so the scores
+    close at once (before, the removed member still counted and they waited for the deadline)."""
     run = start(embedded, "consensus", institutions=3)
     run.s.consortium.remove_member(run.s.admin, run.members[2].address)
+    assert run.study.counted_members() == 2
     run.commit_all(run.members[:2])
-    run.pass_deadline()
     run.study.close_commits(run.members[0], 1)
     for member in run.members[:2]:
         run.study.submit_scores(member, 1, [5, 5])
-    with refused("ConsensusStudy.close_scores", "score window still open"):
-        run.study.close_scores(run.members[0], 1)
-    run.pass_deadline()
     run.study.close_scores(run.members[0], 1)
     assert run.study.phase() == Phase.VOTING
 
@@ -1134,6 +1159,111 @@ def test_a_late_vote_is_judged_against_the_outcome(voting, late):
         vote(run, d)
 
 
+def test_removed_members_do_not_count_in_the_vote_quorum(consensus):
+    """4 members, 2 removed before the vote opens: the 2 left (6 >= 4) finalize; before, the
+    removed still counted (6 < 8) and the round could never finalize."""
+    run = consensus
+    run.commit_all()
+    run.study.close_commits(run.members[0], 1)
+    for member in run.members[2:]:
+        run.s.consortium.remove_member(run.s.admin, member.address)
+    for member in run.members[:2]:
+        run.study.submit_scores(member, 1, [5] * 4)
+    run.study.close_scores(run.members[0], 1)
+    vote(run, run.members[0])
+    assert run.study.round_count() == 0
+    vote(run, run.members[1])
+    assert run.study.round_count() == 1 and run.study.finalized(1) == result(1)
+
+
+def test_a_member_removed_during_the_vote_weighs_until_it_is_reopened(consensus):
+    run = consensus
+    to_scoring_and_voting(run)
+    for member in run.members[2:]:
+        run.s.consortium.remove_member(run.s.admin, member.address)
+    vote(run, run.members[0])
+    vote(run, run.members[1])
+    assert run.study.round_count() == 0                      # the electorate was fixed when the vote opened
+    run.pass_deadline()
+    run.study.close_votes(run.members[0], 1)
+    vote(run, run.members[0])
+    vote(run, run.members[1])
+    assert run.study.round_count() == 1
+
+
+# --- FullStudy: re-vote epochs ------------------------------------------------------------
+
+
+def test_a_vote_silent_past_its_deadline_is_reopened_among_the_voters(consensus):
+    """a and b vote, c and d stay silent (6 < 8): past the deadline the vote reopens with a and b
+    as its electorate, and their two votes (6 >= 6) finalize the round once."""
+    run = consensus
+    a, b, c, d = run.members
+    to_scoring_and_voting(run)
+    vote(run, a)
+    vote(run, b)
+    with refused("ConsensusStudy.close_votes", "vote window still open"):
+        run.study.close_votes(a, 1)
+    run.pass_deadline()
+    receipt = run.study.close_votes(run.s.outsider, 1)         # anyone may reopen
+    (reopened,) = run.study.events("VoteReopened", 1)
+    block = receipt["blockNumber"]
+    assert (reopened["epoch"], reopened["electorate"], reopened["deadline"]) == (1, 2, block + RESULT_WINDOW)
+    assert run.study.vote_epoch(1) == 1 and run.study.round_count() == 0
+    assert [run.study.may_vote(1, m.address) for m in run.members] == [True, True, False, False]
+    with refused("ConsensusStudy.submit_vote", "not in this vote's electorate"):
+        vote(run, c)
+    vote(run, a)
+    assert run.study.round_count() == 0
+    vote(run, b)
+    assert run.study.round_count() == 1 and run.study.finalized(1) == result(1)
+    # judged once, for the deciding epoch's votes only
+    assert [(m, reason) for m, _, _, reason in run.changes(1) if "agreed" in reason] == [(a.address, "agreed"),
+                                                                                          (b.address, "agreed")]
+    assert [(v.member, v.attempt) for v in run.study.votes(1)] == [(a.address, 0), (b.address, 0), (a.address, 1),
+                                                                  (b.address, 1)]
+    with refused("ConsensusStudy.close_votes", "not the open round"):
+        run.study.close_votes(a, 1)
+
+
+def test_a_split_vote_is_reopened_and_a_dissent_in_an_abandoned_epoch_is_not_judged(consensus):
+    """a and b vote one result, c another, d is silent: split (6 < 8). In epoch 1 (a, b, c) c
+    votes with the others and the round finalizes; c's first vote costs nothing."""
+    run = consensus
+    a, b, c, d = run.members
+    to_scoring_and_voting(run)
+    vote(run, a)
+    vote(run, b)
+    vote(run, c, tag=" other")
+    run.pass_deadline()
+    run.study.close_votes(a, 1)
+    assert [run.study.may_vote(1, m.address) for m in run.members] == [True, True, True, False]
+    vote(run, c)
+    vote(run, a)
+    assert run.study.round_count() == 1
+    assert {reason for m, _, _, reason in run.changes(1) if m == c.address} == {"agreed", "update accepted"}
+    vote(run, b)                                             # late, in the deciding epoch: judged
+    assert [(m, reason) for m, _, _, reason in run.changes(1)][-1] == (b.address, "agreed")
+
+
+def test_an_epoch_without_voters_keeps_its_electorate(consensus):
+    run = consensus
+    to_scoring_and_voting(run)
+    run.pass_deadline()
+    run.study.close_votes(run.members[0], 1)
+    assert run.study.vote_epoch(1) == 1 and all(run.study.may_vote(1, m.address) for m in run.members)
+    with refused("ConsensusStudy.close_votes", "vote window still open"):
+        run.study.close_votes(run.members[0], 1)
+    for member in run.members[:3]:
+        vote(run, member)
+    assert run.study.round_count() == 1
+
+
+def test_close_votes_is_refused_outside_voting(consensus):
+    with refused("ConsensusStudy.close_votes", "round is not voting"):
+        consensus.study.close_votes(consensus.members[0], 1)
+
+
 def test_a_vote_for_round_zero_is_refused(consensus):
     run = consensus
     with refused("ConsensusStudy.submit_vote", "no round 0"):
@@ -1210,7 +1340,7 @@ def test_by_count_two_of_four_never_finalize(consensus):
 GAS_BOUNDS = {   # loose upper bounds per call, for up to 10 members (measured: about 60% of these)
     "commit_update": 220_000, "close_commits": 600_000, "submit_result": 150_000,
     "submit_result (finalizing)": 600_000, "redraw": 600_000,   # finalizing judges every committed update
-    "submit_scores": 160_000, "close_scores": 80_000, "submit_vote": 220_000,
+    "submit_scores": 160_000, "close_scores": 400_000, "submit_vote": 220_000,   # closing weighs the electorate
     "submit_vote (finalizing)": 1_000_000,
 }
 

@@ -140,6 +140,27 @@ def test_full_outvotes_a_wrong_validator_and_tolerates_a_silent_one(tmp_path, ho
         assert report.ok, report.summary()
 
 
+@pytest.mark.parametrize("faults", [{"silent": 2}, {"silent": 1, "wrong_result": 1}], ids=["half silent", "split"])
+def test_full_reopens_a_vote_that_two_thirds_cannot_decide(tmp_path, honest_runs, faults):
+    """Two of four validators silent, or one silent and one lying: no result can have two thirds
+    of the roster (before, the study stalled in round 1). Past the extended score window and the
+    vote's deadline, the vote reopens among its voters, which finalize the honest model."""
+    result = run_study(study(tmp_path, "full", protocol={"result_window": 3}, faults=faults),
+                       run_dir=tmp_path / "run", progress=False)
+    assert _models(result) == _models(honest_runs["full"])
+    backend = open_chain(*_chain(result.run_dir))
+    try:
+        contract = FullStudy(backend, RunDir(result.run_dir).read_run_info()["contracts"]["ledger"])
+        assert [contract.vote_epoch(r["round"]) for r in result.rounds] == [1] * len(result.rounds)
+    finally:
+        backend.close()
+    if "wrong_result" in faults:
+        assert all(len(r["outvoted"]) == 1 for r in result.rounds)
+    report = verify_run(result.run_dir)
+    assert report.ok, report.summary()
+    assert ("round 1", "vote epochs reopened in turn") in {(f.subject, f.check) for f in report.findings}
+
+
 def test_full_excludes_an_update_scored_far_below_the_others(tmp_path, monkeypatch):
     honest_train = InstitutionNode.train
 

@@ -156,9 +156,14 @@ def _eligible(member: address) -> bool:
 @view
 def _counted_members() -> uint256:
     """
-    @notice Roster members that count in quorums: all but the suspended (removed members count).
+    @notice Roster members that count in quorums: those that may take part now (a member
+            removed from the consortium or suspended does not count).
     """
-    return len(self.members) - policy.suspended_count
+    counted: uint256 = 0
+    for member: address in self.members:
+        if self._eligible(member):
+            counted += 1
+    return counted
 
 
 @internal
@@ -387,3 +392,12 @@ def finalized_reasons(round_number: uint256) -> DynArray[uint8, MAX_MEMBERS]:
 @view
 def roster() -> DynArray[address, MAX_MEMBERS]:
     return self.members
+
+
+@external
+@view
+def counted_members() -> uint256:
+    """
+    @notice Roster members that count in quorums now: active institutions, not suspended.
+    """
+    return self._counted_members()

@@ -43,8 +43,12 @@ class LocalFullStudy(RoundsStandIn):
                  delta: int = 0, weight_by_reputation: bool = False) -> None:
         self._weight_by_reputation = weight_by_reputation
         self._scored: dict[int, set[str]] = {}
-        self._vote_of: dict[int, dict[str, bytes]] = {}    # round -> member -> key
-        self._votes_for: dict[int, Counter[bytes]] = {}
+        self._score_extended: set[int] = set()
+        self._epoch: dict[int, int] = {}                    # round -> its vote's current epoch
+        self._electorate_of: dict[tuple[int, int], int] = {}  # (round, epoch) -> 0: everyone, k: epoch k - 1's voters
+        self._vote_of: dict[tuple[int, int], dict[str, bytes]] = {}    # (round, epoch) -> member -> key
+        self._votes_for: dict[tuple[int, int], Counter[bytes]] = {}
+        self._electorate_weight: dict[tuple[int, int], int] = {}   # fixed when the epoch opens
         self._rewards: Counter[str] = Counter()
         super().__init__(roster, config_digest, initial_model, commit_window, result_window, min_participants,
                          suspension_threshold, epsilon_budget, delta)
@@ -71,17 +75,46 @@ class LocalFullStudy(RoundsStandIn):
     @transaction
     def close_scores(self, member: LocalAccount, round: int) -> None:
         """`close_scores`: freeze the scores (everyone scored, or two thirds past the deadline);
-        voting starts. Past the deadline with fewer, the window is extended."""
+        voting starts. Past the deadline with fewer, the window is extended once, then they close."""
         self._check_current(round, Phase.SCORING, "scoring")
         scored = len(self._scored.get(round, set()))
-        closing = score_closing(scored, quorum_total(self._standings(), False), self._past_deadline())
+        closing = score_closing(scored, self.counted_members(), self._past_deadline(), round in self._score_extended)
         self._require(closing is not Closing.WAIT, "score window still open")
         self._phase_deadline = self.clock.next_block() + self._result_window
         if closing is Closing.EXTEND:
+            self._score_extended.add(round)
             self._emit("ScoreWindowExtended", round_number=round, validators=scored, deadline=self._phase_deadline)
             return
         self._phase = Phase.VOTING
+        self._electorate_weight[round, 0] = quorum_total(self._electorate_standings(round, 0),
+                                                         self._weight_by_reputation)
         self._emit("ScoresClosed", round_number=round, validators=scored, deadline=self._phase_deadline)
+
+    @transaction
+    def close_votes(self, member: LocalAccount, round: int) -> None:
+        """`close_votes`: reopen an undecided vote past its deadline in a new epoch, whose
+        electorate is the last epoch's voters (everyone, if no one voted)."""
+        self._check_current(round, Phase.VOTING, "voting")
+        self._require(self._past_deadline(), "vote window still open")
+        epoch = self.vote_epoch(round)
+        electorate = epoch + 1 if self._vote_of.get((round, epoch)) else self._electorate_of.get((round, epoch), 0)
+        self._epoch[round] = epoch + 1
+        self._electorate_of[round, epoch + 1] = electorate
+        self._electorate_weight[round, epoch + 1] = quorum_total(self._electorate_standings(round, epoch + 1),
+                                                                 self._weight_by_reputation)
+        self._phase_deadline = self.clock.next_block() + self._result_window
+        self._emit("VoteReopened", round_number=round, epoch=epoch + 1,
+                   electorate=quorum_total(self._electorate_standings(round, epoch + 1), False),
+                   deadline=self._phase_deadline)
+
+    def _in_electorate(self, round: int, epoch: int, member: str) -> bool:
+        source = self._electorate_of.get((round, epoch), 0)
+        return source == 0 or member in self._vote_of.get((round, source - 1), {})
+
+    def _electorate_standings(self, round: int, epoch: int) -> list[tuple[int, bool]]:
+        """(reputation, suspended) of each roster member in the electorate of `epoch`."""
+        return [(self._reputations[m], m in self._suspended) for m in self._members
+                if self._in_electorate(round, epoch, m)]
 
     @transaction
     def submit_vote(self, validator: LocalAccount, round: int, model: str, manifest_digest: str,
@@ -93,26 +126,28 @@ class LocalFullStudy(RoundsStandIn):
         self._require(model != NO_DIGEST and manifest_digest != NO_DIGEST, "empty digest")
         self._require(round >= 1, "no round 0")
         self._check_active_member(sender)
-        self._require(sender not in self._vote_of.get(round, {}), "already voted this round")
+        epoch = self.vote_epoch(round)
+        self._require(sender not in self._vote_of.get((round, epoch), {}), "already voted this round")
         late = round <= self._round_count
         if not late:
             self._check_current(round, Phase.VOTING, "voting")
+        self._require(self._in_electorate(round, epoch, sender), "not in this vote's electorate")
         committers = self.committers(round)
         self._require(len(rewards) == len(committers), "one reward per committed update")
         self._check_reasons(round, reasons)
         self._require(all(reward == 0 or code == Reason.ACCEPTED for reward, code in zip(rewards, reasons)),
                       "rejected update cannot be rewarded")
         key = result_key(model, manifest_digest, reasons, rewards)
-        votes = self._vote_of.setdefault(round, {})
+        votes = self._vote_of.setdefault((round, epoch), {})
         votes[sender] = key
-        self._emit("VoteSubmitted", round_number=round, validator=sender, model=model,
+        self._emit("VoteSubmitted", round_number=round, validator=sender, epoch=epoch, model=model,
                    manifest_digest=manifest_digest, rewards=rewards, reasons=reasons)
         if late:
             self._judge(sender, round, key == self._final_key[round])
             return
-        tally = self._votes_for.setdefault(round, Counter())
+        tally = self._votes_for.setdefault((round, epoch), Counter())
         tally[key] += vote_weight(self._reputations[sender], self._weight_by_reputation)
-        if not full_quorum(tally[key], quorum_total(self._standings(), self._weight_by_reputation)):
+        if not full_quorum(tally[key], self._electorate_weight[round, epoch]):
             return
         self._final_key[round] = key
         for voter in self._members:
@@ -130,11 +165,17 @@ class LocalFullStudy(RoundsStandIn):
 
     def votes(self, round: int) -> list[Verdict]:
         """The validators' votes of `round` (VoteSubmitted), in order."""
-        return [Verdict(e["validator"], e["model"], e["manifest_digest"], list(e["reasons"]),
-                        rewards=list(e["rewards"])) for e in self.events("VoteSubmitted", round)]
+        return [Verdict(e["validator"], e["model"], e["manifest_digest"], list(e["reasons"]), e["epoch"],
+                        list(e["rewards"])) for e in self.events("VoteSubmitted", round)]
 
     def score_count(self, round: int) -> int:
         return len(self._scored.get(round, set()))
+
+    def vote_epoch(self, round: int) -> int:
+        return self._epoch.get(round, 0)
+
+    def may_vote(self, round: int, member: str) -> bool:
+        return self._in_electorate(round, self.vote_epoch(round), Web3.to_checksum_address(member))
 
     def weight_by_reputation(self) -> bool:
         return self._weight_by_reputation

@@ -201,6 +201,10 @@ class RoundsStandIn(ReputationStandIn, PrivacyStandIn, BoardStandIn):
     def roster(self) -> list[str]:
         return list(self._members)
 
+    def counted_members(self) -> int:
+        """Roster members that count in quorums now (not suspended)."""
+        return sum(1 for m in self._members if self._eligible(m))
+
     def committers(self, round: int) -> list[str]:
         """Who committed in `round`, in commit order."""
         return list(self._commitments.get(round, {}))
