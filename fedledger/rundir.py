@@ -4,7 +4,8 @@ simulated study writes one; a deployed consortium's directory has the same run.j
     run.json        where the chain and contracts are, who the institutions are (a pointer only:
                     the auditor checks everything it says against the chain itself)
     config.json     the resolved configuration
-    metrics.jsonl   one line per round: the anchored metrics document
+    metrics.jsonl   one line per round: its model, outcome and the summary of the institutions' signed
+                    evaluations of it (their digests under "evaluations")
     metrics.png     metrics per round and institution
     results.json    final figures, transactions and gas
     store/          the content-addressed artifact store

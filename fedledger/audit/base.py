@@ -17,6 +17,7 @@ from fedledger.chain import ChainBackend, Consortium, LooseStudy, Role, RoundStu
 from fedledger.chain.consortium import held_role_at
 from fedledger.errors import FedLedgerError
 from fedledger.protocol import UpdateScheme
+from fedledger.protocol.evaluation import read_evaluation
 from fedledger.store import ArtifactStore
 from fedledger.validation import ValidationRules
 
@@ -74,6 +75,30 @@ class Auditor(ABC):
         self.store = store
         self.consortium = Consortium(backend, info["contracts"]["consortium"])
         self.membership = self.consortium.membership_events()   # fetched once: log queries are slow
+        self.contract: LooseStudy | RoundStudy
+
+    @abstractmethod
+    def model_of(self, round: int) -> str:
+        """The model of finalized (anchored) round `round`, as the chain holds it."""
+
+    def member_named(self, name: str) -> str | None:
+        """The address the consortium admitted under `name` (the latest, if several)."""
+        named = [e["member"] for e in self.membership if e.get("name") == name]
+        return named[-1] if named else None
+
+    def verify_evaluation(self, subject: str, what: str, digest: str, member: str, model: str, *,
+                          theirs: bool = False) -> dict[str, float] | None:
+        """The figures of `member`'s signed evaluation of `model` stored under `digest`; None if
+        there are none to use. A missing or altered document fails the audit. `theirs`: the member
+        itself named the digest on chain, so a document it got wrong is its own doing and is
+        listed as not verified rather than failed."""
+        figures = read_evaluation(self.store, digest, member, model, self.backend.chain_id, self.contract.address)
+        if isinstance(figures, str) and theirs and not figures.startswith("unavailable"):
+            self.report.not_verified(f"{subject}: {what}: {figures}")
+            return None
+        self.report.record(subject, f"{what} intact and signed by its institution", not isinstance(figures, str),
+                           str(figures))
+        return None if isinstance(figures, str) else figures
 
     def verify_names(self, claimed: Mapping[str, str]) -> None:
         """run.json's institutions (name -> address) are members of the consortium under those

@@ -15,6 +15,7 @@ from fedledger.audit.report import AuditReport
 from fedledger.chain import ChainBackend, LooseStudy, Role, RoundRecord
 from fedledger.crypto import UpdateCommitment, recover_signer
 from fedledger.protocol import RoundTask
+from fedledger.report import summarize_evaluations
 from fedledger.store import ArtifactStore
 
 
@@ -46,7 +47,9 @@ class LooseAuditor(Auditor):
         r.record(subject, "parent is the previous round's model", rec.parent_model == parent,
                  f"parent {rec.parent_model} but the previous model is {parent}")
         artifact(r, subject, "global model", rec.model, self.store.get_params)
-        artifact(r, subject, "metrics", rec.metrics_digest, self.store.get_json)
+        metrics = artifact(r, subject, "metrics", rec.metrics_digest, self.store.get_json)
+        if metrics is not None:
+            self._verify_metrics(subject, metrics, rec.parent_model)
         manifest = read_manifest(r, self.store, subject, rec.manifest_digest)
         if manifest is None:
             return RoundResult(rec.model)
@@ -62,6 +65,29 @@ class LooseAuditor(Auditor):
                         check_entry=lambda sub, entry: self._verify_signed(sub, task, entry, block))
         return RoundResult(rec.model, manifest.doc["state_after"], Tally(
             self._changes(rec, block), _samples(rec, manifest), {rec.round: len(manifest.entries)}))
+
+    def model_of(self, round: int) -> str:
+        return self.contract.get_round(round).model
+
+    def _verify_metrics(self, subject: str, metrics: Any, parent: str) -> None:
+        """The anchored metrics summarize the signed evaluations of the parent model they name."""
+        evaluations = metrics.get("evaluations", {}) if isinstance(metrics, dict) else None
+        if not isinstance(evaluations, dict) or metrics.get("evaluated_model") != parent:
+            self.report.record(subject, "metrics summarize signed evaluations of the parent", False,
+                               "the metrics document names no signed evaluations, or another model")
+            return
+        figures = {}
+        for name, digest in evaluations.items():
+            member = self.member_named(name) if isinstance(name, str) else None
+            found = self.verify_evaluation(subject, f"evaluation by {name}", digest, member or "", parent) \
+                if member and isinstance(digest, str) else None
+            if found is None:
+                return
+            figures[name] = found
+        summary = {k: v for k, v in metrics.items() if k not in ("evaluated_model", "evaluations", "left_out")}
+        self.report.record(subject, "metrics summarize signed evaluations of the parent",
+                           summary == (summarize_evaluations(figures) if figures else {}),
+                           "the anchored summary differs from the one its signed evaluations give")
 
     def _verify_signed(self, sub: str, task: RoundTask, entry: Mapping[str, Any], block: int) -> bool:
         """The entry's signature is its institution's, which held the role when the round was anchored."""

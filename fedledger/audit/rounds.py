@@ -78,6 +78,9 @@ class RoundsAuditor(Auditor):
         r.record(subject, "parent is the previous round's model", digest(round["parent_model"]) == parent,
                  f"parent {digest(round['parent_model'])} but the previous model is {parent}")
         commitments = self._commitments(study, subject, events["UpdateCommitted"])
+        for e in events["UpdateCommitted"]:
+            self.verify_evaluation(f"{subject} update of {e['member']}", "committed evaluation of the parent",
+                                   digest(e["metrics_digest"]), e["member"], parent, theirs=True)
         reasons = self.contract.finalized_reasons(n)
         finalization = self._verify_finalization(study, subject, n, events, commitments,
                                                  (model, manifest_digest, reasons))
@@ -99,6 +102,10 @@ class RoundsAuditor(Auditor):
                             if (change := penalty_reason(code)))
         return RoundResult(model, manifest.doc["state_after"],
                            Tally(finalization.changes + penalties, aggregated={n: len(manifest.entries)}))
+
+    def model_of(self, round: int) -> str:
+        finalized = self.contract.finalized(round)
+        return finalized[0] if finalized else ""
 
     def _commitments(self, study: Study, subject: str, committed: Sequence[Mapping[str, Any]]) -> list[Commitment]:
         """The round's commitments, in commit order; each must be an active roster institution's."""

@@ -3,6 +3,8 @@
 The run directory's run.json only says where to look (which chain, which contracts). Every fact
 is taken from the chain (round records, membership history, the study's config digest) and from
 content-addressed artifacts re-hashed on read; nothing the coordinator wrote elsewhere is trusted.
+What the run directory shows its reader (config.json, metrics.jsonl, results.json, metrics.png)
+is then checked against those facts and the institutions' signed evaluations (audit/outputs.py).
 The auditor never writes into the store it audits, except that for a deployed consortium (whose
 run.json lists the members' endpoints as peers) it keeps the artifacts it fetches from them,
 each checked against its digest like any other.
@@ -15,6 +17,7 @@ from pathlib import Path
 from fedledger.audit.base import Auditor
 from fedledger.audit.full import FullAuditor
 from fedledger.audit.loose import LooseAuditor
+from fedledger.audit.outputs import verify_outputs
 from fedledger.audit.report import AuditReport
 from fedledger.audit.semi import SemiAuditor
 from fedledger.chain import ChainBackend, open_chain
@@ -57,6 +60,7 @@ def verify_run(run_dir: str | Path, expected_head: str | None = None) -> AuditRe
         auditor = AUDITORS.get(info.get("architecture"), LooseAuditor)(report, backend, info, store)
         auditor.verify_names(info.get("institutions") or {})
         auditor.verify()
+        verify_outputs(auditor, run)
     finally:
         backend.close()
     return report

@@ -17,7 +17,7 @@ from vyper.compiler.input_bundle import FilesystemInputBundle
 from fedledger.chain.artifacts import COMPILED_DIR, CONTRACT_NAMES, CONTRACTS_DIR
 
 # Vyper modules imported by the contracts (lowercase file names); they are part of every source digest.
-MODULES = ("privacy_budget", "reputation_policy", "rounds", "secagg_board")
+MODULES = ("evaluations", "privacy_budget", "reputation_policy", "rounds", "secagg_board")
 
 
 def compile_contract(name: str) -> dict[str, Any]:

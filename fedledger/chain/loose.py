@@ -12,6 +12,7 @@ from web3.types import TxReceipt
 from fedledger.chain.backend import ChainBackend
 from fedledger.chain.consortium import Consortium
 from fedledger.chain.contract import StudyContract
+from fedledger.chain.evaluations import EvaluationBoard
 from fedledger.chain.privacy import NO_SPEND, PrivacyBudget, PrivacySpend
 from fedledger.chain.records import (
     Rejection,
@@ -28,7 +29,7 @@ from fedledger.chain.reputation import ReputationPolicy
 from fedledger.chain.secagg import SecAggBoard
 
 
-class LooseStudy(StudyContract, ReputationPolicy, PrivacyBudget, SecAggBoard):
+class LooseStudy(StudyContract, ReputationPolicy, PrivacyBudget, SecAggBoard, EvaluationBoard):
     """One loose study's contract at `address`: its configuration, every anchored round, and the
     shared reputation policy applied to the institutions the anchors name, and the privacy budget."""
 

@@ -18,6 +18,7 @@ from web3.types import TxReceipt
 
 from fedledger.chain.backend import ChainBackend, PendingTx
 from fedledger.chain.consortium import Consortium
+from fedledger.chain.evaluations import EvaluationBoard
 from fedledger.chain.contract import StudyContract
 from fedledger.chain.privacy import NO_SPEND, PrivacyBudget, PrivacySpend
 from fedledger.chain.records import (
@@ -71,7 +72,7 @@ class StudyTerms:
     delta: int = 0                  # the budget's delta (1e-18 units)
 
 
-class RoundStudy(StudyContract, ReputationPolicy, PrivacyBudget, SecAggBoard):
+class RoundStudy(StudyContract, ReputationPolicy, PrivacyBudget, SecAggBoard, EvaluationBoard):
     """Base wrapper: what both chain-coordinated contracts (semi and full) share."""
 
     @classmethod

@@ -1,7 +1,8 @@
-"""Signatures over update commitments and Merkle proofs of inclusion (keccak-256, EVM-compatible)."""
+"""Signatures over update commitments and evaluations, and Merkle proofs of inclusion
+(keccak-256, EVM-compatible)."""
 
 from fedledger.crypto.merkle import merkle_leaf, merkle_proof, merkle_root, verify_proof
-from fedledger.crypto.signing import UpdateCommitment, recover_signer, sign_commitment
+from fedledger.crypto.signing import EvaluationStatement, UpdateCommitment, recover_signer, sign_commitment
 
-__all__ = ["UpdateCommitment", "merkle_leaf", "merkle_proof", "merkle_root", "recover_signer",
+__all__ = ["EvaluationStatement", "UpdateCommitment", "merkle_leaf", "merkle_proof", "merkle_root", "recover_signer",
            "sign_commitment", "verify_proof"]

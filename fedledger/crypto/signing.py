@@ -1,4 +1,4 @@
-"""What an institution signs when it submits an update, and how anyone checks it.
+"""What an institution signs when it submits an update or an evaluation, and how anyone checks it.
 
 The signed message binds the update digest to one study ledger on one chain, one round and one
 parent model. A signature therefore cannot be replayed into another study, another round or on top
@@ -17,6 +17,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 _DOMAIN = "FedLedger update v1"
+_EVALUATION_DOMAIN = "FedLedger evaluation v1"
 
 
 @dataclass(frozen=True)
@@ -35,14 +36,31 @@ class UpdateCommitment:
              bytes.fromhex(self.update), self.num_samples]))
 
 
-def sign_commitment(account: LocalAccount, commitment: UpdateCommitment) -> str:
-    """Sign a commitment; returns the 65-byte signature as 0x-hex."""
+@dataclass(frozen=True)
+class EvaluationStatement:
+    """'Model M scored the figures hashing to E on my own test set', bound to one study ledger
+    on one chain, so that it cannot be passed off as another study's."""
+    chain_id: int
+    ledger: str
+    model: str           # digest of the model evaluated
+    figures: str         # sha-256 of the canonical JSON of the figures
+
+    def message_hash(self) -> bytes:
+        return keccak(encode(["string", "uint256", "address", "bytes32", "bytes32"],
+                             [_EVALUATION_DOMAIN, self.chain_id, self.ledger, bytes.fromhex(self.model),
+                              bytes.fromhex(self.figures)]))
+
+
+def sign_commitment(account: LocalAccount, commitment: UpdateCommitment | EvaluationStatement) -> str:
+    """Sign a commitment or an evaluation statement; returns the 65-byte signature as 0x-hex
+    (deterministic: RFC 6979)."""
     signed = account.sign_message(encode_defunct(primitive=commitment.message_hash()))
     return "0x" + signed.signature.hex().removeprefix("0x")
 
 
-def recover_signer(commitment: UpdateCommitment, signature: str) -> str | None:
-    """The checksum address that signed the commitment, or None if the signature is malformed."""
+def recover_signer(commitment: UpdateCommitment | EvaluationStatement, signature: str) -> str | None:
+    """The checksum address that signed the commitment or statement, or None if the signature
+    is malformed."""
     try:
         return Account.recover_message(encode_defunct(primitive=commitment.message_hash()),
                                        signature=bytes.fromhex(signature.removeprefix("0x")))

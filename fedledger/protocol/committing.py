@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fedledger.chain import NO_SPEND, Phase
 from fedledger.protocol.aggregate import candidates, parent_model, round_task
-from fedledger.protocol.context import ACTED, DONE, MemberContext, Step, waiting
+from fedledger.protocol.context import ACTED, MemberContext, Step, waiting
 from fedledger.protocol.contribution import Contribution
 from fedledger.protocol.node import InstitutionNode
 from fedledger.protocol.scheme import UpdateScheme
@@ -31,7 +31,7 @@ class CommittingInstitution:
         study, ctx = self.ctx.study, self.ctx
         finished = study.round_count()
         if ctx.over(finished):
-            return DONE
+            return self.contribution.evaluate_final(finished)
         r = ctx.timings.round = finished + 1
         if study.suspended(ctx.address):
             if r not in self.told:

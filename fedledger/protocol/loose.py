@@ -23,7 +23,8 @@ from fedledger.protocol.manifest import update_leaves
 from fedledger.protocol.messages import RoundTask, SignedUpdate
 from fedledger.protocol.node import InstitutionNode
 from fedledger.protocol.scheme import UpdateScheme
-from fedledger.report import evaluation_problem, summarize_evaluations
+from fedledger.protocol.evaluation import read_evaluation
+from fedledger.report import summarize_evaluations
 from fedledger.store import check_digest
 from fedledger.validation import Reason, Rejection, ValidationRules, penalized
 
@@ -52,7 +53,7 @@ class LooseInstitution:
             self.checked += 1
             self._check_counted(self.checked, coordinator)
         if ctx.over(finished):
-            return DONE
+            return self.contribution.evaluate_final(finished)
         r = ctx.timings.round = finished + 1
         task = round_task(study, ctx.strategy, r, study.latest_model())
         if ctx.notices.mine(r, UPDATE) is None:
@@ -222,7 +223,7 @@ class Coordinator:
         """The round's result, with the institutions' own evaluations of the parent model as its
         metrics (a coordinator holds no test data of its own)."""
         store = self.ctx.store
-        metrics = store.put_json(self._metrics(task.global_model, accepted))
+        metrics = store.put_json(self._metrics(task, accepted))
         return aggregate_result(store, self.ctx.strategy, task, state_before, [u.as_entry() for u in accepted],
                                 rejected, record, architecture=ARCHITECTURE, metrics=metrics)
 
@@ -266,29 +267,22 @@ class Coordinator:
                 rejected_spends.setdefault(r.institution, spend)
         return tuple((u.institution, u.spend) for u in accepted), tuple(rejected_spends.items())
 
-    def _metrics(self, parent: str, accepted: list[SignedUpdate]) -> dict[str, Any]:
-        """The round's metrics: the accepted institutions' evaluations of `parent` summarized,
-        and, under "left_out", why any of them was not used."""
-        reported, left_out = {}, {}
+    def _metrics(self, task: RoundTask, accepted: list[SignedUpdate]) -> dict[str, Any]:
+        """The round's metrics: the accepted institutions' signed evaluations of the parent model
+        summarized, with their digests under "evaluations" (the audit re-derives the summary from
+        them), and, under "left_out", why any of them was not used."""
+        reported, digests, left_out = {}, {}, {}
         for update in accepted:
-            name = self.ctx.name(update.institution)
-            evaluation = self._evaluation(self.collected[update.institution].metrics)
+            name, digest = self.ctx.name(update.institution), self.collected[update.institution].metrics
+            evaluation = read_evaluation(self.ctx.store, digest, update.institution, task.global_model,
+                                         task.chain_id, task.ledger)
             if isinstance(evaluation, str):
                 left_out[name] = evaluation
                 self.ctx.log.warning("round %d: the evaluation of %s is left out: %s", self.round, name, evaluation)
             else:
-                reported[name] = evaluation
-        return {"evaluated_model": parent, **(summarize_evaluations(reported) if reported else {}),
-                **({"left_out": left_out} if left_out else {})}
-
-    def _evaluation(self, digest: str) -> dict[str, float] | str:
-        """A member's evaluation document, or why it cannot be used (untrusted input)."""
-        try:
-            doc = self.ctx.store.get_json(digest)
-        except FedLedgerError as exc:   # missing everywhere, corrupt, or not a digest
-            return f"unavailable: {str(exc)[:200]}"
-        problem = evaluation_problem(doc)
-        return doc if problem is None else f"not an evaluation: {problem}"
+                reported[name], digests[name] = evaluation, digest
+        return {"evaluated_model": task.global_model, **(summarize_evaluations(reported) if reported else {}),
+                **({"evaluations": digests} if digests else {}), **({"left_out": left_out} if left_out else {})}
 
 
 def _protocol_problem(task: RoundTask, sub: SignedUpdate, members: set[str], suspended: set[str]

@@ -28,6 +28,7 @@ from fedledger.learning import (
 )
 from fedledger.learning.dp_sgd import train_dp_sgd
 from fedledger.privacy.client_dp import privatize_update
+from fedledger.protocol.evaluation import sign_evaluation
 from fedledger.protocol.manifest import update_leaves
 from fedledger.protocol.messages import RoundTask, SignedUpdate
 from fedledger.protocol.privacy import MemberPrivacy, PrivacyPlan
@@ -129,6 +130,12 @@ class InstitutionNode:
     def evaluate(self, model_digest: str) -> dict[str, float]:
         """Metrics of a global model on this institution's own test set."""
         return evaluate(self._model_with(self.store.get_params(model_digest)), self.data.x_test, self.data.y_test)
+
+    def signed_evaluation(self, model_digest: str, chain_id: int, ledger: str) -> str:
+        """Evaluate a global model on this institution's own test set and store the evaluation,
+        signed and bound to the study at `ledger` on chain `chain_id`; its digest."""
+        return self.store.put_json(sign_evaluation(self.account, chain_id, ledger, model_digest,
+                                                   self.evaluate(model_digest)))
 
     def score(self, update_digest: str) -> int:
         """Validation accuracy of an update, in parts per million (what the full

@@ -199,9 +199,8 @@ def set_up_chain(backend: ChainBackend, admin: LocalAccount, coordinator: LocalA
     and the institutions send their own transactions.
     """
     cfg = cfg or Config()
-    # loose: institutions send nothing themselves, except secure aggregation's messages
-    sending = cfg.study.architecture != "loose" or cfg.privacy.secure_aggregation != "none"
-    senders = [admin, coordinator] + ([a for _, a in institutions] if sending else [])
+    # every institution sends: its evaluation of the final model, and under semi and full its commitments
+    senders = [admin, coordinator] + [a for _, a in institutions]
     backend.fund([a.address for a in senders], FUNDING_WEI)
     consortium = enrol_consortium(backend, admin, [("coordinator", coordinator.address)],
                                   [(name, a.address) for name, a in institutions])

@@ -120,9 +120,12 @@ def privacy_summary(member: MemberPrivacy) -> dict[str, float]:
             "noise_multiplier": m.noise_multiplier, "sample_rate": m.sample_rate, "steps": m.steps}
 
 
-def _evaluate(nodes: list[InstitutionNode], model: str) -> dict[str, Any]:
-    """Every institution scores `model` on its own test set; the summary is the round's metrics."""
-    return summarize_evaluations({node.name: node.evaluate(model) for node in nodes})
+def _evaluate(nodes: list[InstitutionNode], study: Any, store: ArtifactStore, model: str) -> dict[str, Any]:
+    """Every institution scores `model` on its own test set and signs its evaluation; the
+    summary of them is the round's metrics, their digests let `audit verify` re-derive it."""
+    digests = {node.name: node.signed_evaluation(model, study.chain_id, study.address) for node in nodes}
+    figures = {name: store.get_json(digest)["figures"] for name, digest in digests.items()}
+    return {"metrics": summarize_evaluations(figures), "evaluations": digests}
 
 
 def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True) -> StudyResult:
@@ -203,7 +206,7 @@ def _run_rounds(cfg: Config, run: RunDir, scheduler: Scheduler, study: Any, stor
                 "gas": after.get("gas_used", 0) - before.get("gas_used", 0),
                 "calldata_bytes": after.get("calldata_bytes", 0) - before.get("calldata_bytes", 0),
                 **_details(outcome),
-                "metrics": _evaluate(nodes, outcome.model),
+                **_evaluate(nodes, study, store, outcome.model),
             }
             result.rounds.append(entry)
             metrics_file.write(json.dumps(entry, sort_keys=True) + "\n")

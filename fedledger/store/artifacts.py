@@ -147,8 +147,10 @@ class ArtifactStore:
         """Store `obj` as canonical JSON (StoreError if it is not JSON-able or holds NaN/Inf)."""
         return self.put(canonical_json(obj))
 
-    def get_json(self, digest: str) -> Any:
+    def get_json(self, digest: str, max_bytes: int | None = None) -> Any:
+        """The JSON document under `digest`; with `max_bytes`, a longer one is refused unread
+        (documents members send)."""
         try:
-            return parse_json(self.get(digest))
+            return parse_json(self.get(digest, max_bytes))
         except InvalidContent as exc:
             raise _corrupt(digest, "canonical JSON document", exc) from None

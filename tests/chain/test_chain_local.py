@@ -174,7 +174,8 @@ class Twin:
                               ("initial_model",), ("started",), ("suspension_threshold",), ("suspensions",),
                               ("epsilon_budget",), ("delta",)]
         reads += [(name, a) for a in people for name in ("reputation", "suspended", "epsilon_spent")]
-        reads += [(name, r) for r in rounds for name in ("rejections", "privacy_spends", "key_adverts")]
+        reads += [(name, r) for r in rounds for name in ("rejections", "privacy_spends", "key_adverts", "evaluations")]
+        reads += [("evaluation_of", r, a) for r in rounds for a in people]
         reads += [("data_posts", r, step) for r in rounds for step in (SHARES, REVEAL)]
         reads += [("posts", r, step) for r in rounds for step in (CKKS_CONTEXT, CKKS_KEYS, CKKS_SUM)]
         if isinstance(local, LocalLooseStudy):
@@ -730,6 +731,32 @@ def test_board_posting_rules(embedded, kind):
     assert list(twin.read("secagg_posts", 1, CKKS_SUM).values()) == [digest("step 5"), digest("b sum")]
     assert twin.read("advertised_keys", 1) == {b.address: (key("b1"), key("b2")), a.address: (key("a1"), key("a2"))}
     assert [e["data"] for e in twin.local.events("SecAggData", 1)] == [b"step 1", b"step 2", b"b reveal", b"b again"]
+    twin.check()
+
+
+@pytest.mark.parametrize("kind", ["loose", "semi", "full"])
+def test_evaluations_of_finalized_models_are_logged_once_per_member(embedded, kind):
+    """submit_evaluation (evaluations.vy): any member that may take part, once per finalized round."""
+    twin = loose_twin(embedded) if kind == "loose" else round_twin(embedded, kind)
+    s, (a, b, *_) = twin.s, twin.members
+    name, fn = twin.local.contract_name, "submit_evaluation"
+    not_yet = "round not anchored" if kind == "loose" else "round not finalized"
+    assert twin.do(fn, a, 1, digest("a 1")) == f"{name}.{fn} reverted: {not_yet}"
+    if kind == "loose":
+        assert twin.do("anchor_round", s.coordinator, s.record(1, digest("model 0"))) is None
+    else:
+        twin.play_round()
+    outsider = "not an active institution" if kind == "loose" else "not on the study's roster"
+    refused = [((a, 0, digest("a 0")), not_yet), ((a, 2, digest("a 2")), not_yet),
+               ((s.outsider, 1, digest("x")), outsider), ((a, 1, NO_DIGEST), "empty digest")]
+    for args, reason in refused:
+        assert twin.do(fn, *args) == f"{name}.{fn} reverted: {reason}"
+    assert twin.do(fn, b, 1, digest("b 1")) is None
+    assert twin.do(fn, a, 1, digest("a 1")) is None
+    assert twin.do(fn, a, 1, digest("a again")) == f"{name}.{fn} reverted: already evaluated this round"
+    assert twin.read("evaluations", 1) == {b.address: digest("b 1"), a.address: digest("a 1")}
+    assert twin.read("evaluation_of", 1, a.address) == digest("a 1")
+    assert twin.read("evaluation_of", 1, s.outsider.address) is None
     twin.check()
 
 

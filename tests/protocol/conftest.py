@@ -40,10 +40,11 @@ class LooseRound:
         self.notices.of(address).post(round, "update", doc)
 
     def offer(self, update, round=1):
-        """An institution's signed update, posted as it would post it (with its evaluation of the
-        parent model)."""
+        """An institution's signed update, posted as it would post it (with its signed evaluation
+        of the parent model)."""
         node = next(n for n in self.nodes if n.address == update.institution)
-        metrics = self.store.put_json(node.evaluate(update.commitment.parent_model))
+        study = self.chain.study
+        metrics = node.signed_evaluation(update.commitment.parent_model, study.chain_id, study.address)
         self.post(update.institution, {**update.to_dict(), "metrics": metrics}, round)
 
     def anchor(self, round=1):

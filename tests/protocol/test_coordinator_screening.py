@@ -8,6 +8,7 @@ from eth_account import Account
 
 from fedledger.crypto import sign_commitment, verify_proof
 from fedledger.protocol import SignedUpdate, round_outcome
+from fedledger.protocol.evaluation import sign_evaluation
 from fedledger.protocol.manifest import update_leaves
 from fedledger.validation import Reason
 
@@ -105,11 +106,40 @@ def test_a_hostile_evaluation_is_left_out_with_its_reason_and_the_round_goes_on(
     for update in good[1:]:
         study.offer(update)
     hostile = {k: 1e308 for k in ("accuracy", "f1", "loss", "n", "tp", "fp", "tn", "fn")}
-    study.post(nodes[0].address, {**good[0].to_dict(), "metrics": study.store.put_json(hostile)})
+    chain = study.chain.study
+    signed = sign_evaluation(nodes[0].account, chain.chain_id, chain.address, study.initial, hostile)
+    study.post(nodes[0].address, {**good[0].to_dict(), "metrics": study.store.put_json(signed)})
     record = study.anchor()
     assert len(record.participants) == 4
     metrics = study.store.get_json(record.metrics_digest)
     name = study.coordinator.ctx.name
     assert sorted(metrics["per_institution"]) == sorted(name(n.address) for n in nodes[1:])
-    assert metrics["left_out"] == {name(nodes[0].address): "not an evaluation: the counts n, tp, fp, tn, fn must be whole "
-                                                  "numbers from 0 to 1,000,000,000"}
+    assert metrics["left_out"] == {name(nodes[0].address): "not a signed evaluation: the counts n, tp, fp, tn, fn must "
+                                                           "be whole numbers from 0 to 1,000,000,000"}
+
+
+def test_an_evaluation_not_signed_by_its_institution_is_left_out(loose_round):
+    """Evaluations are signed by the institution that made them: unsigned figures, figures
+    changed after signing, or another member's evaluation do not count (issue 14, finding 3)."""
+    study = loose_round()
+    nodes, store, chain = study.nodes, study.store, study.chain.study
+    good = [n.train(study.task()) for n in nodes]
+    study.offer(good[3])
+    mine = sign_evaluation(nodes[1].account, chain.chain_id, chain.address, study.initial,
+                           nodes[1].evaluate(study.initial))
+    altered = {**mine, "figures": {**mine["figures"], "loss": mine["figures"]["loss"] / 2}}   # a better loss
+    theirs = sign_evaluation(nodes[3].account, chain.chain_id, chain.address, study.initial,
+                             nodes[3].evaluate(study.initial))
+    posts = {0: nodes[0].evaluate(study.initial), 1: altered, 2: theirs}
+    for i, doc in posts.items():
+        study.post(nodes[i].address, {**good[i].to_dict(), "metrics": store.put_json(doc)})
+    record = study.anchor()
+    assert len(record.participants) == 4
+    metrics = store.get_json(record.metrics_digest)
+    name = study.coordinator.ctx.name
+    assert list(metrics["per_institution"]) == [name(nodes[3].address)]
+    left = metrics["left_out"]
+    assert left[name(nodes[0].address)].startswith("not a signed evaluation: not a signed evaluation (it needs")
+    assert left[name(nodes[1].address)] == "not a signed evaluation: the signature is not the institution's"
+    assert left[name(nodes[2].address)] == ("not a signed evaluation: it is another institution's, of another model, "
+                                            "or of another study")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fedledger.audit import verify_run
-from fedledger.chain import FullStudy, open_chain
+from fedledger.chain import FullStudy, SemiStudy, open_chain
 from fedledger.errors import FedLedgerError
 from fedledger.protocol import InstitutionNode
 from fedledger.simulation import run_study
@@ -208,3 +208,37 @@ def test_tampering_with_a_chain_coordinated_run_is_caught(honest_runs, architect
     failures = _failures(run)
     assert (f"round 2 update of {update['institution']}", "update artifact intact") in failures
     assert not any(subject.startswith("round 1") for subject, _ in failures)
+
+
+@pytest.mark.parametrize("architecture", ["semi", "full"])
+def test_committed_evaluations_and_the_final_models_are_checked(honest_runs, architecture, tmp_path):
+    """Under semi and full the evaluation digests members commit were never checked, and the
+    final model's evaluation was on no chain (issue 14, finding 4): each commitment's evaluation
+    must be its member's signed evaluation of the parent, and the last round's model is evaluated
+    on chain by every member."""
+    checks = {(f.subject, f.check) for f in verify_run(honest_runs[architecture].run_dir).findings if f.ok}
+    assert ("round 3", "the final model's evaluations on chain are metrics.jsonl's") in checks
+    assert any(s.startswith("round 2 update of") and c == "committed evaluation of the parent intact and signed by "
+               "its institution" for s, c in checks)
+    run = tmp_path / "run"
+    shutil.copytree(honest_runs[architecture].run_dir, run)
+    backend = open_chain(*_chain(run))
+    try:
+        contract = (FullStudy if architecture == "full" else SemiStudy)(
+            backend, RunDir(run).read_run_info()["contracts"]["ledger"])
+        committed = contract.events("UpdateCommitted", 2)
+    finally:
+        backend.close()
+    flipped, deleted = committed[0], committed[1]
+    for event, damage in ((flipped, "flip"), (deleted, "delete")):
+        digest = event["metrics_digest"].hex()
+        blob = run / "store" / digest[:2] / digest[2:]
+        if damage == "delete":
+            blob.unlink()
+        else:
+            blob.write_bytes(blob.read_bytes()[:-1] + b" ")
+    failures = _failures(run)
+    for event in (flipped, deleted):
+        assert (f"round 2 update of {event['member']}", "committed evaluation of the parent intact and signed by its "
+                "institution") in failures
+

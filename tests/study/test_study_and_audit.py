@@ -178,3 +178,72 @@ def test_the_audit_says_what_it_did_not_verify(finished_run):
     without = verify_run(finished_run.run_dir).summary()
     assert "NOT VERIFIED: that this is the chain the run ended on" in without
     assert "NOT VERIFIED" not in verify_run(finished_run.run_dir, expected_head=finished_run.chain_head).summary()
+
+
+# --- what a user reads (issue 14, finding 4) ---------------------------------------------------
+
+
+def _edit_json(path, change):
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc, sort_keys=True))
+
+
+def _edit_lines(path, round, change):
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    change(lines[round - 1])
+    path.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in lines))
+
+
+def test_every_file_a_reader_sees_is_checked(finished_run):
+    checks = {(f.subject, f.check) for f in verify_run(finished_run.run_dir).findings if f.ok}
+    assert {("run directory", "config.json is the anchored config"),
+            ("run directory", "results.json's final figures and rounds are metrics.jsonl's"),
+            ("run directory", "metrics.png plots metrics.jsonl"),
+            ("round 3", "metrics.jsonl's figures summarize signed evaluations"),
+            ("round 3", "the final model's evaluations on chain are metrics.jsonl's"),
+            ("round 2", "metrics summarize signed evaluations of the parent")} <= checks
+
+
+def test_an_edited_final_table_is_caught(run_copy):
+    _edit_json(run_copy / "results.json", lambda d: d["final"]["pooled"].update(accuracy=0.97))
+    assert [f[:2] for f in _failures(run_copy)] == [
+        ("run directory", "results.json's final figures and rounds are metrics.jsonl's")]
+
+
+def test_edited_round_figures_are_caught_even_when_every_file_agrees(run_copy):
+    _edit_lines(run_copy / "metrics.jsonl", 3, lambda e: e["metrics"]["pooled"].update(accuracy=0.97))
+    _edit_json(run_copy / "results.json", lambda d: d["final"]["pooled"].update(accuracy=0.97))
+    failures = [f[:2] for f in _failures(run_copy)]
+    assert ("round 3", "metrics.jsonl's figures summarize signed evaluations") in failures
+    assert ("run directory", "metrics.png plots metrics.jsonl") in failures     # the plot shows the old figure
+
+
+def test_a_forged_evaluation_in_metrics_jsonl_is_caught(run_copy):
+    """A reader's figures can only come from evaluations the institutions signed: a new document
+    with better figures, stored and named in metrics.jsonl, is not signed by its institution."""
+    store = ArtifactStore(run_copy / "store")
+    line = json.loads((run_copy / "metrics.jsonl").read_text().splitlines()[1])
+    doc = store.get_json(line["evaluations"]["va"])
+    forged = store.put_json({**doc, "figures": {**doc["figures"], "loss": doc["figures"]["loss"] / 2}})
+    _edit_lines(run_copy / "metrics.jsonl", 2, lambda e: e["evaluations"].update(va=forged))
+    assert ("round 2", "evaluation by va in metrics.jsonl intact and signed by its institution",
+            "not a signed evaluation: the signature is not the institution's") in _failures(run_copy)
+
+
+def test_a_replaced_plot_is_caught(run_copy, tmp_path):
+    (run_copy / "metrics.png").write_bytes((run_copy / "metrics.png").read_bytes()[:-10] + b"\0" * 10)
+    assert [f[:2] for f in _failures(run_copy)] == [("run directory", "metrics.png plots metrics.jsonl")]
+
+
+def test_an_edited_config_is_caught(run_copy):
+    _edit_json(run_copy / "config.json", lambda d: d["training"].update(lr=0.5))
+    assert [f[:2] for f in _failures(run_copy)] == [("run directory", "config.json is the anchored config")]
+
+
+def test_a_deleted_evaluation_behind_the_anchored_metrics_is_caught(run_copy):
+    store = ArtifactStore(run_copy / "store")
+    metrics = store.get_json(_manifest(run_copy, 2)["metrics"])
+    _blob(run_copy, metrics["evaluations"]["cleveland"]).unlink()
+    failures = [f[:2] for f in _failures(run_copy)]
+    assert ("round 2", "evaluation by cleveland intact and signed by its institution") in failures

@@ -12,14 +12,16 @@
         the silent members lose reputation. Suspended members are never drawn.
 """
 
+import evaluations
 import privacy_budget as privacy
 import reputation_policy as policy
 import rounds
 
+initializes: evaluations
 initializes: policy
 initializes: privacy
-initializes: rounds[policy := policy, privacy := privacy]
-exports: (rounds.__interface__, policy.__interface__, privacy.__interface__)
+initializes: rounds[evaluations := evaluations, policy := policy, privacy := privacy]
+exports: (rounds.__interface__, policy.__interface__, privacy.__interface__, evaluations.evaluation_of)
 
 MAX_COMMITTEE: constant(uint256) = 16
 AGGREGATING: constant(uint256) = 2

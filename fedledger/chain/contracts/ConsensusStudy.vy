@@ -19,14 +19,16 @@
         thirds scored, the window is extended once, then the scores close with whoever scored.
 """
 
+import evaluations
 import privacy_budget as privacy
 import reputation_policy as policy
 import rounds
 
+initializes: evaluations
 initializes: policy
 initializes: privacy
-initializes: rounds[policy := policy, privacy := privacy]
-exports: (rounds.__interface__, policy.__interface__, privacy.__interface__)
+initializes: rounds[evaluations := evaluations, policy := policy, privacy := privacy]
+exports: (rounds.__interface__, policy.__interface__, privacy.__interface__, evaluations.evaluation_of)
 
 SCORING: constant(uint256) = 2
 VOTING: constant(uint256) = 3

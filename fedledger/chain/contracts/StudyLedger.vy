@@ -20,13 +20,15 @@
         reputation in effect (INITIAL_REPUTATION for an institution not met yet).
 """
 
+import evaluations
 import privacy_budget as privacy
 import reputation_policy as policy
 import secagg_board as secagg
 
+initializes: evaluations
 initializes: policy
 initializes: privacy
-exports: (policy.__interface__, privacy.__interface__)
+exports: (policy.__interface__, privacy.__interface__, evaluations.evaluation_of)
 
 interface Consortium:
     def has_role(member: address, role: uint256) -> bool: view
@@ -258,6 +260,17 @@ def post_secagg_data(round_number: uint256, step: uint8, data: Bytes[secagg.MAX_
     """
     self._check_poster(round_number)
     secagg._post_data(msg.sender, round_number, step, data)
+
+
+@external
+def submit_evaluation(round_number: uint256, evaluation: bytes32):
+    """
+    @notice The digest of the caller's signed evaluation of anchored round `round_number`'s
+            model on its own test set: any active institution, once a round.
+    """
+    assert round_number >= 1 and round_number <= self.round_count, "round not anchored"
+    assert staticcall self.consortium.has_role(msg.sender, INSTITUTION), "not an active institution"
+    evaluations._submit(msg.sender, round_number, self._rounds[round_number].model, evaluation)
 
 
 @external

@@ -12,10 +12,12 @@
         spend (privacy_budget.vy), and one that would pass the budget is refused.
 """
 
+import evaluations
 import privacy_budget as privacy
 import reputation_policy as policy
 import secagg_board as secagg
 
+uses: evaluations
 uses: policy
 uses: privacy
 
@@ -333,6 +335,17 @@ def post_secagg_data(round_number: uint256, step: uint8, data: Bytes[secagg.MAX_
     self._check_active_member(msg.sender)
     assert round_number == self.round_count + 1, "not the open round"
     secagg._post_data(msg.sender, round_number, step, data)
+
+
+@external
+def submit_evaluation(round_number: uint256, evaluation: bytes32):
+    """
+    @notice The digest of the caller's signed evaluation of finalized round `round_number`'s
+            model on its own test set: any roster member that may take part, once a round.
+    """
+    assert round_number >= 1 and round_number <= self.round_count, "round not finalized"
+    self._check_active_member(msg.sender)
+    evaluations._submit(msg.sender, round_number, self.finalized_model[round_number], evaluation)
 
 
 @external

@@ -342,3 +342,29 @@ class BoardStandIn(StandIn):
         return {p.member: p.value for p in self.posts(round, step)}
 
 
+class EvaluationStandIn(StandIn):
+    """evaluations.vy: institutions' evaluations of finalized models, from whoever the study
+    contract lets submit (`_evaluated_model`); EvaluationBoard's interface."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._evaluation_of: dict[tuple[int, str], str] = {}
+
+    def _evaluated_model(self, member: str, round: int) -> str:
+        raise NotImplementedError   # who may submit, for which rounds, is each study contract's own rule
+
+    @transaction
+    def submit_evaluation(self, member: LocalAccount, round: int, evaluation: str) -> None:
+        """`submit_evaluation`: the digest of `member`'s signed evaluation of round `round`'s model."""
+        check_digests(evaluation)
+        model = self._evaluated_model(member.address, round)
+        self._require(evaluation != NO_DIGEST, "empty digest")
+        self._require((round, member.address) not in self._evaluation_of, "already evaluated this round")
+        self._evaluation_of[round, member.address] = evaluation
+        self._emit("EvaluationSubmitted", round_number=round, member=member.address, model=model, evaluation=evaluation)
+
+    def evaluation_of(self, round: int, member: str) -> str | None:
+        return self._evaluation_of.get((round, Web3.to_checksum_address(member)))
+
+    def evaluations(self, round: int) -> dict[str, str]:
+        return {e["member"]: e["evaluation"] for e in self.events("EvaluationSubmitted", round)}

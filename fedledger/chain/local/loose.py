@@ -11,6 +11,7 @@ from web3 import Web3
 from fedledger.chain.local.base import (
     ZERO_ADDRESS,
     BoardStandIn,
+    EvaluationStandIn,
     PrivacyStandIn,
     ReputationStandIn,
     check_digests,
@@ -52,7 +53,7 @@ def _anchored(record: RoundRecord) -> tuple[list[str], list[Rejection], list[Pri
                                     + [rejected_spends.pop(r.member, NO_SPEND) for r in rejected])
 
 
-class LocalLooseStudy(ReputationStandIn, PrivacyStandIn, BoardStandIn):
+class LocalLooseStudy(ReputationStandIn, PrivacyStandIn, BoardStandIn, EvaluationStandIn):
     """StudyLedger.vy (LooseStudy's interface): the coordinator anchors each round; `roster`
     stands for the consortium's institutions. Deploying it takes block 1."""
 
@@ -131,6 +132,11 @@ class LocalLooseStudy(ReputationStandIn, PrivacyStandIn, BoardStandIn):
         self._emit("RoundAnchored", round_number=round, parent_model=record.parent_model, model=record.model,
                    updates_root=record.updates_root, participants=participants,
                    metrics_digest=record.metrics_digest, manifest_digest=record.manifest_digest)
+
+    def _evaluated_model(self, member: str, round: int) -> str:
+        self._require(1 <= round <= len(self._rounds), "round not anchored")
+        self._require(member in self._institutions, "not an active institution")
+        return self._rounds[round - 1].model
 
     def _check_poster(self, member: str, round: int) -> None:
         self._require(self._coordinator != ZERO_ADDRESS, "study not started")

@@ -11,6 +11,7 @@ from web3 import Web3
 from fedledger.chain.local.base import (
     ZERO_ADDRESS,
     BoardStandIn,
+    EvaluationStandIn,
     PrivacyStandIn,
     ReputationStandIn,
     check_digests,
@@ -33,7 +34,7 @@ from fedledger.chain.rules import (
 from fedledger.validation.reasons import MAX_REASON, Reason
 
 
-class RoundsStandIn(ReputationStandIn, PrivacyStandIn, BoardStandIn):
+class RoundsStandIn(ReputationStandIn, PrivacyStandIn, BoardStandIn, EvaluationStandIn):
     """rounds.vy: the roster, commitments, the commit window and finalization that the semi and
     full stand-ins share (RoundStudy's interface). Deploying one starts the study in block 1 and
     opens round 1."""
@@ -96,6 +97,11 @@ class RoundsStandIn(ReputationStandIn, PrivacyStandIn, BoardStandIn):
     def _check_poster(self, member: str, round: int) -> None:
         self._check_active_member(member)
         self._require(round == self._round_count + 1, "not the open round")
+
+    def _evaluated_model(self, member: str, round: int) -> str:
+        self._require(1 <= round <= self._round_count, "round not finalized")
+        self._check_active_member(member)
+        return self._finalized[round][0]
 
     def _past_deadline(self) -> bool:
         return self.clock.next_block() > self._phase_deadline

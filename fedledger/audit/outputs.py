@@ -1,0 +1,168 @@
+"""What a user reads in a run directory, checked against the chain and the signed evaluations:
+config.json against the anchored config digest; each line of metrics.jsonl against its round's
+model and manifest on chain and the institutions' signed evaluations it names; the final model's
+evaluations against those logged on chain; results.json and metrics.png against metrics.jsonl."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fedledger.aggregation import make_strategy
+from fedledger.audit.base import Auditor
+from fedledger.errors import FedLedgerError
+from fedledger.report import plot_metrics, summarize_evaluations
+from fedledger.rundir import RunDir
+from fedledger.store import canonical_json, sha256_hex
+
+MAX_FILE_BYTES = 256 * 1024 * 1024    # a run directory's files are untrusted: bounded before they are read
+SUBJECT = "run directory"
+
+
+def verify_outputs(auditor: Auditor, run: RunDir) -> None:
+    """Check the run directory's config.json, metrics.jsonl, results.json and metrics.png."""
+    report = auditor.report
+    config = _read_json(auditor, run.path / "config.json")
+    if config is not None:
+        report.record(SUBJECT, "config.json is the anchored config",
+                      _digest(config) == auditor.contract.config_digest(),
+                      "config.json does not hash to the config digest on chain")
+    if not run.metrics.is_file():
+        report.not_verified("the figures of the run: it has no metrics.jsonl")
+        return
+    entries = _read_lines(auditor, run.metrics)
+    if entries is None:
+        return
+    for entry in entries:
+        _verify_entry(auditor, entry)
+    if entries:
+        _verify_final(auditor, entries[-1])
+    _verify_results(auditor, run.path / "results.json", entries)
+    _verify_plot(auditor, run.path / "metrics.png", entries)
+
+
+def _verify_entry(auditor: Auditor, entry: Any) -> None:
+    """One round's line: the chain's model and manifest, and metrics that summarize the signed
+    evaluations of that model it names."""
+    n = entry.get("round") if isinstance(entry, dict) else None
+    if not isinstance(n, int) or not 1 <= n <= auditor.contract.round_count():
+        auditor.report.record(SUBJECT, "metrics.jsonl lines are finalized rounds", False, f"a line for round {n!r}")
+        return
+    subject, model = f"round {n}", auditor.model_of(n)
+    auditor.report.record(subject, "metrics.jsonl names the round's model and manifest",
+                          (entry.get("model"), entry.get("manifest")) == (model, auditor.contract.round_manifest(n)),
+                          "metrics.jsonl's model or manifest is not the chain's")
+    evaluations, figures = entry.get("evaluations"), {}
+    if not isinstance(evaluations, dict) or not evaluations:
+        auditor.report.record(subject, "metrics.jsonl's figures summarize signed evaluations", False,
+                              "the line names no signed evaluations")
+        return
+    for name, digest in evaluations.items():
+        member = auditor.member_named(name) if isinstance(name, str) else None
+        found = auditor.verify_evaluation(subject, f"evaluation by {name} in metrics.jsonl", digest, member or "",
+                                          model) if member and isinstance(digest, str) else None
+        if found is None:
+            auditor.report.record(subject, "metrics.jsonl's figures summarize signed evaluations", False,
+                                  f"no signed evaluation of the round's model by {name!r}")
+            return
+        figures[name] = found
+    auditor.report.record(subject, "metrics.jsonl's figures summarize signed evaluations",
+                          entry.get("metrics") == summarize_evaluations(figures),
+                          "metrics.jsonl's figures are not those its signed evaluations give")
+
+
+def _verify_final(auditor: Auditor, last: Any) -> None:
+    """The final model's evaluations logged on chain are the ones metrics.jsonl shows."""
+    n = auditor.contract.round_count()
+    on_chain = auditor.contract.evaluations(n)
+    shown = last.get("evaluations") if isinstance(last, dict) and last.get("round") == n else None
+    if not on_chain:
+        auditor.report.not_verified(f"round {n}: no institution logged its evaluation of the final model on chain")
+        return
+    names = {address: name for name, address in
+             ((e.get("name"), e["member"]) for e in auditor.membership) if name}
+    differ = [names.get(m, m) for m, digest in on_chain.items()
+              if not isinstance(shown, dict) or shown.get(names.get(m, m)) != digest]
+    auditor.report.record(f"round {n}", "the final model's evaluations on chain are metrics.jsonl's", not differ,
+                          f"metrics.jsonl's last line shows other evaluations of {', '.join(sorted(differ))}")
+
+
+def _verify_results(auditor: Auditor, path: Path, entries: list[Any]) -> None:
+    results = _read_json(auditor, path)
+    if results is None:
+        return
+    rounds = [{k: v for k, v in e.items() if k != "metrics"} for e in entries]
+    auditor.report.record(SUBJECT, "results.json's final figures and rounds are metrics.jsonl's",
+                          isinstance(results, dict) and results.get("final") == entries[-1].get("metrics")
+                          and results.get("rounds") == rounds,
+                          "results.json's final table or rounds differ from metrics.jsonl")
+
+
+def _verify_plot(auditor: Auditor, path: Path, entries: list[Any]) -> None:
+    """metrics.png is the plot of metrics.jsonl's figures, drawn again (matplotlib is pinned)."""
+    if not path.is_file():
+        return
+    config = _anchored_config(auditor)
+    if config is None:
+        auditor.report.not_verified("metrics.png: the anchored config, which titles it, is unavailable")
+        return
+    title = f"{config['study']['name']}: {make_strategy(config['aggregation']['strategy'], **config['aggregation'].get('params', {})).name}"
+    with tempfile.TemporaryDirectory() as tmp:
+        drawn = Path(tmp) / "metrics.png"
+        plot_metrics(entries, drawn, title)
+        same = drawn.read_bytes() == path.read_bytes() if path.stat().st_size <= MAX_FILE_BYTES else False
+    auditor.report.record(SUBJECT, "metrics.png plots metrics.jsonl", same,
+                          "metrics.png is not the plot of metrics.jsonl (or another matplotlib drew it)")
+
+
+def _anchored_config(auditor: Auditor) -> dict[str, Any] | None:
+    try:
+        config = auditor.store.get_json(auditor.contract.config_digest())
+        return config if isinstance(config, dict) else None
+    except FedLedgerError:
+        return None
+
+
+def _digest(doc: Any) -> str | None:
+    try:
+        return sha256_hex(canonical_json(doc))
+    except (FedLedgerError, ValueError, TypeError):
+        return None
+
+
+def _read_json(auditor: Auditor, path: Path) -> Any | None:
+    text = _read_text(auditor, path)
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        auditor.report.record(SUBJECT, f"{path.name} is JSON", False, str(exc)[:200])
+        return None
+
+
+def _read_lines(auditor: Auditor, path: Path) -> list[Any] | None:
+    text = _read_text(auditor, path)
+    if text is None:
+        return None
+    try:
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    except ValueError as exc:
+        auditor.report.record(SUBJECT, f"{path.name} is JSON lines", False, str(exc)[:200])
+        return None
+
+
+def _read_text(auditor: Auditor, path: Path) -> str | None:
+    """A run directory file's text; None (and said so) if it is absent, too large or not text."""
+    if not path.is_file():
+        auditor.report.not_verified(f"{path.name}: the run directory has none")
+        return None
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ValueError(f"larger than {MAX_FILE_BYTES:,} bytes")
+        return path.read_text()
+    except (OSError, ValueError) as exc:
+        auditor.report.record(SUBJECT, f"{path.name} readable", False, str(exc)[:200])
+        return None
