@@ -82,6 +82,9 @@ def _check_run_info(path: Path, info: dict[str, Any]) -> None:
     peers = info.get("peers") or []
     if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
         raise FedLedgerError(f"{path}: peers must be a list of endpoint URLs, got {peers!r}")
+    peer_members = info.get("peer_members") or {}
+    if not isinstance(peer_members, dict) or not all(isinstance(v, str) for v in peer_members.values()):
+        raise FedLedgerError(f"{path}: peer_members must map endpoint URLs to member addresses")
     chain = info.get("chain")
     if chain is None:   # a run made with the ledger switched off: no contracts either
         return

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from eth_account.signers.local import LocalAccount
+
 from fedledger.audit.base import Auditor
 from fedledger.audit.full import FullAuditor
 from fedledger.audit.loose import LooseAuditor
 from fedledger.audit.outputs import verify_outputs
 from fedledger.audit.report import AuditReport
 from fedledger.audit.semi import SemiAuditor
-from fedledger.chain import ChainBackend, open_chain
+from fedledger.chain import ChainBackend, Consortium, open_chain
+from fedledger.deploy.client import MemberClient
 from fedledger.errors import FedLedgerError
 from fedledger.rundir import RunDir
 from fedledger.store.peers import PeerStore
@@ -29,11 +32,14 @@ from fedledger.store.peers import PeerStore
 AUDITORS: dict[str, type[Auditor]] = {"loose": LooseAuditor, "semi": SemiAuditor, "full": FullAuditor}
 
 
-def verify_run(run_dir: str | Path, expected_head: str | None = None) -> AuditReport:
+def verify_run(run_dir: str | Path, expected_head: str | None = None,
+               account: LocalAccount | None = None) -> AuditReport:
     """Check every round of a run; the report lists each check and why any failed.
 
     `expected_head` is a block hash the auditor got from elsewhere (the end of `fedledger run`
     prints it): the chain must contain that block, which a chain rebuilt from scratch would not.
+    `account`: a member's key (an auditor's, to read every update) to sign requests to the
+    peers with; without one the peers refuse, and what only they hold is reported missing.
     """
     run = RunDir(Path(run_dir))
     report = AuditReport(str(run.path))
@@ -53,10 +59,17 @@ def verify_run(run_dir: str | Path, expected_head: str | None = None) -> AuditRe
         else:
             report.not_verified("that this is the chain the run ended on: without --head (the block hash "
                                 "`fedledger run` prints), a chain rebuilt from scratch would pass")
-        store = PeerStore(run.store, info.get("peers") or [])
-        if store.peers:
-            report.not_verified(f"the peers run.json names ({len(store.peers)}) are not on chain; a blob fetched "
+        peers = info.get("peers") or []
+        client = None
+        if peers:
+            members = Consortium(backend, info["contracts"]["consortium"])
+            client = MemberClient(members, info.get("peer_members") or {}, account)
+            report.not_verified(f"the peers run.json names ({len(peers)}) are not on chain; a blob fetched "
                                 "from them is accepted only if it hashes to its digest")
+            if account is None:
+                report.not_verified("the artifacts only the members' nodes hold: they serve members alone, and "
+                                    "no member key was given to sign requests with")
+        store = PeerStore(run.store, peers, client)
         auditor = AUDITORS.get(info.get("architecture"), LooseAuditor)(report, backend, info, store)
         auditor.verify_names(info.get("institutions") or {})
         auditor.verify()

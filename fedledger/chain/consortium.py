@@ -40,6 +40,15 @@ class Consortium:
         return self.backend.transact(admin, self.contract.functions.set_roles(
             Web3.to_checksum_address(member), int(roles)))
 
+    def set_certificate(self, member: LocalAccount, fingerprint: str) -> TxReceipt:
+        """Record, from `member`'s own account, the SHA-256 (hex) of its node's TLS certificate."""
+        return self.backend.transact(member, self.contract.functions.set_certificate(bytes.fromhex(fingerprint)))
+
+    def certificate_of(self, address: str) -> str | None:
+        """The hex SHA-256 of `address`'s node certificate; None if it set none or is not active."""
+        raw = bytes(self.backend.call(self.contract.functions.certificate_of(Web3.to_checksum_address(address))))
+        return None if raw == bytes(32) else raw.hex()
+
     def admin(self) -> str:
         return self.backend.call(self.contract.functions.admin())
 
@@ -50,6 +59,13 @@ class Consortium:
     def has_role(self, address: str, role: Role) -> bool:
         """True while `address` is an active member holding every flag in `role`."""
         return self.backend.call(self.contract.functions.has_role(Web3.to_checksum_address(address), int(role)))
+
+    def roles_of(self, address: str) -> Role | None:
+        """The roles of `address`; None unless it is an active member."""
+        address = Web3.to_checksum_address(address)
+        if not self.is_member(address):
+            return None
+        return Role(self.backend.call(self.contract.functions.member_roles(address)))
 
     def holders_of(self, addresses: Sequence[str], role: Role) -> set[str]:
         """The addresses (of at most 128) that are active members holding every flag in `role`."""

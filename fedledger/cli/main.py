@@ -10,8 +10,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fedledger.errors import FedLedgerError
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -55,7 +59,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     from fedledger.audit import verify_run
 
-    report = verify_run(args.run, expected_head=args.head)
+    report = verify_run(args.run, expected_head=args.head, account=_member_key(args))
     print(report.summary())
     return 0 if report.ok else 1
 
@@ -63,6 +67,18 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
 def _password(args: argparse.Namespace) -> str:
     from fedledger.deploy.keys import read_password
     return read_password(args.password_env, args.password_file)
+
+
+def _member_key(args: argparse.Namespace) -> LocalAccount | None:
+    """The member key given with --keystore, or None."""
+    from fedledger.deploy.keys import load_keystore
+    return None if args.keystore is None else load_keystore(args.keystore, _password(args))
+
+
+def _add_member_key_options(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--keystore", type=Path, metavar="FILE", default=None,
+                        help=f"a consortium member's keystore (an auditor's reads every update): {what}")
+    _add_password_options(parser)
 
 
 def _add_password_options(parser: argparse.ArgumentParser) -> None:
@@ -120,7 +136,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     from fedledger.deploy.status import consortium_status, format_status
 
-    doc = consortium_status(args.consortium)
+    doc = consortium_status(args.consortium, _member_key(args))
     print(json.dumps(doc, indent=2, sort_keys=True) if args.json else format_status(doc))
     return 0
 
@@ -184,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("run", type=Path, help="run directory written by `fedledger run`")
     verify.add_argument("--head", metavar="BLOCK_HASH", default=None,
                         help="block hash printed at the end of the run; the chain must contain it")
+    _add_member_key_options(verify, "a deployed consortium's nodes serve their artifacts to members only, "
+                                    "so without it what only they hold is reported missing")
     verify.set_defaults(handler=_cmd_audit_verify)
 
     keys = commands.add_parser("keys", help="institution keys in encrypted keystore files")
@@ -225,8 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="members, the current round and its state, who has committed",
                                  description="Read a consortium's study from the chain (and its nodes' "
-                                             "endpoints): members, the open round, its phase and who committed.")
+                                             "endpoints): members, the open round, its phase and who committed. "
+                                             "Nodes answer members only: without --keystore the status shows "
+                                             "only whether each node answers, and not who offered a loose update.")
     status.add_argument("consortium", type=Path, help="consortium directory or consortium.json")
+    _add_member_key_options(status, "to sign the requests to the nodes with")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     status.set_defaults(handler=_cmd_status)
 

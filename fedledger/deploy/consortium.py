@@ -5,10 +5,12 @@ directory holding
 
     consortium.json   chain, contracts, members (name, address, endpoint, role), study config
     run.json          the same chain and contracts for `fedledger audit verify`, with the members'
-                      endpoints as the peers an auditor fetches artifacts from
+                      endpoints (and their addresses, to pin their certificates) as the peers an
+                      auditor fetches artifacts from
     store/            the study's config and initial model (every node rebuilds and checks them)
 
-Nothing in it is secret: keys stay in each institution's keystore.
+Nothing in it is secret: keys stay in each institution's keystore, TLS keys in each node's state
+directory; the nodes' certificate fingerprints are on chain.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from fedledger.chain import ChainBackend, FullStudy, LooseStudy, SemiStudy, study_contract
+from fedledger.chain.records import Role
 from fedledger.config import Config, config_from_dict, read_toml
 from fedledger.errors import ConfigError
 from fedledger.protocol.setup import (
@@ -40,14 +43,14 @@ from fedledger.store import ArtifactStore
 
 CONSORTIUM_FORMAT = "fedledger.consortium/1"
 CONSORTIUM_FILE = "consortium.json"
-ROLES = ("institution", "coordinator")
+ROLES = ("institution", "coordinator", "auditor")   # an auditor runs no node: it reads the others' (audit, status)
 
 
 @dataclass(frozen=True)
 class MemberEntry:
     name: str
     address: str        # checksum
-    endpoint: str       # base URL of the member's node, e.g. http://10.0.0.2:8701
+    endpoint: str       # base URL of the member's node, e.g. https://10.0.0.2:8701 ("" for an auditor)
     role: str = "institution"
 
 
@@ -87,7 +90,8 @@ class ConsortiumFile:
             "format": RUN_FORMAT, "study": self.config["study"]["name"], "architecture": self.architecture,
             "chain": self.chain, "contracts": self.contracts, "coordinator": coordinator,
             "institutions": {m.name: m.address for m in self.institutions}, "store": "store",
-            "peers": [m.endpoint for m in self.members]})
+            "peers": [m.endpoint for m in self.members if m.endpoint],
+            "peer_members": {m.endpoint: m.address for m in self.members if m.endpoint}})
 
 
 def load_consortium(path: str | Path) -> ConsortiumFile:
@@ -112,14 +116,15 @@ def load_consortium(path: str | Path) -> ConsortiumFile:
 
 
 def load_roster(path: str | Path) -> list[MemberEntry]:
-    """A roster: TOML with one [[member]] table per member (name, address, endpoint, role)."""
+    """A roster: TOML with one [[member]] table per member (name, address, endpoint, role; an
+    auditor has no endpoint)."""
     path = Path(path)
     tables = read_toml(path, "roster").get("member")
     if not isinstance(tables, list) or not tables:
         raise ConfigError(f"{path} lists no members: add [[member]] tables with name, address and endpoint")
     members = [_member(path, i, t) for i, t in enumerate(tables, 1)]
     for key in ("name", "address", "endpoint"):
-        values = [getattr(m, key) for m in members]
+        values = [getattr(m, key) for m in members if getattr(m, key)]
         twice = sorted({v for v in values if values.count(v) > 1})
         if twice:
             raise ConfigError(f"{path}: {key} listed more than once: {', '.join(twice)}")
@@ -133,24 +138,27 @@ def _member(path: Path, index: int, table: Any) -> MemberEntry:
     unknown = sorted(set(table) - {"name", "address", "endpoint", "role"})
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: name, address, endpoint, role)")
-    for key in ("name", "address", "endpoint"):
+    role = table.get("role", "institution")
+    if role not in ROLES:
+        raise ConfigError(f"{where}: role {role!r} must be one of {', '.join(ROLES)}")
+    required = ("name", "address") if role == "auditor" else ("name", "address", "endpoint")
+    for key in required:
         if not isinstance(table.get(key), str) or not table[key]:
             raise ConfigError(f"{where}: {key} must be a non-empty string")
     if not Web3.is_address(table["address"]):
         raise ConfigError(f"{where}: {table['address']!r} is not an Ethereum address")
-    if not _is_http_url_with_port(table["endpoint"]):
-        raise ConfigError(f"{where}: endpoint {table['endpoint']!r} must be an http(s) URL with a port")
-    role = table.get("role", "institution")
-    if role not in ROLES:
-        raise ConfigError(f"{where}: role {role!r} must be one of {', '.join(ROLES)}")
-    return MemberEntry(table["name"], Web3.to_checksum_address(table["address"]),
-                       table["endpoint"].rstrip("/"), role)
+    if role == "auditor" and "endpoint" in table:
+        raise ConfigError(f"{where}: an auditor runs no node: remove its endpoint")
+    endpoint = table.get("endpoint", "")
+    if role != "auditor" and not _is_https_url_with_port(endpoint):
+        raise ConfigError(f"{where}: endpoint {endpoint!r} must be an https URL with a port (nodes serve TLS only)")
+    return MemberEntry(table["name"], Web3.to_checksum_address(table["address"]), endpoint.rstrip("/"), role)
 
 
-def _is_http_url_with_port(text: str) -> bool:
+def _is_https_url_with_port(text: str) -> bool:
     url = urlparse(text)
     try:
-        return url.scheme in ("http", "https") and bool(url.hostname) and bool(url.port)
+        return url.scheme == "https" and bool(url.hostname) and bool(url.port)
     except ValueError:      # a port that is not a number, or out of range
         return False
 
@@ -199,6 +207,9 @@ def init_consortium(roster: list[MemberEntry], cfg: Config, rpc_url: str, admin:
         # semi and full studies are started by a coordinator-role sponsor: the administrator
         sponsors = [(m.name, m.address) for m in roster if m.role == "coordinator"] or [("sponsor", admin.address)]
         consortium = enrol_consortium(backend, admin, sponsors, [(m.name, m.address) for m in institutions])
+        for m in roster:
+            if m.role == "auditor":
+                consortium.add_member(admin, m.address, m.name, Role.AUDITOR)
         study = deploy_study(backend, admin, consortium, cfg, [m.address for m in institutions],
                              config_digest, initial)
         result = ConsortiumFile(backend.describe(), {"consortium": consortium.address, "ledger": study.address},

@@ -80,7 +80,7 @@ def run_demo(cfg: Config, out_dir: Path, rpc_url: str | None = None, timeout_s: 
         local.wait_until(local.all_done, 120, "every node's final evaluation")
         statuses = local.statuses()
         log("auditing the study from the chain and the nodes' stores ...")
-        audit = verify_run(local.consortium_dir)
+        audit = verify_run(local.consortium_dir, account=local.auditor())
         evaluations = {name: {k: v for k, v in s["final_evaluation"].items() if k != "model"}
                        for name, s in statuses.items() if s and s.get("final_evaluation")}
         result = DemoResult(out_dir, consortium, audit, summarize_evaluations(evaluations), round_seconds, statuses)

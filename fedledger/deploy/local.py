@@ -2,7 +2,8 @@
 
 What `fedledger demo` runs and what the fault tests drive: keys, a roster, `consortium init`
 against a JSON-RPC chain, and one `fedledger node` process per member, which can be killed and
-started again one by one. The processes share nothing but the chain and HTTP.
+started again one by one. The processes share nothing but the chain and HTTPS. An auditor
+member (no node) holds the key the demo audits and watches the nodes with: they answer members only.
 """
 
 from __future__ import annotations
@@ -18,16 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from eth_account import Account
+from eth_account.signers.local import LocalAccount
 
+from fedledger.chain import Consortium, open_chain
 from fedledger.config import Config
+from fedledger.deploy.client import MemberClient
 from fedledger.deploy.consortium import ConsortiumFile, MemberEntry, init_consortium
 from fedledger.deploy.devchain import free_loopback_port
-from fedledger.deploy.keys import create_keystore
-from fedledger.deploy.server import get_json
+from fedledger.deploy.keys import create_keystore, load_keystore
 from fedledger.errors import FedLedgerError
 from fedledger.protocol.setup import load_clients
 
-STATUS_TIMEOUT_S = 2.0
+STATUS_TIMEOUT_S = (2.0, 2.0)
+AUDITOR = "auditor"
 POLL_SECONDS = 0.3     # how often each node looks at the chain
 
 
@@ -40,8 +44,9 @@ class LocalConsortium:
         self.rpc_url = rpc_url
         self.poll_seconds = poll_seconds
         self.processes: dict[str, subprocess.Popen] = {}
-        self.members: list[MemberEntry] = []
+        self.members: list[MemberEntry] = []      # those that run a node
         self.consortium: ConsortiumFile | None = None
+        self._client: MemberClient | None = None
 
     @property
     def consortium_dir(self) -> Path:
@@ -53,17 +58,25 @@ class LocalConsortium:
         (self.dir / "keys").mkdir(mode=0o700, exist_ok=True)
         coordinator = [("coordinator", "coordinator")] if self.cfg.study.architecture == "loose" else []
         for name, role in coordinator + [(c.name, "institution") for c in load_clients(self.cfg)]:
-            # each member its own password, as separate sites would have: one file does not open every key
-            password = secrets.token_hex(16)
-            fd = os.open(self.password_file(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(password)
-            account = create_keystore(self.dir / "keys" / f"{name}.json", password)
-            self.members.append(MemberEntry(name, account.address, f"http://127.0.0.1:{free_loopback_port()}", role))
+            account = self._new_key(name)
+            self.members.append(MemberEntry(name, account.address, f"https://127.0.0.1:{free_loopback_port()}", role))
             self._write_node_file(name)
-        self.consortium = init_consortium(self.members, self.cfg, self.rpc_url, Account.create(),
+        auditor = MemberEntry(AUDITOR, self._new_key(AUDITOR).address, "", "auditor")
+        self.consortium = init_consortium(self.members + [auditor], self.cfg, self.rpc_url, Account.create(),
                                           self.consortium_dir)
         return self.consortium
+
+    def _new_key(self, name: str) -> LocalAccount:
+        # each member its own password, as separate sites would have: one file does not open every key
+        password = secrets.token_hex(16)
+        fd = os.open(self.password_file(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password)
+        return create_keystore(self.dir / "keys" / f"{name}.json", password)
+
+    def auditor(self) -> LocalAccount:
+        """The auditor member's key: it may read every node, every update included."""
+        return load_keystore(self.dir / "keys" / f"{AUDITOR}.json", self.password_file(AUDITOR).read_text())
 
     def _write_node_file(self, name: str) -> None:
         (self.dir / "nodes").mkdir(exist_ok=True)
@@ -120,14 +133,22 @@ class LocalConsortium:
 
     def stop_all(self) -> dict[str, int]:
         """SIGTERM every running node (a clean shutdown); their exit statuses."""
+        if self._client is not None:
+            self._client.consortium.backend.close()
+            self._client = None
         for proc in self.processes.values():
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
         return {name: self._reap(name) for name in list(self.processes)}
 
     def node_status(self, name: str) -> dict[str, Any] | None:
-        """The node's /status document; None while it does not answer."""
-        return get_json(self.endpoint(name) + "/status", STATUS_TIMEOUT_S)
+        """The node's /status document, asked as the auditor; None while it does not answer."""
+        if self._client is None:
+            if self.consortium is None:
+                raise FedLedgerError("no consortium yet: create() it first")
+            members = Consortium(open_chain(self.consortium.chain, None), self.consortium.contracts["consortium"])
+            self._client = MemberClient(members, {m.endpoint: m.address for m in self.members}, self.auditor())
+        return self._client.get_json(self.endpoint(name), "/status", STATUS_TIMEOUT_S)
 
     def statuses(self) -> dict[str, dict[str, Any] | None]:
         return {m.name: self.node_status(m.name) for m in self.members}

@@ -2,7 +2,8 @@
 
 It loads its key from an encrypted keystore, its own data, and the consortium file; checks that
 the study on chain is the one the consortium file describes (config digest, initial model
-rebuilt from the config); serves its artifact store over HTTP; then follows the chain, step by
+rebuilt from the config); records its TLS certificate's fingerprint on chain if it changed, and
+serves its artifact store over HTTPS to the other members; then follows the chain, step by
 step, until it is told to stop (SIGTERM or SIGINT). After the last round it evaluates the final
 model on its own test set and keeps serving its store, which peers and auditors may still need.
 
@@ -13,7 +14,7 @@ Node file (paths relative to it):
     consortium = "../consortium"    # the directory `fedledger consortium init` wrote
     keystore = "cleveland.key.json"
     password_env = "FEDLEDGER_PASSWORD"   # or password_file = "..."
-    state_dir = "state"             # its artifact store and journal
+    state_dir = "state"             # its artifact store, journal and TLS key (tls.key.pem, 0600)
     listen = "127.0.0.1:8701"       # default: host and port of its roster endpoint
     data = "cleveland.csv"          # CSV studies only: this institution's file
     poll_seconds = 0.5
@@ -30,12 +31,16 @@ from typing import Any
 from urllib.parse import urlparse
 
 from fedledger.aggregation import make_strategy
-from fedledger.chain import open_chain
+from fedledger.chain import Consortium, open_chain
 from fedledger.config import read_toml
 from fedledger.deploy.consortium import ConsortiumFile, check_deployable, load_consortium
+from fedledger.deploy.access import Guard, Roster, UpdateAccess
+from fedledger.deploy.auth import RequestVerifier
+from fedledger.deploy.client import MemberClient, consortium_domain
 from fedledger.deploy.keys import load_keystore, read_password
 from fedledger.deploy.notices import HttpNotices
 from fedledger.deploy.server import NodeServer
+from fedledger.deploy.tls import node_certificate, server_context
 from fedledger.errors import ChainUnreachable, ConfigError, FedLedgerError
 from fedledger.protocol import InstitutionNode, MemberContext, Role, combine, coordinator_roles, institution_roles
 from fedledger.protocol.setup import (
@@ -110,13 +115,25 @@ class NodeRuntime:
         cfg = consortium.study_config()
         check_deployable(cfg)
         self.cfg = cfg
-        endpoints = {m.address: m.endpoint for m in consortium.members}
-        store = PeerStore(node_cfg.state_dir / "store", [url for a, url in endpoints.items() if a != me.address])
+        endpoints = {m.address: m.endpoint for m in consortium.members if m.endpoint}
+        self.backend = open_chain(consortium.chain, None)
+        members = Consortium(self.backend, consortium.contracts["consortium"])
+        client = MemberClient(members, {url: a for a, url in endpoints.items()}, account)
+        store = PeerStore(node_cfg.state_dir / "store", [url for a, url in endpoints.items() if a != me.address],
+                          client)
         spec = model_spec(cfg, consortium.num_features)
         self._check_study_artifacts(store, spec)
-        self.backend = open_chain(consortium.chain, None)
         study = consortium.study(self.backend)
-        self.notices = HttpNotices(node_cfg.state_dir / "journal", endpoints)
+        certificate = node_certificate(node_cfg.state_dir, me.name)
+        if members.certificate_of(me.address) != certificate.fingerprint:
+            members.set_certificate(account, certificate.fingerprint)
+            log.info("recorded my node certificate %s on chain", certificate.fingerprint[:16])
+        # the endpoint checks requests over its own chain connection: it answers from other threads
+        self.gate_backend = open_chain(consortium.chain, None)
+        updates = UpdateAccess(consortium.study(self.gate_backend), node_cfg.state_dir / "updates.tags")
+        guard = Guard(RequestVerifier(consortium_domain(members), me.address),
+                      Roster(Consortium(self.gate_backend, members.address)), updates)
+        self.notices = HttpNotices(node_cfg.state_dir / "journal", endpoints, client, updates)
         self.ctx = MemberContext(cfg, account, study, store, make_strategy(cfg.aggregation.strategy,
                                                                             **cfg.aggregation.params),
                                  [m.address for m in consortium.institutions], self.notices, log,
@@ -137,7 +154,7 @@ class NodeRuntime:
         self.final_evaluation: dict[str, Any] | None = None
         self.errors = 0
         host, port = _listen_address(node_cfg.listen or me.endpoint)
-        self.server = NodeServer(host, port, store, self.notices.mine, self.status)
+        self.server = NodeServer(host, port, store, self.notices.mine, self.status, server_context(certificate), guard)
 
     def _check_study_artifacts(self, store: PeerStore, spec: Any) -> None:
         """The config and initial model in the consortium file are the ones their digests name:
@@ -201,6 +218,7 @@ class NodeRuntime:
         finally:
             self.server.stop()
             self.backend.close()
+            self.gate_backend.close()
             log.info("%s stopped", self.me.name)
 
     def _finish(self) -> None:
@@ -223,7 +241,7 @@ def _rounded(seconds: dict[str, float]) -> dict[str, float]:
 
 
 def _listen_address(endpoint_or_hostport: str) -> tuple[str, int]:
-    text = endpoint_or_hostport if "://" in endpoint_or_hostport else f"http://{endpoint_or_hostport}"
+    text = endpoint_or_hostport if "://" in endpoint_or_hostport else f"https://{endpoint_or_hostport}"
     url = urlparse(text)
     try:
         host, port = url.hostname, url.port

@@ -1,23 +1,26 @@
-"""A node's HTTP endpoint: its artifact store by digest, its notices (signed updates, the
+"""A node's HTTPS endpoint: its artifact store by digest, its notices (signed updates, the
 coordinator's senders and proofs), its status.
 
-Read-only, GET only. Blobs are served from the node's own disk and never fetched on a peer's
-behalf, so one request cannot make a node talk to anyone else.
+Read-only, GET only, TLS only (a plain HTTP client gets no answer), and every request must be
+signed by an active member entitled to what it asks (fedledger.deploy.access); a refusal is a
+401 or 403 with a short JSON reason. Blobs are served from the node's own disk and never fetched
+on a peer's behalf, so one request cannot make a node talk to anyone else.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import ssl
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
-import requests
-
+from fedledger.deploy.auth import Refused
 from fedledger.deploy.journal import KIND
-from fedledger.errors import StoreError
+from fedledger.errors import FedLedgerError, StoreError
 from fedledger.store import ArtifactStore
 from fedledger.store.peers import BLOB_ROUTE
 
@@ -39,14 +42,9 @@ def json_reply(obj: Any, status: int = 200) -> Reply:
 NOT_FOUND = json_reply({"error": "not found"}, 404)
 
 
-def get_json(url: str, timeout: float | tuple[float, float]) -> Any | None:
-    """GET a JSON document from a node's endpoint; None if it is down, has none (404) or sent
-    something that is not JSON."""
-    try:
-        reply = requests.get(url, timeout=timeout)
-        return reply.json() if reply.status_code == 200 else None
-    except (requests.RequestException, ValueError):
-        return None
+class Gatekeeper(Protocol):
+    def admit(self, method: str, path: str, headers: Mapping[str, str]) -> str:
+        """The requesting member's address; Refused otherwise (fedledger.deploy.access.Guard)."""
 
 
 class _BoundedServer(ThreadingHTTPServer):
@@ -56,9 +54,20 @@ class _BoundedServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128    # the listen backlog: socketserver's 5 makes a burst of peers wait a second
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_connections: int) -> None:
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_connections: int,
+                 tls: ssl.SSLContext) -> None:
         self._slots = threading.BoundedSemaphore(max_connections)
+        self._tls = tls
         super().__init__(address, handler)
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, address = super().get_request()
+        # the handshake happens in the connection's own thread, under its timeout, not in the accept loop
+        return self._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a failed handshake (plain HTTP, a client that gave up): no traceback on stderr
+        log.debug("connection from %s dropped: %s", client_address[0], sys.exc_info()[1])
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
@@ -80,17 +89,20 @@ class _BoundedServer(ThreadingHTTPServer):
 
 class NodeServer:
     """Serves `store` plus the node's notices (`notice(round, kind)`, a JSON-able document or
-    None) and `status()` on host:port, from a background thread; each connection is closed after
-    `timeout` seconds without a byte, and at most `max_connections` are served at once."""
+    None) and `status()` on host:port over TLS (`tls`), to the requests `guard` admits, from a
+    background thread; each connection is closed after `timeout` seconds without a byte, and at
+    most `max_connections` are served at once."""
 
     def __init__(self, host: str, port: int, store: ArtifactStore,
                  notice: Callable[[int, str], Any | None], status: Callable[[], Any],
+                 tls: ssl.SSLContext, guard: Gatekeeper,
                  timeout: float = REQUEST_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS) -> None:
         self.store = store
         self.notice = notice
         self.status = status
+        self.guard = guard
         self.served_bytes = 0
-        self._server = _BoundedServer((host, port), _handler_for(self, timeout), max_connections)
+        self._server = _BoundedServer((host, port), _handler_for(self, timeout), max_connections, tls)
         self._thread = threading.Thread(target=self._server.serve_forever, name="node-http", daemon=True)
 
     @property
@@ -103,6 +115,18 @@ class NodeServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def answer(self, path: str, headers: Mapping[str, str], client: str) -> Reply:
+        """The reply to GET `path`: refused unless the guard admits the request."""
+        try:
+            self.guard.admit("GET", path, headers)
+        except Refused as exc:
+            log.info("refused GET %s from %s: %s", path[:100], client, exc.reason)
+            return json_reply({"error": exc.reason}, exc.status)
+        except FedLedgerError as exc:     # the chain is unreachable: membership cannot be checked
+            log.warning("cannot check a request from %s: %s", client, exc)
+            return json_reply({"error": "the node cannot check membership now; try again"}, 503)
+        return self.reply(path.split("?", 1)[0])
 
     def reply(self, path: str) -> Reply:
         if path.startswith(BLOB_ROUTE):
@@ -133,9 +157,14 @@ def _handler_for(server: NodeServer, request_timeout: float) -> type[BaseHTTPReq
         # the connection is closed, freeing its thread
         timeout = request_timeout
 
+        def setup(self) -> None:
+            self.request.settimeout(request_timeout)
+            self.request.do_handshake()    # an SSLError here (plain HTTP, say) drops the connection
+            super().setup()
+
         def do_GET(self) -> None:   # noqa: N802 (the name http.server calls)
             try:
-                status, content_type, body = server.reply(self.path.split("?", 1)[0])
+                status, content_type, body = server.answer(self.path, self.headers, self.client_address[0])
             except Exception:   # a bug must not kill the endpoint: log it, answer 500
                 log.exception("error answering GET %s", self.path)
                 status, content_type, body = json_reply({"error": "internal error"}, 500)

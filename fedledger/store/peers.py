@@ -1,9 +1,10 @@
 """`PeerStore`: a node's own artifact store that fetches what it lacks from its peers, by digest.
 
-Each institution keeps its own store and serves it read-only over HTTP (GET /blobs/DIGEST). A
+Each institution keeps its own store and serves it read-only over HTTPS (GET /blobs/DIGEST). A
 blob that is missing here, or damaged, is fetched from the peers in turn; bytes that do not hash
 to the digest asked for are rejected and logged, and the next peer is tried. Nothing a peer says
-is believed because of where it came from: only the digest vouches for the bytes.
+is believed because of where it came from: only the digest vouches for the bytes. How a peer is
+asked (TLS pinning, signed requests) is the `PeerClient`'s business (fedledger.deploy.client).
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-
-import requests
+from typing import Protocol
 
 from fedledger.errors import ArtifactCorrupt, ArtifactMissing
 from fedledger.store.artifacts import ArtifactStore
@@ -26,17 +26,22 @@ MAX_BLOB_BYTES = 256 * 1024 * 1024     # far above any model here; a peer cannot
 log = logging.getLogger("fedledger.store")
 
 
-def blob_url(endpoint: str, digest: str) -> str:
-    return endpoint.rstrip("/") + BLOB_ROUTE + check_digest(digest)
+class PeerClient(Protocol):
+    def fetch(self, endpoint: str, path: str, max_bytes: int,
+              timeout: tuple[float, float]) -> tuple[bytes | None, str]:
+        """(body, "") or (None, what went wrong), reading at most `max_bytes`."""
 
 
 class PeerStore(ArtifactStore):
     """An ArtifactStore at `root` that falls back to `peers` (base URLs such as
-    http://10.0.0.2:8701) for blobs it does not hold intact."""
+    https://10.0.0.2:8701), asked through `client`, for blobs it does not hold intact."""
 
-    def __init__(self, root: str | Path, peers: Sequence[str] = ()) -> None:
+    def __init__(self, root: str | Path, peers: Sequence[str] = (), client: PeerClient | None = None) -> None:
         super().__init__(root)
+        if peers and client is None:
+            raise ValueError("a PeerStore with peers needs a client to ask them")
         self.peers = list(peers)
+        self.client = client
         self.fetched = 0          # blobs fetched from peers (for logs and benchmarks)
         self.fetched_bytes = 0
         self.fetch_seconds = 0.0  # time spent fetching, successful or not
@@ -66,7 +71,7 @@ class PeerStore(ArtifactStore):
     def _fetch(self, digest: str, max_bytes: int) -> bytes:
         answers = []
         for peer in self.peers:
-            data, problem = _download(blob_url(peer, digest), max_bytes)
+            data, problem = self.client.fetch(peer, BLOB_ROUTE + check_digest(digest), max_bytes, FETCH_TIMEOUT_S)
             if data is not None:
                 actual = sha256_hex(data)
                 if actual == digest:
@@ -83,19 +88,3 @@ class PeerStore(ArtifactStore):
             raise ArtifactCorrupt(message, "digest")   # someone offered bytes that are not the committed ones
         raise ArtifactMissing(message)
 
-
-def _download(url: str, max_bytes: int) -> tuple[bytes | None, str]:
-    """(bytes, "") or (None, what went wrong), reading at most `max_bytes`."""
-    try:
-        with requests.get(url, timeout=FETCH_TIMEOUT_S, stream=True) as response:
-            if response.status_code != 200:
-                return None, f"answered HTTP {response.status_code}"
-            chunks, size = [], 0
-            for chunk in response.iter_content(1 << 16):
-                size += len(chunk)
-                if size > max_bytes:
-                    return None, f"sent more than {max_bytes:,} bytes"
-                chunks.append(chunk)
-            return b"".join(chunks), ""
-    except requests.RequestException as exc:
-        return None, f"did not answer ({type(exc).__name__})"

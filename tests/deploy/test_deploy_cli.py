@@ -46,7 +46,7 @@ def make_roster(tmp_path, names, coordinator=False):
         address = proc.stdout.split()[0]
         role = 'role = "coordinator"\n' if name == "coordinator" else ""
         tables.append(f'[[member]]\nname = "{name}"\naddress = "{address}"\n'
-                      f'endpoint = "http://127.0.0.1:{18700 + i}"\n{role}')
+                      f'endpoint = "https://127.0.0.1:{18700 + i}"\n{role}')
     roster = tmp_path / "roster.toml"
     roster.write_text("\n".join(tables))
     return roster
@@ -80,6 +80,7 @@ def test_init_enrols_the_roster_and_writes_the_consortium_file(deployed, hardhat
     assert study.config_digest() == doc["config_digest"] and study.initial_model() == doc["initial_model"]
     run = json.loads((deployed / "consortium" / "run.json").read_text())
     assert run["peers"] == [m["endpoint"] for m in doc["members"]]
+    assert run["peer_members"] == {m["endpoint"]: m["address"] for m in doc["members"]}
     assert oct((deployed / "keys" / "admin.json").stat().st_mode & 0o777) == "0o600"
 
 

@@ -110,7 +110,7 @@ def test_no_password_is_a_config_error(tmp_path, monkeypatch):
 
 # --- rosters ---
 
-ADDRESSES = [Account.create().address for _ in range(3)]
+ADDRESSES = [Account.create().address for _ in range(4)]
 
 
 def _roster(tmp_path, *members, extra=""):
@@ -124,18 +124,19 @@ def _roster(tmp_path, *members, extra=""):
 
 
 def _member(i, **changes):
-    return {"name": f"inst{i}", "address": ADDRESSES[i].lower(), "endpoint": f"http://10.0.0.{i}:8701", **changes}
+    return {"name": f"inst{i}", "address": ADDRESSES[i].lower(), "endpoint": f"https://10.0.0.{i}:8701", **changes}
 
 
 def test_valid_roster(tmp_path):
-    path = _roster(tmp_path, _member(0, endpoint="http://10.0.0.0:8701/"), _member(1, role="coordinator"),
-                   _member(2, endpoint="https://node.example.org:443"))
+    auditor = {"name": "regulator", "address": ADDRESSES[3].lower(), "role": "auditor"}    # runs no node
+    path = _roster(tmp_path, _member(0, endpoint="https://10.0.0.0:8701/"), _member(1, role="coordinator"),
+                   _member(2, endpoint="https://node.example.org:443"), auditor)
     members = load_roster(path)
-    assert [m.name for m in members] == ["inst0", "inst1", "inst2"]
-    assert [m.address for m in members] == ADDRESSES  # checksummed
-    assert [m.endpoint for m in members] == ["http://10.0.0.0:8701", "http://10.0.0.1:8701",
-                                             "https://node.example.org:443"]
-    assert [m.role for m in members] == ["institution", "coordinator", "institution"]
+    assert [m.name for m in members] == ["inst0", "inst1", "inst2", "regulator"]
+    assert [m.address for m in members] == ADDRESSES[:4]  # checksummed
+    assert [m.endpoint for m in members] == ["https://10.0.0.0:8701", "https://10.0.0.1:8701",
+                                             "https://node.example.org:443", ""]
+    assert [m.role for m in members] == ["institution", "coordinator", "institution", "auditor"]
 
 
 @pytest.mark.parametrize("members, message", [
@@ -144,16 +145,18 @@ def test_valid_roster(tmp_path):
     ([_member(0), _member(1, name="")], "member 2: name must be a non-empty string"),
     ([_member(0, address=None)], "address must be a non-empty string"),
     ([_member(0, address="0x1234")], "'0x1234' is not an Ethereum address"),
-    ([_member(0, endpoint="http://10.0.0.1")], "must be an http\\(s\\) URL with a port"),
-    ([_member(0, endpoint="ftp://10.0.0.1:21")], "must be an http\\(s\\) URL with a port"),
-    ([_member(0, endpoint="10.0.0.1:8701")], "must be an http\\(s\\) URL with a port"),
-    ([_member(0, endpoint="http://10.0.0.1:99999")], "must be an http\\(s\\) URL with a port"),
-    ([_member(0, endpoint="http://10.0.0.1:abc")], "must be an http\\(s\\) URL with a port"),
-    ([_member(0, role="auditor")], "role 'auditor' must be one of institution, coordinator"),
+    ([_member(0, endpoint="https://10.0.0.1")], "must be an https URL with a port"),
+    ([_member(0, endpoint="ftp://10.0.0.1:21")], "must be an https URL with a port"),
+    ([_member(0, endpoint="10.0.0.1:8701")], "must be an https URL with a port"),
+    ([_member(0, endpoint="https://10.0.0.1:99999")], "must be an https URL with a port"),
+    ([_member(0, endpoint="https://10.0.0.1:abc")], "must be an https URL with a port"),
+    ([_member(0, endpoint="http://10.0.0.1:8701")], r"must be an https URL with a port \(nodes serve TLS only\)"),
+    ([_member(0, role="auditor")], "an auditor runs no node: remove its endpoint"),
+    ([_member(0, role="observer")], "role 'observer' must be one of institution, coordinator, auditor"),
     ([_member(0), _member(1, name="inst0")], "name listed more than once: inst0"),
     ([_member(0), _member(1, address=ADDRESSES[0])], f"address listed more than once: {ADDRESSES[0]}"),
-    ([_member(0), _member(1, endpoint="http://10.0.0.0:8701/")],
-     "endpoint listed more than once: http://10.0.0.0:8701"),
+    ([_member(0), _member(1, endpoint="https://10.0.0.0:8701/")],
+     "endpoint listed more than once: https://10.0.0.0:8701"),
 ])
 def test_invalid_roster_is_a_config_error(tmp_path, members, message):
     members = [{k: v for k, v in m.items() if v is not None} for m in members]

@@ -56,7 +56,7 @@ def deploy_in_threads(cfg, directory, rpc_url):
                          TIMEOUT_S, "the deployed study's end")
         assert all(r.done for r in runtimes) and not any(r.errors for r in runtimes), \
             {r.me.name: r.errors for r in runtimes}
-        report = verify_run(local.consortium_dir)
+        report = verify_run(local.consortium_dir, account=local.auditor())
     finally:
         stop.set()
         for thread in threads:

@@ -83,7 +83,7 @@ def aggregated(study, round):
 
 
 def assert_audit_passes(local):
-    report = verify_run(local.consortium_dir)
+    report = verify_run(local.consortium_dir, account=local.auditor())
     assert report.ok, report.summary()
     return report
 
@@ -147,7 +147,7 @@ def test_loose_coordinator_killed_and_restarted_loses_no_round(start_consortium)
     # no one else may anchor: the study waits (institutions offer their next updates if they
     # fetched the new model before the coordinator died; it is only in the coordinator's store)
     time.sleep(4)
-    stalled = consortium_status(local.consortium_dir)
+    stalled = consortium_status(local.consortium_dir, local.auditor())
     assert stalled["finished"] == ledger.round_count() == stalled_at
     assert {m["name"]: m["node"] for m in stalled["members"]}["coordinator"] == "down"
 

@@ -35,10 +35,15 @@ event RolesChanged:
     member: indexed(address)
     roles: uint256
 
+event CertificateSet:
+    member: indexed(address)
+    fingerprint: bytes32
+
 
 admin: public(address)
 _members: HashMap[address, MemberInfo]
 _list: DynArray[address, MAX_MEMBERS]  # everyone ever added, active or not
+_certificates: HashMap[address, bytes32]  # SHA-256 of each member's node TLS certificate (DER)
 
 
 @deploy
@@ -90,6 +95,30 @@ def set_roles(member: address, roles: uint256):
     assert self._members[member].active, "not a member"
     self._members[member].roles = roles
     log RolesChanged(member=member, roles=roles)
+
+
+@external
+def set_certificate(fingerprint: bytes32):
+    """
+    @notice Record the SHA-256 fingerprint of the TLS certificate the caller's node serves with;
+            other members pin it when they connect. Only the member itself may set its own, so
+            no one else (not even the admin) can make its peers trust another server.
+    """
+    assert self._members[msg.sender].active, "not a member"
+    self._certificates[msg.sender] = fingerprint
+    log CertificateSet(member=msg.sender, fingerprint=fingerprint)
+
+
+@external
+@view
+def certificate_of(member: address) -> bytes32:
+    """
+    @notice The member's node certificate fingerprint; zero if it set none or is not active
+            (a removed member's node is trusted by no one).
+    """
+    if not self._members[member].active:
+        return empty(bytes32)
+    return self._certificates[member]
 
 
 @external
