@@ -104,3 +104,10 @@ def secure_net(tmp_path):
     net = SecureNet(tmp_path)
     yield net
     net.stop()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _heads_in_a_scratch_home(tmp_path_factory):
+    """`fedledger run` records chain heads in the user's data directory: tests (and the processes
+    they start) keep theirs in a scratch one."""
+    os.environ["FEDLEDGER_HOME"] = str(tmp_path_factory.mktemp("fedledger-home"))

@@ -16,7 +16,9 @@ from fedledger.audit.secure import study_scheme
 from fedledger.chain import ChainBackend, Consortium, LooseStudy, Role, RoundStudy
 from fedledger.chain.consortium import held_role_at
 from fedledger.errors import FedLedgerError
+from fedledger.config import config_from_dict
 from fedledger.protocol import UpdateScheme
+from fedledger.protocol.context import study_over
 from fedledger.protocol.evaluation import read_evaluation
 from fedledger.store import ArtifactStore
 from fedledger.validation import ValidationRules
@@ -78,6 +80,10 @@ class Auditor(ABC):
         self.contract: LooseStudy | RoundStudy
 
     @abstractmethod
+    def roster(self, info: Mapping[str, Any]) -> list[str]:
+        """The members whose privacy budgets decide whether the study goes on (`study_over`)."""
+
+    @abstractmethod
     def model_of(self, round: int) -> str:
         """The model of finalized (anchored) round `round`, as the chain holds it."""
 
@@ -85,6 +91,26 @@ class Auditor(ABC):
         """The address the consortium admitted under `name` (the latest, if several)."""
         named = [e["member"] for e in self.membership if e.get("name") == name]
         return named[-1] if named else None
+
+    def verify_complete(self, roster: Sequence[str]) -> None:
+        """The chain holds every round the anchored config plans, unless the chain itself shows
+        why the study stopped sooner (too few members' privacy budgets cover another round, the
+        rule every member applies): fewer rounds and no such reason is a truncated chain, or a
+        study still running (audit it again when it ends)."""
+        finished = self.contract.round_count()
+        try:
+            cfg = config_from_dict(self.store.get_json(self.contract.config_digest()))
+        except FedLedgerError as exc:
+            self.report.record("study", "every planned round is on chain", False,
+                               f"the anchored config is unavailable, so the planned rounds are unknown: {exc}")
+            return
+        stopped = finished < cfg.study.rounds and study_over(cfg, self.contract, roster, finished)
+        self.report.record("study", "every planned round is on chain", finished >= cfg.study.rounds or stopped,
+                           f"the chain holds {finished} of the {cfg.study.rounds} rounds the config plans and shows "
+                           "no reason the study stopped: a truncated chain, or a study still running")
+        if stopped:
+            self.report.not_verified(f"rounds {finished + 1} to {cfg.study.rounds}: the study stopped after round "
+                                     f"{finished}, as too few members' privacy budgets covered another round")
 
     def verify_evaluation(self, subject: str, what: str, digest: str, member: str, model: str, *,
                           theirs: bool = False) -> dict[str, float] | None:

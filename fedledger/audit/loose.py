@@ -66,6 +66,10 @@ class LooseAuditor(Auditor):
         return RoundResult(rec.model, manifest.doc["state_after"], Tally(
             self._changes(rec, block), _samples(rec, manifest), {rec.round: len(manifest.entries)}))
 
+    def roster(self, info: Mapping[str, Any]) -> list[str]:
+        """The institutions run.json names (checked against the consortium's names on chain)."""
+        return [a for a in (info.get("institutions") or {}).values() if isinstance(a, str)]
+
     def model_of(self, round: int) -> str:
         return self.contract.get_round(round).model
 

@@ -79,7 +79,8 @@ def _verify_final(auditor: Auditor, last: Any) -> None:
     on_chain = auditor.contract.evaluations(n)
     shown = last.get("evaluations") if isinstance(last, dict) and last.get("round") == n else None
     if not on_chain:
-        auditor.report.not_verified(f"round {n}: no institution logged its evaluation of the final model on chain")
+        auditor.report.record(f"round {n}", "the final model's evaluations on chain are metrics.jsonl's", False,
+                              "no institution's evaluation of the final model is on chain (a truncated chain?)")
         return
     names = {address: name for name, address in
              ((e.get("name"), e["member"]) for e in auditor.membership) if name}

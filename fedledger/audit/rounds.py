@@ -103,6 +103,9 @@ class RoundsAuditor(Auditor):
         return RoundResult(model, manifest.doc["state_after"],
                            Tally(finalization.changes + penalties, aggregated={n: len(manifest.entries)}))
 
+    def roster(self, info: Mapping[str, Any]) -> list[str]:
+        return self.contract.roster()
+
     def model_of(self, round: int) -> str:
         finalized = self.contract.finalized(round)
         return finalized[0] if finalized else ""

@@ -12,11 +12,13 @@ each checked against its digest like any other.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 
 from fedledger.audit.base import Auditor
+from fedledger.audit.checkpoints import verify_checkpoints
 from fedledger.audit.full import FullAuditor
 from fedledger.audit.loose import LooseAuditor
 from fedledger.audit.outputs import verify_outputs
@@ -33,13 +35,15 @@ AUDITORS: dict[str, type[Auditor]] = {"loose": LooseAuditor, "semi": SemiAuditor
 
 
 def verify_run(run_dir: str | Path, expected_head: str | None = None,
-               account: LocalAccount | None = None) -> AuditReport:
+               account: LocalAccount | None = None, checkpoints: Sequence[str | Path] = ()) -> AuditReport:
     """Check every round of a run; the report lists each check and why any failed.
 
     `expected_head` is a block hash the auditor got from elsewhere (the end of `fedledger run`
     prints it): the chain must contain that block, which a chain rebuilt from scratch would not.
     `account`: a member's key (an auditor's, to read every update) to sign requests to the
     peers with; without one the peers refuse, and what only they hold is reported missing.
+    `checkpoints`: members' signed checkpoint files (a deployed node's state/checkpoints.jsonl):
+    the chain must hold every block they name, which a rebuilt chain would not.
     """
     run = RunDir(Path(run_dir))
     report = AuditReport(str(run.path))
@@ -56,9 +60,14 @@ def verify_run(run_dir: str | Path, expected_head: str | None = None,
         if expected_head is not None:
             report.record("chain", "contains the expected head block", _has_block(backend, expected_head),
                           f"no block {expected_head} on this chain: it is not the chain the run ended on")
-        else:
+        if checkpoints:
+            members = {e["member"].lower() for e in Consortium(backend, info["contracts"]["consortium"])
+                       .membership_events() if e["event"] == "MemberAdded"}
+            verify_checkpoints(report, backend, info["contracts"]["ledger"], members, [Path(p) for p in checkpoints])
+        elif expected_head is None:
             report.not_verified("that this is the chain the run ended on: without --head (the block hash "
-                                "`fedledger run` prints), a chain rebuilt from scratch would pass")
+                                "`fedledger run` prints) or members' --checkpoints, a chain rebuilt from scratch "
+                                "would pass")
         peers = info.get("peers") or []
         client = None
         if peers:
@@ -73,6 +82,7 @@ def verify_run(run_dir: str | Path, expected_head: str | None = None,
         auditor = AUDITORS.get(info.get("architecture"), LooseAuditor)(report, backend, info, store)
         auditor.verify_names(info.get("institutions") or {})
         auditor.verify()
+        auditor.verify_complete(auditor.roster(info))
         verify_outputs(auditor, run)
     finally:
         backend.close()

@@ -35,9 +35,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"privacy spent by {name}: epsilon {spent['epsilon']:.3f} at delta {spent['delta']:g} "
               f"(releases: {spent['releases']}, noise multiplier {spent['noise_multiplier']:.3f})")
     if result.chain_head:
-        print(f"chain head: {result.chain_head} (keep it elsewhere: `audit verify --head` proves the chain is "
-              f"this one)")
-        print(f"audit it with: fedledger audit verify {result.run_dir} --head {result.chain_head}")
+        from fedledger.audit.heads import record_head
+
+        kept = record_head(result.run_dir, result.chain_head)
+        print(f"chain head: {result.chain_head} (recorded in {kept}, outside the run directory: the audit checks "
+              "the chain against it)")
+        print(f"audit it with: fedledger audit verify {result.run_dir}")
     else:
         print(f"audit it with: fedledger audit verify {result.run_dir}")
     return 0
@@ -58,8 +61,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     from fedledger.audit import verify_run
+    from fedledger.audit.heads import heads_file, recorded_head
 
-    report = verify_run(args.run, expected_head=args.head, account=_member_key(args))
+    head = args.head
+    if head is None and (head := recorded_head(args.run)) is not None:
+        print(f"checking the chain against the head recorded in {heads_file()}")
+    report = verify_run(args.run, expected_head=head, account=_member_key(args), checkpoints=args.checkpoints)
     print(report.summary())
     return 0 if report.ok else 1
 
@@ -199,7 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "Exit status 0 when everything holds, 1 when a check fails.")
     verify.add_argument("run", type=Path, help="run directory written by `fedledger run`")
     verify.add_argument("--head", metavar="BLOCK_HASH", default=None,
-                        help="block hash printed at the end of the run; the chain must contain it")
+                        help="block hash printed at the end of the run; the chain must contain it (default: the "
+                             "head `fedledger run` recorded for this run directory outside it, if any)")
+    verify.add_argument("--checkpoints", metavar="FILE", action="append", default=[], type=Path,
+                        help="a member's signed checkpoints of the chain (a deployed node's "
+                             "state/checkpoints.jsonl); the chain must hold every block it names (repeatable)")
     _add_member_key_options(verify, "a deployed consortium's nodes serve their artifacts to members only, "
                                     "so without it what only they hold is reported missing")
     verify.set_defaults(handler=_cmd_audit_verify)

@@ -2,7 +2,13 @@
 (keccak-256, EVM-compatible)."""
 
 from fedledger.crypto.merkle import merkle_leaf, merkle_proof, merkle_root, verify_proof
-from fedledger.crypto.signing import EvaluationStatement, UpdateCommitment, recover_signer, sign_commitment
+from fedledger.crypto.signing import (
+    CheckpointStatement,
+    EvaluationStatement,
+    UpdateCommitment,
+    recover_signer,
+    sign_commitment,
+)
 
-__all__ = ["EvaluationStatement", "UpdateCommitment", "merkle_leaf", "merkle_proof", "merkle_root", "recover_signer",
+__all__ = ["CheckpointStatement", "EvaluationStatement", "UpdateCommitment", "merkle_leaf", "merkle_proof", "merkle_root", "recover_signer",
            "sign_commitment", "verify_proof"]

@@ -18,6 +18,7 @@ from eth_utils import keccak
 
 _DOMAIN = "FedLedger update v1"
 _EVALUATION_DOMAIN = "FedLedger evaluation v1"
+_CHECKPOINT_DOMAIN = "FedLedger checkpoint v1"
 
 
 @dataclass(frozen=True)
@@ -51,14 +52,33 @@ class EvaluationStatement:
                               bytes.fromhex(self.figures)]))
 
 
-def sign_commitment(account: LocalAccount, commitment: UpdateCommitment | EvaluationStatement) -> str:
+@dataclass(frozen=True)
+class CheckpointStatement:
+    """'When round R of the study at this ledger was final, block N of the chain had hash H': a
+    member's own record of the chain it saw, which no one without its key can forge."""
+    chain_id: int
+    ledger: str
+    round: int
+    block: int
+    block_hash: str      # 0x-hex
+
+    def message_hash(self) -> bytes:
+        return keccak(encode(["string", "uint256", "address", "uint256", "uint256", "bytes32"],
+                             [_CHECKPOINT_DOMAIN, self.chain_id, self.ledger, self.round, self.block,
+                              bytes.fromhex(self.block_hash.removeprefix("0x"))]))
+
+
+Statement = UpdateCommitment | EvaluationStatement | CheckpointStatement
+
+
+def sign_commitment(account: LocalAccount, commitment: Statement) -> str:
     """Sign a commitment or an evaluation statement; returns the 65-byte signature as 0x-hex
     (deterministic: RFC 6979)."""
     signed = account.sign_message(encode_defunct(primitive=commitment.message_hash()))
     return "0x" + signed.signature.hex().removeprefix("0x")
 
 
-def recover_signer(commitment: UpdateCommitment | EvaluationStatement, signature: str) -> str | None:
+def recover_signer(commitment: Statement, signature: str) -> str | None:
     """The checksum address that signed the commitment or statement, or None if the signature
     is malformed."""
     try:

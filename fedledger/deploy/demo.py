@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fedledger.audit import verify_run
+from fedledger.audit.checkpoints import FILE_NAME as CHECKPOINTS
 from fedledger.audit.report import AuditReport
 from fedledger.chain import (
     open_chain,
@@ -80,7 +81,8 @@ def run_demo(cfg: Config, out_dir: Path, rpc_url: str | None = None, timeout_s: 
         local.wait_until(local.all_done, 120, "every node's final evaluation")
         statuses = local.statuses()
         log("auditing the study from the chain and the nodes' stores ...")
-        audit = verify_run(local.consortium_dir, account=local.auditor())
+        audit = verify_run(local.consortium_dir, account=local.auditor(),
+                           checkpoints=[local.state_dir(m.name) / CHECKPOINTS for m in consortium.institutions])
         evaluations = {name: {k: v for k, v in s["final_evaluation"].items() if k != "model"}
                        for name, s in statuses.items() if s and s.get("final_evaluation")}
         result = DemoResult(out_dir, consortium, audit, summarize_evaluations(evaluations), round_seconds, statuses)

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from fedledger.aggregation import make_strategy
+from fedledger.audit.checkpoints import FILE_NAME, append_checkpoint, last_checkpointed_round, sign_checkpoint
 from fedledger.chain import Consortium, open_chain
 from fedledger.config import read_toml
 from fedledger.deploy.consortium import ConsortiumFile, check_deployable, load_consortium
@@ -151,6 +152,8 @@ class NodeRuntime:
             self.roles = coordinator_roles(self.ctx, update_scheme(cfg, study), consortium.config_digest,
                                            consortium.initial_model)
         self.done = False
+        self.checkpoints = node_cfg.state_dir / FILE_NAME
+        self.checkpointed = last_checkpointed_round(self.checkpoints)
         self.final_evaluation: dict[str, Any] | None = None
         self.errors = 0
         host, port = _listen_address(node_cfg.listen or me.endpoint)
@@ -177,6 +180,16 @@ class NodeRuntime:
                             "seconds": round(store.fetch_seconds, 3)},
                 "served_bytes": self.server.served_bytes}
 
+    def checkpoint(self) -> None:
+        """After each round this node sees final, sign which block the chain had reached, kept in
+        its own state directory: a member's record of the chain that only its key could forge
+        (`audit verify --checkpoints`)."""
+        finished = self.ctx.study.round_count()
+        if finished > self.checkpointed:
+            append_checkpoint(self.checkpoints, sign_checkpoint(self.ctx.account, self.backend,
+                                                                self.ctx.study.address, finished))
+            self.checkpointed = finished
+
     def step(self) -> bool:
         """Step this member's roles once; whether one of them acted (then step again at once)."""
         store, timings = self.ctx.store, self.ctx.timings
@@ -186,6 +199,7 @@ class NodeRuntime:
                 step = combine([role.step() for role in self.roles])
         finally:
             timings.add("fetch", store.fetch_seconds - fetching)
+        self.checkpoint()
         if step.done:
             self._finish()
         return step.acted

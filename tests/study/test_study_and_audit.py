@@ -247,3 +247,49 @@ def test_a_deleted_evaluation_behind_the_anchored_metrics_is_caught(run_copy):
     _blob(run_copy, metrics["evaluations"]["cleveland"]).unlink()
     failures = [f[:2] for f in _failures(run_copy)]
     assert ("round 2", "evaluation by cleveland intact and signed by its institution") in failures
+
+
+# --- a truncated or rebuilt chain (issue 14, finding 5) ------------------------------------------
+
+
+def _truncate(run, dropped):
+    """Drop the last `dropped` blocks of the persisted chain and record the new last one as its
+    head, as someone holding the run directory could."""
+    log, meta_path = run / "chain" / "blocks.jsonl", run / "chain" / "chain.json"
+    lines = log.read_text().splitlines()[:-dropped]
+    log.write_text("\n".join(lines) + "\n")
+    meta = json.loads(meta_path.read_text())
+    meta["head"] = {"number": len(lines), "hash": json.loads(lines[-1])["hash"]}
+    meta_path.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("dropped", [1, 2, 4])
+def test_a_truncated_chain_fails_the_audit_without_a_head(run_copy, dropped):
+    """Dropping the last blocks and rewriting the head passed; with three blocks dropped the audit
+    said "0 rounds, OK". Now the chain must hold every planned round and the final model's
+    evaluations, whatever head it claims."""
+    _truncate(run_copy, dropped)
+    report = verify_run(run_copy)
+    assert not report.ok
+    failed = {(f.subject, f.check) for f in report.failures}
+    assert failed & {("study", "every planned round is on chain"),
+                     ("round 3", "the final model's evaluations on chain are metrics.jsonl's")}, report.summary()
+
+
+def test_fedledger_run_keeps_the_head_outside_the_run_directory(tmp_path, monkeypatch, capsys):
+    """The head a run ended on is recorded outside its directory, and the audit uses it without
+    being told: a chain rebuilt inside the directory no longer passes unnoticed."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("FEDLEDGER_HOME", str(home))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[study]\nname = "heads"\nrounds = 2\n[training]\nlocal_steps = 5\n')
+    assert main(["run", str(cfg), "--run-dir", str(tmp_path / "run"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"recorded in {home / 'heads.json'}" in out
+    assert (home / "heads.json").stat().st_mode & 0o077 == 0
+    assert main(["audit", "verify", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "checking the chain against the head recorded in" in out and "NOT VERIFIED: that this is the chain" not in out
+    _truncate(tmp_path / "run", 1)
+    assert main(["audit", "verify", str(tmp_path / "run")]) == 1
+    assert "contains the expected head block" in capsys.readouterr().out
