@@ -5,6 +5,8 @@ from dataclasses import replace
 
 import pytest
 from eth_account import Account
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from fedledger.chain import (
     INITIAL_REPUTATION,
@@ -16,6 +18,8 @@ from fedledger.chain import (
 )
 from fedledger.crypto import UpdateCommitment, sign_commitment
 from fedledger.errors import ChainError, TransactionReverted
+
+from fedledger.validation import Reason, penalized
 
 from .conftest import FUNDS, digest, set_up_study
 
@@ -375,3 +379,55 @@ def test_gas_of_anchor_round_with_rejections(embedded, capsys):
     bounds = {(4, 0): 550_000, (4, 4): 700_000, (10, 0): 1_000_000, (10, 10): 1_400_000}
     for participants, rejections, _, gas in table:
         assert 21_000 < gas < bounds[(participants, rejections)], (participants, rejections, gas)
+
+
+# --- a hostile coordinator (hypothesis) ----------------------------------------------------------
+
+EVIDENCE = ["none", "stranger's", "the member's, other samples", "another member's", "the member's"]
+
+
+def test_a_hostile_coordinator_never_penalizes_without_the_members_signature(embedded):
+    """Whatever rejections a coordinator anchors (any member, digest, code and evidence), the
+    contract either refuses the round or costs reputation only to members whose own signature
+    over the rejected update it was shown, for a code a signed update can show, once each: the
+    hostile-participant property, for coordinators."""
+    rejection = st.tuples(st.integers(0, 3), st.integers(0, 2), st.integers(0, 17), st.sampled_from(EVIDENCE))
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(rejections=st.lists(rejection, min_size=1, max_size=4))
+    @example(rejections=[(0, 0, int(Reason.OUTLIER), "the member's"), (1, 1, int(Reason.OUTLIER), "stranger's")])
+    def check(rejections):
+        s = set_up_study(embedded, suspension_threshold=50)
+        ledger, parent, members = s.ledger, digest("model 0"), s.institutions
+        stranger = Account.create()
+
+        def signed(account, update, samples=10):
+            return sign_commitment(account, UpdateCommitment(embedded.chain_id, ledger.address, 1, parent, update,
+                                                             samples))
+
+        rejected, evidence, shown = [], [], set()
+        for who, tag, code, kind in rejections:
+            member, update = members[who], digest(f"update {tag}")
+            signature = {"none": "", "stranger's": signed(stranger, update),
+                         "the member's, other samples": signed(member, update, 11),
+                         "another member's": signed(members[(who + 1) % 4], update),
+                         "the member's": signed(member, update)}[kind]
+            rejected.append((member.address, update, code))
+            evidence.append((10 if signature else 0, signature))
+            if kind == "the member's" and penalized(code):
+                shown.add(member.address)
+        record = replace(s.record(1, parent, [m.address for m in members if m.address not in
+                                               {r[0] for r in rejected}]),
+                         rejected=tuple(rejected), evidence=tuple(evidence))
+        try:
+            ledger.anchor_round(s.coordinator, record)
+        except TransactionReverted:
+            assert ledger.round_count() == 0
+            assert all(ledger.reputation(m.address) == INITIAL_REPUTATION for m in members)
+            return
+        lost = {m.address for m in members if ledger.reputation(m.address) < INITIAL_REPUTATION}
+        assert lost <= shown, (rejections, lost)
+        assert all(ledger.reputation(m) >= INITIAL_REPUTATION - 20 for m in lost)      # once each
+        assert not any(ledger.suspended(m.address) for m in members)
+
+    check()
