@@ -11,6 +11,7 @@ account can have several transactions in flight.
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -96,10 +97,10 @@ class PendingTx:
             raise self._error
         if self._receipt is None:
             self._receipt = self.backend._receipt(self)
-            stats = self.backend.stats
-            stats.transactions += 1
-            stats.gas_used += self._receipt["gasUsed"]
-            stats.calldata_bytes += len(HexBytes(self.tx.get("data", b"")))
+            for stats in (self.backend.stats, self.backend.stats_by_function[self.label]):
+                stats.transactions += 1
+                stats.gas_used += self._receipt["gasUsed"]
+                stats.calldata_bytes += len(HexBytes(self.tx.get("data", b"")))
         if self._receipt["status"] != 1:
             self._error = self.backend._reverted_on_chain(self, self._receipt)
             raise self._error
@@ -119,6 +120,7 @@ class ChainBackend:
         self.w3 = w3
         self.chain_id: int = w3.eth.chain_id
         self.stats = TxStats()
+        self.stats_by_function: defaultdict[str, TxStats] = defaultdict(TxStats)   # "Contract.function" -> its share
         self._contract_names: dict[str, str] = {}   # address -> contract name, for error messages
         self._nonces: dict[str, int] = {}           # address -> nonce of its next transaction
         self._block_gas_limit: int | None = None     # read once, for gas limits

@@ -63,6 +63,7 @@ class StudyResult:
     run_dir: Path
     rounds: list[dict[str, Any]] = field(default_factory=list)   # one entry per round, as in metrics.jsonl
     setup_chain: dict[str, int] = field(default_factory=dict)    # transactions and gas before round 1
+    final_evaluations: dict[str, int] = field(default_factory=dict)   # the institutions' evaluations of the last model
     wall_seconds: float = 0.0
     # hash of the chain's latest block when the study ended: kept outside the run directory, it
     # lets an auditor tell this chain from a rebuilt one (`audit verify --head`)
@@ -170,6 +171,7 @@ def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True
         result.suspended = {names[m]: r for m, r in study.suspensions().items()}
         if chain:
             result.chain_head = chain.backend.w3.eth.get_block("latest")["hash"].to_0x_hex()
+            result.final_evaluations = _final_evaluations(chain.backend)
     finally:
         if chain:
             chain.backend.close()
@@ -177,6 +179,7 @@ def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True
     result.wall_seconds = time.perf_counter() - started
     plot_metrics(result.rounds, run.path / "metrics.png", f"{cfg.study.name}: {strategy.name}")
     run.write_json("results.json", {"final": result.final, "setup_chain": result.setup_chain,
+                                    "final_evaluations": result.final_evaluations,
                                     "chain_head": result.chain_head, "attackers": result.attackers,
                                     "suspended": result.suspended, "privacy": result.privacy,
                                     "stopped": result.stopped,
@@ -235,8 +238,18 @@ def _details(outcome: RoundOutcome) -> dict[str, Any]:
 
 
 def _stats(backend: ChainBackend) -> dict[str, int]:
-    s = backend.stats
-    return {"transactions": s.transactions, "gas_used": s.gas_used, "calldata_bytes": s.calldata_bytes}
+    """The backend's transaction totals, less the institutions' evaluations of the final model:
+    those end the study, not its last round (on a node that mines each transaction at once they
+    land while the last round is being measured)."""
+    s, ends = backend.stats, _final_evaluations(backend)
+    return {"transactions": s.transactions - ends["transactions"], "gas_used": s.gas_used - ends["gas_used"],
+            "calldata_bytes": s.calldata_bytes - ends["calldata_bytes"]}
+
+
+def _final_evaluations(backend: ChainBackend) -> dict[str, int]:
+    sent = [s for label, s in backend.stats_by_function.items() if label.endswith(".submit_evaluation")]
+    return {"transactions": sum(s.transactions for s in sent), "gas_used": sum(s.gas_used for s in sent),
+            "calldata_bytes": sum(s.calldata_bytes for s in sent)}
 
 
 def _run_info(cfg: Config, chain: ChainSetup | None, nodes: list[InstitutionNode], coordinator: LocalAccount) -> dict:
