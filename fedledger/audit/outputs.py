@@ -30,7 +30,9 @@ def verify_outputs(auditor: Auditor, run: RunDir) -> None:
                       _digest(config) == auditor.contract.config_digest(),
                       "config.json does not hash to the config digest on chain")
     if not run.metrics.is_file():
-        report.not_verified("the figures of the run: it has no metrics.jsonl")
+        report.not_verified("each round's figures: the run directory has no metrics.jsonl (a deployed consortium's "
+                            "has none); the final model's evaluations on chain are checked")
+        report.final_evaluations = final_evaluations(auditor)
         return
     entries = _read_lines(auditor, run.metrics)
     if entries is None:
@@ -71,6 +73,25 @@ def _verify_entry(auditor: Auditor, entry: Any) -> None:
     auditor.report.record(subject, "metrics.jsonl's figures summarize signed evaluations",
                           entry.get("metrics") == summarize_evaluations(figures),
                           "metrics.jsonl's figures are not those its signed evaluations give")
+
+
+def final_evaluations(auditor: Auditor) -> dict[str, dict[str, float]]:
+    """The figures of the final model's evaluations logged on chain, by member name: each must be
+    its member's signed evaluation of that model (one it got wrong itself is listed as not
+    verified and left out), and there must be at least one."""
+    n = auditor.contract.round_count()
+    names = {e["member"]: e["name"] for e in auditor.membership if e.get("name")}
+    figures = {}
+    for member, digest in auditor.contract.evaluations(n).items():
+        name = names.get(member, member)
+        found = auditor.verify_evaluation(f"round {n}", f"evaluation of the final model by {name}", digest, member,
+                                          auditor.model_of(n), theirs=True)
+        if found is not None:
+            figures[name] = found
+    if not figures:
+        auditor.report.record(f"round {n}", "the final model's evaluations are on chain", False,
+                              "no institution's signed evaluation of the final model is on chain (a truncated chain?)")
+    return figures
 
 
 def _verify_final(auditor: Auditor, last: Any) -> None:

@@ -19,6 +19,8 @@ class AuditReport:
     rounds: int = 0
     findings: list[Finding] = field(default_factory=list)
     unverified: list[str] = field(default_factory=list)   # what this audit could not check, said plainly
+    # the final model's figures by institution, from the signed evaluations the audit checked on chain
+    final_evaluations: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -158,7 +158,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out = args.out or RunDir.create(cfg.resolve_path(cfg.study.output_dir), f"demo-{cfg.study.name}").path
     log = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
     result = run_demo(cfg, out, rpc_url=args.rpc, log=log)
-    print(results_table(result.final))
+    if result.final:
+        print(results_table(result.final))
     print(result.audit.summary())
     print(f"{len(result.consortium.members)} processes, {len(result.round_seconds)} rounds, "
           f"{result.wall_seconds:.1f} s; everything is in {out}")

@@ -38,7 +38,7 @@ class DemoResult:
     directory: Path
     consortium: ConsortiumFile
     audit: AuditReport
-    final: dict[str, Any]                 # summary of the institutions' evaluations of the final model
+    final: dict[str, Any]                 # summary of the signed evaluations of the final model on chain, as audited
     round_seconds: list[float] = field(default_factory=list)   # wall time from one finalization to the next
     nodes: dict[str, Any] = field(default_factory=dict)         # each node's last /status
     wall_seconds: float = 0.0
@@ -83,9 +83,9 @@ def run_demo(cfg: Config, out_dir: Path, rpc_url: str | None = None, timeout_s: 
         log("auditing the study from the chain and the nodes' stores ...")
         audit = verify_run(local.consortium_dir, account=local.auditor(),
                            checkpoints=[local.state_dir(m.name) / CHECKPOINTS for m in consortium.institutions])
-        evaluations = {name: {k: v for k, v in s["final_evaluation"].items() if k != "model"}
-                       for name, s in statuses.items() if s and s.get("final_evaluation")}
-        result = DemoResult(out_dir, consortium, audit, summarize_evaluations(evaluations), round_seconds, statuses)
+        # the final table: the institutions' signed evaluations of the final model on chain, as audited
+        final = summarize_evaluations(audit.final_evaluations) if audit.final_evaluations else {}
+        result = DemoResult(out_dir, consortium, audit, final, round_seconds, statuses)
         exits = local.stop_all()
         if any(exits.values()):
             log(f"warning: node exit statuses after SIGTERM: {exits}")

@@ -259,6 +259,10 @@ def test_demo_of_secure_aggregation_matches_the_in_process_simulation(tmp_path, 
     held = [f for f in result.audit.findings if f.check == "the chain holds every block a member signed"]
     assert len(held) == 4 and all(f.ok for f in held)
     assert "NOT VERIFIED: that this is the chain" not in result.audit.summary()
+    # the final table is the institutions' signed evaluations of the final model on chain, as audited
+    signed = {f.subject + ": " + f.check for f in result.audit.findings if f.ok}
+    assert all(f"round 2: evaluation of the final model by {name} intact and signed by its institution" in signed
+               for name in ("cleveland", "hungarian", "switzerland", "va"))
     assert len(result.round_seconds) == 2
     assert sorted(result.final["per_institution"]) == ["cleveland", "hungarian", "switzerland", "va"]
     assert any("round 2 of 2 finalized" in line for line in lines)
