@@ -67,8 +67,11 @@ class LooseAuditor(Auditor):
             self._changes(rec, block), _samples(rec, manifest), {rec.round: len(manifest.entries)}))
 
     def roster(self, info: Mapping[str, Any]) -> list[str]:
-        """The institutions run.json names (checked against the consortium's names on chain)."""
-        return [a for a in (info.get("institutions") or {}).values() if isinstance(a, str)]
+        """The consortium's institutions now, from the chain (not run.json, which could leave out
+        a member whose budget would have let the study go on)."""
+        head = self.backend.block_number()
+        admitted = dict.fromkeys(e["member"] for e in self.membership if e["event"] == "MemberAdded")
+        return [m for m in admitted if self._held_role(m, head)]
 
     def model_of(self, round: int) -> str:
         return self.contract.get_round(round).model

@@ -37,10 +37,16 @@ def verify_outputs(auditor: Auditor, run: RunDir) -> None:
     entries = _read_lines(auditor, run.metrics)
     if entries is None:
         return
+    finished = auditor.contract.round_count()
+    shown = [e.get("round") if isinstance(e, dict) else None for e in entries]
+    complete = report.record(SUBJECT, "metrics.jsonl has one line per finalized round, in order",
+                             shown == list(range(1, finished + 1)),
+                             f"its lines are for rounds {shown[:20]}; the chain finalized {finished}")
     for entry in entries:
         _verify_entry(auditor, entry)
-    if entries:
-        _verify_final(auditor, entries[-1])
+    if not complete or not entries:
+        return
+    _verify_final(auditor, entries[-1])
     _verify_results(auditor, run.path / "results.json", entries)
     _verify_plot(auditor, run.path / "metrics.png", entries)
 
@@ -120,6 +126,16 @@ def _verify_results(auditor: Auditor, path: Path, entries: list[Any]) -> None:
                           isinstance(results, dict) and results.get("final") == entries[-1].get("metrics")
                           and results.get("rounds") == rounds,
                           "results.json's final table or rounds differ from metrics.jsonl")
+    names = {e["member"]: e["name"] for e in auditor.membership if e.get("name")}
+    suspended = {names.get(m, m): r for m, r in auditor.contract.suspensions().items()}
+    auditor.report.record(SUBJECT, "results.json's suspensions are the chain's",
+                          isinstance(results, dict) and results.get("suspended", {}) == suspended,
+                          f"results.json names {results.get('suspended') if isinstance(results, dict) else None}, "
+                          f"the chain {suspended}")
+    told = [key for key in ("attackers", "privacy") if isinstance(results, dict) and results.get(key)]
+    if told:
+        auditor.report.not_verified(f"results.json's {' and '.join(told)}: the simulation's own account (each "
+                                    "member's privacy spends are checked on chain)")
 
 
 def _verify_plot(auditor: Auditor, path: Path, entries: list[Any]) -> None:
@@ -133,8 +149,12 @@ def _verify_plot(auditor: Auditor, path: Path, entries: list[Any]) -> None:
     title = f"{config['study']['name']}: {make_strategy(config['aggregation']['strategy'], **config['aggregation'].get('params', {})).name}"
     with tempfile.TemporaryDirectory() as tmp:
         drawn = Path(tmp) / "metrics.png"
-        plot_metrics(entries, drawn, title)
-        same = drawn.read_bytes() == path.read_bytes() if path.stat().st_size <= MAX_FILE_BYTES else False
+        try:
+            plot_metrics(entries, drawn, title)
+        except (KeyError, TypeError, ValueError, IndexError):   # lines that are not the figures a run writes
+            same = False
+        else:
+            same = drawn.read_bytes() == path.read_bytes() if path.stat().st_size <= MAX_FILE_BYTES else False
     auditor.report.record(SUBJECT, "metrics.png plots metrics.jsonl", same,
                           "metrics.png is not the plot of metrics.jsonl (or another matplotlib drew it)")
 

@@ -293,3 +293,15 @@ def test_fedledger_run_keeps_the_head_outside_the_run_directory(tmp_path, monkey
     _truncate(tmp_path / "run", 1)
     assert main(["audit", "verify", str(tmp_path / "run")]) == 1
     assert "contains the expected head block" in capsys.readouterr().out
+
+
+def test_a_round_left_out_of_metrics_jsonl_is_caught(run_copy):
+    lines = (run_copy / "metrics.jsonl").read_text().splitlines()
+    (run_copy / "metrics.jsonl").write_text("\n".join([lines[0], lines[2]]) + "\n")
+    failures = [f[:2] for f in _failures(run_copy)]
+    assert failures == [("run directory", "metrics.jsonl has one line per finalized round, in order")]
+
+
+def test_an_invented_suspension_in_results_json_is_caught(run_copy):
+    _edit_json(run_copy / "results.json", lambda d: d.update(suspended={"va": 2}))
+    assert [f[:2] for f in _failures(run_copy)] == [("run directory", "results.json's suspensions are the chain's")]
