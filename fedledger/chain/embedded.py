@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from eth.abc import BlockAPI, BlockHeaderAPI, ComputationAPI, ReceiptAPI, SignedTransactionAPI, VirtualMachineAPI
-from eth.exceptions import Revert
+from eth.exceptions import Revert, TransactionNotFound
 from eth.vm.forks.cancun import get_total_blob_gas
 from eth_account import Account
 from eth_account.datastructures import SignedTransaction
@@ -114,6 +114,7 @@ class _DeterministicBackend(PyEVMBackend):
         self._pending_raw: list[bytes] = []
         self._builder: _BlockBuilder | None = None
         self._last_block: dict[bytes, tuple[BlockAPI, list[ReceiptAPI], int]] = {}   # tx hash -> where
+        self._read_block: tuple[BlockAPI, list[ReceiptAPI]] | None = None       # the last block looked up by index
         super().__init__(
             genesis_parameters=PyEVMBackend.generate_genesis_params({"timestamp": GENESIS_TIMESTAMP}),
             genesis_state={to_canonical_address(FUNDER.address): {
@@ -153,13 +154,29 @@ class _DeterministicBackend(PyEVMBackend):
         return self.stage(raw_transaction, keep_failed=True)[0]
 
     def get_transaction_receipt(self, transaction_hash: bytes) -> dict[str, Any]:
-        # eth-tester decodes blocks from the head back to find a transaction, then every receipt
-        # of its block; a batch asks for one block's receipts in turn, so keep that block at hand.
-        if transaction_hash not in self._last_block:
+        # eth-tester decodes blocks from the head back to find a transaction (every log query
+        # asks for each matching transaction's receipt, so an audit grew with the square of the
+        # chain's length), then every receipt of its block. A mined transaction is found through
+        # py-evm's transaction-hash index instead, and the last block read is kept at hand: a
+        # batch, or a log query, asks for one block's receipts in turn.
+        found = self._last_block.get(transaction_hash) or self._indexed(transaction_hash)
+        if found is None:
             return super().get_transaction_receipt(transaction_hash)
-        block, receipts, index = self._last_block[transaction_hash]
+        block, receipts, index = found
         return serialize_transaction_receipt(block, receipts, block.transactions[index], index, False,
                                              self.chain.get_vm())
+
+    def _indexed(self, transaction_hash: bytes) -> tuple[BlockAPI, list[ReceiptAPI], int] | None:
+        """A mined transaction's block, that block's receipts and its index, by hash."""
+        try:
+            number, index = self.chain.chaindb.get_transaction_index(transaction_hash)
+        except TransactionNotFound:
+            return None
+        if self._read_block is None or self._read_block[0].number != number:
+            block = self.chain.get_canonical_block_by_number(number)
+            self._read_block = (block, list(block.get_receipts(self.chain.chaindb)))
+        block, receipts = self._read_block
+        return block, receipts, index
 
     def mine_blocks(self, num_blocks: int = 1, coinbase: bytes = _ZERO_ADDRESS) -> tuple[bytes, ...]:
         self.mined += num_blocks
