@@ -77,7 +77,9 @@ class Auditor(ABC):
         self.store = store
         self.consortium = Consortium(backend, info["contracts"]["consortium"])
         self.membership = self.consortium.membership_events()   # fetched once: log queries are slow
+        self.names = {e["member"]: e["name"] for e in self.membership if e.get("name")}   # address -> latest name
         self.contract: LooseStudy | RoundStudy
+        self.study: Study | None = None       # what the anchored config fixes, once verify() read it
 
     @abstractmethod
     def roster(self, info: Mapping[str, Any]) -> list[str]:
@@ -99,10 +101,12 @@ class Auditor(ABC):
         study still running (audit it again when it ends)."""
         finished = self.contract.round_count()
         try:
-            cfg = config_from_dict(self.store.get_json(self.contract.config_digest()))
+            if self.study is None or self.study.config is None:
+                raise FedLedgerError("the anchored config artifact is unavailable")
+            cfg = config_from_dict(dict(self.study.config))
         except FedLedgerError as exc:
             self.report.record("study", "every planned round is on chain", False,
-                               f"the anchored config is unavailable, so the planned rounds are unknown: {exc}")
+                               f"the planned rounds are unknown: {exc}")
             return
         stopped = finished < cfg.study.rounds and study_over(cfg, self.contract, roster, finished)
         self.report.record("study", "every planned round is on chain", finished >= cfg.study.rounds or stopped,
@@ -111,6 +115,27 @@ class Auditor(ABC):
         if stopped:
             self.report.not_verified(f"rounds {finished + 1} to {cfg.study.rounds}: the study stopped after round "
                                      f"{finished}, as too few members' privacy budgets covered another round")
+
+    def signed_figures(self, subject: str, evaluations: Any, model: str, where: str = "") -> dict[str, dict] | None:
+        """name -> figures of the signed evaluations of `model` that `evaluations` (member name ->
+        digest) names; None, with the failure recorded, if one of them is not a member's intact
+        signed evaluation of `model`."""
+        if not isinstance(evaluations, dict):
+            self.report.record(subject, f"evaluations{where} name members' signed evaluations", False,
+                               "no name -> digest table of evaluations")
+            return None
+        figures = {}
+        for name, digest in evaluations.items():
+            member = self.member_named(name) if isinstance(name, str) else None
+            if member is None or not isinstance(digest, str):
+                self.report.record(subject, f"evaluations{where} name members' signed evaluations", False,
+                                   f"{name!r} is no member of the consortium, or names no digest")
+                return None
+            found = self.verify_evaluation(subject, f"evaluation by {name}{where}", digest, member, model)
+            if found is None:
+                return None
+            figures[name] = found
+        return figures
 
     def verify_evaluation(self, subject: str, what: str, digest: str, member: str, model: str, *,
                           theirs: bool = False) -> dict[str, float] | None:
@@ -150,8 +175,9 @@ class Auditor(ABC):
         """The study's anchored config and what it fixes; records whether they can be had."""
         config = artifact(self.report, "study", "config", contract.config_digest(), self.store.get_json)
         artifact(self.report, "study", "initial model", contract.initial_model(), self.store.get_params)
-        return Study(config, self._strategy(config), ValidationRules.from_config(config),
-                     study_scheme(config, contract), tuple(roster))
+        self.study = Study(config, self._strategy(config), ValidationRules.from_config(config),
+                           study_scheme(config, contract), tuple(roster))
+        return self.study
 
     def _strategy(self, config: Mapping[str, Any] | None) -> Strategy | None:
         if config is None:

@@ -83,14 +83,9 @@ class LooseAuditor(Auditor):
             self.report.record(subject, "metrics summarize signed evaluations of the parent", False,
                                "the metrics document names no signed evaluations, or another model")
             return
-        figures = {}
-        for name, digest in evaluations.items():
-            member = self.member_named(name) if isinstance(name, str) else None
-            found = self.verify_evaluation(subject, f"evaluation by {name}", digest, member or "", parent) \
-                if member and isinstance(digest, str) else None
-            if found is None:
-                return
-            figures[name] = found
+        figures = self.signed_figures(subject, evaluations, parent)
+        if figures is None:
+            return
         summary = {k: v for k, v in metrics.items() if k not in ("evaluated_model", "evaluations", "left_out")}
         self.report.record(subject, "metrics summarize signed evaluations of the parent",
                            summary == (summarize_evaluations(figures) if figures else {}),

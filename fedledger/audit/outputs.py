@@ -10,10 +10,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from fedledger.aggregation import make_strategy
 from fedledger.audit.base import Auditor
 from fedledger.errors import FedLedgerError
-from fedledger.report import plot_metrics, summarize_evaluations
+from fedledger.report import metrics_title, plot_metrics, summarize_evaluations
 from fedledger.rundir import RunDir
 from fedledger.store import canonical_json, sha256_hex
 
@@ -62,20 +61,12 @@ def _verify_entry(auditor: Auditor, entry: Any) -> None:
     auditor.report.record(subject, "metrics.jsonl names the round's model and manifest",
                           (entry.get("model"), entry.get("manifest")) == (model, auditor.contract.round_manifest(n)),
                           "metrics.jsonl's model or manifest is not the chain's")
-    evaluations, figures = entry.get("evaluations"), {}
-    if not isinstance(evaluations, dict) or not evaluations:
+    evaluations = entry.get("evaluations")
+    figures = auditor.signed_figures(subject, evaluations, model, " in metrics.jsonl") if evaluations else None
+    if figures is None:
         auditor.report.record(subject, "metrics.jsonl's figures summarize signed evaluations", False,
-                              "the line names no signed evaluations")
+                              "the line names no signed evaluations of the round's model, or one that is not")
         return
-    for name, digest in evaluations.items():
-        member = auditor.member_named(name) if isinstance(name, str) else None
-        found = auditor.verify_evaluation(subject, f"evaluation by {name} in metrics.jsonl", digest, member or "",
-                                          model) if member and isinstance(digest, str) else None
-        if found is None:
-            auditor.report.record(subject, "metrics.jsonl's figures summarize signed evaluations", False,
-                                  f"no signed evaluation of the round's model by {name!r}")
-            return
-        figures[name] = found
     auditor.report.record(subject, "metrics.jsonl's figures summarize signed evaluations",
                           entry.get("metrics") == summarize_evaluations(figures),
                           "metrics.jsonl's figures are not those its signed evaluations give")
@@ -86,10 +77,9 @@ def final_evaluations(auditor: Auditor) -> dict[str, dict[str, float]]:
     its member's signed evaluation of that model (one it got wrong itself is listed as not
     verified and left out), and there must be at least one."""
     n = auditor.contract.round_count()
-    names = {e["member"]: e["name"] for e in auditor.membership if e.get("name")}
     figures = {}
     for member, digest in auditor.contract.evaluations(n).items():
-        name = names.get(member, member)
+        name = auditor.names.get(member, member)
         found = auditor.verify_evaluation(f"round {n}", f"evaluation of the final model by {name}", digest, member,
                                           auditor.model_of(n), theirs=True)
         if found is not None:
@@ -109,8 +99,7 @@ def _verify_final(auditor: Auditor, last: Any) -> None:
         auditor.report.record(f"round {n}", "the final model's evaluations on chain are metrics.jsonl's", False,
                               "no institution's evaluation of the final model is on chain (a truncated chain?)")
         return
-    names = {address: name for name, address in
-             ((e.get("name"), e["member"]) for e in auditor.membership) if name}
+    names = auditor.names
     differ = [names.get(m, m) for m, digest in on_chain.items()
               if not isinstance(shown, dict) or shown.get(names.get(m, m)) != digest]
     auditor.report.record(f"round {n}", "the final model's evaluations on chain are metrics.jsonl's", not differ,
@@ -126,8 +115,7 @@ def _verify_results(auditor: Auditor, path: Path, entries: list[Any]) -> None:
                           isinstance(results, dict) and results.get("final") == entries[-1].get("metrics")
                           and results.get("rounds") == rounds,
                           "results.json's final table or rounds differ from metrics.jsonl")
-    names = {e["member"]: e["name"] for e in auditor.membership if e.get("name")}
-    suspended = {names.get(m, m): r for m, r in auditor.contract.suspensions().items()}
+    suspended = {auditor.names.get(m, m): r for m, r in auditor.contract.suspensions().items()}
     auditor.report.record(SUBJECT, "results.json's suspensions are the chain's",
                           isinstance(results, dict) and results.get("suspended", {}) == suspended,
                           f"results.json names {results.get('suspended') if isinstance(results, dict) else None}, "
@@ -142,11 +130,11 @@ def _verify_plot(auditor: Auditor, path: Path, entries: list[Any]) -> None:
     """metrics.png is the plot of metrics.jsonl's figures, drawn again (matplotlib is pinned)."""
     if not path.is_file():
         return
-    config = _anchored_config(auditor)
-    if config is None:
+    study = auditor.study
+    if study is None or study.config is None or study.strategy is None:
         auditor.report.not_verified("metrics.png: the anchored config, which titles it, is unavailable")
         return
-    title = f"{config['study']['name']}: {make_strategy(config['aggregation']['strategy'], **config['aggregation'].get('params', {})).name}"
+    title = metrics_title(study.config["study"]["name"], study.strategy)
     with tempfile.TemporaryDirectory() as tmp:
         drawn = Path(tmp) / "metrics.png"
         try:
@@ -157,14 +145,6 @@ def _verify_plot(auditor: Auditor, path: Path, entries: list[Any]) -> None:
             same = drawn.read_bytes() == path.read_bytes() if path.stat().st_size <= MAX_FILE_BYTES else False
     auditor.report.record(SUBJECT, "metrics.png plots metrics.jsonl", same,
                           "metrics.png is not the plot of metrics.jsonl (or another matplotlib drew it)")
-
-
-def _anchored_config(auditor: Auditor) -> dict[str, Any] | None:
-    try:
-        config = auditor.store.get_json(auditor.contract.config_digest())
-        return config if isinstance(config, dict) else None
-    except FedLedgerError:
-        return None
 
 
 def _digest(doc: Any) -> str | None:

@@ -12,6 +12,11 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def metrics_title(study_name: str, strategy: Any) -> str:
+    """The title of a run's metrics.png: the study and its aggregation strategy."""
+    return f"{study_name}: {strategy.name}"
+
+
 def plot_metrics(rounds: Sequence[Mapping[str, Any]], path: Path, title: str) -> None:
     """One panel per metric (accuracy, loss); one line per institution plus the pooled figure."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))

@@ -44,7 +44,7 @@ from fedledger.protocol.setup import (
     train_config,
     update_scheme,
 )
-from fedledger.report import plot_metrics, results_table, summarize_evaluations
+from fedledger.report import metrics_title, plot_metrics, results_table, summarize_evaluations
 from fedledger.simulation.attacks import build_nodes
 from fedledger.simulation.faults import Faults, coordinator_with_faults, with_faults
 from fedledger.simulation.noticeboard import MemoryNotices
@@ -177,7 +177,7 @@ def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True
             chain.backend.close()
     result.privacy = {n.name: privacy_summary(n.privacy) for n in nodes if n.privacy is not None}
     result.wall_seconds = time.perf_counter() - started
-    plot_metrics(result.rounds, run.path / "metrics.png", f"{cfg.study.name}: {strategy.name}")
+    plot_metrics(result.rounds, run.path / "metrics.png", metrics_title(cfg.study.name, strategy))
     run.write_json("results.json", {"final": result.final, "setup_chain": result.setup_chain,
                                     "final_evaluations": result.final_evaluations,
                                     "chain_head": result.chain_head, "attackers": result.attackers,

@@ -305,3 +305,26 @@ def test_a_round_left_out_of_metrics_jsonl_is_caught(run_copy):
 def test_an_invented_suspension_in_results_json_is_caught(run_copy):
     _edit_json(run_copy / "results.json", lambda d: d.update(suspended={"va": 2}))
     assert [f[:2] for f in _failures(run_copy)] == [("run directory", "results.json's suspensions are the chain's")]
+
+
+def test_anchored_metrics_naming_someone_who_is_no_member_fail(finished_run):
+    """A summary whose evaluations name someone the consortium never admitted used to pass
+    unchecked: the loose audit returned before comparing it."""
+    from fedledger.audit.loose import LooseAuditor
+    from fedledger.audit.report import AuditReport
+    from fedledger.chain import open_chain
+    from fedledger.rundir import RunDir
+
+    run = RunDir(finished_run.run_dir)
+    info = run.read_run_info()
+    backend = open_chain(info["chain"], run.chain)
+    try:
+        auditor = LooseAuditor(AuditReport("metrics"), backend, info, ArtifactStore(run.store))
+        record = auditor.contract.get_round(2)
+        metrics = auditor.store.get_json(record.metrics_digest)
+        metrics["evaluations"]["Mallory"] = metrics["evaluations"].pop("va")
+        auditor._verify_metrics("round 2", metrics, record.parent_model)
+    finally:
+        backend.close()
+    assert [(f.subject, f.check) for f in auditor.report.failures] == [
+        ("round 2", "evaluations name members' signed evaluations")]
