@@ -60,19 +60,11 @@ def verify_run(run_dir: str | Path, expected_head: str | None = None,
         if expected_head is not None:
             report.record("chain", "contains the expected head block", _has_block(backend, expected_head),
                           f"no block {expected_head} on this chain: it is not the chain the run ended on")
-        if checkpoints:
-            members = {e["member"].lower() for e in Consortium(backend, info["contracts"]["consortium"])
-                       .membership_events() if e["event"] == "MemberAdded"}
-            verify_checkpoints(report, backend, info["contracts"]["ledger"], members, [Path(p) for p in checkpoints])
-        elif expected_head is None:
-            report.not_verified("that this is the chain the run ended on: without --head (the block hash "
-                                "`fedledger run` prints) or members' --checkpoints, a chain rebuilt from scratch "
-                                "would pass")
         peers = info.get("peers") or []
         client = None
         if peers:
-            members = Consortium(backend, info["contracts"]["consortium"])
-            client = MemberClient(members, info.get("peer_members") or {}, account)
+            client = MemberClient(Consortium(backend, info["contracts"]["consortium"]), info.get("peer_members") or {},
+                                  account)
             report.not_verified(f"the peers run.json names ({len(peers)}) are not on chain; a blob fetched "
                                 "from them is accepted only if it hashes to its digest")
             if account is None:
@@ -80,6 +72,13 @@ def verify_run(run_dir: str | Path, expected_head: str | None = None,
                                     "no member key was given to sign requests with")
         store = PeerStore(run.store, peers, client)
         auditor = AUDITORS.get(info.get("architecture"), LooseAuditor)(report, backend, info, store)
+        if checkpoints:
+            members = {e["member"].lower() for e in auditor.membership if e["event"] == "MemberAdded"}
+            verify_checkpoints(report, backend, info["contracts"]["ledger"], members, [Path(p) for p in checkpoints])
+        elif expected_head is None:
+            report.not_verified("that this is the chain the run ended on: without --head (the block hash "
+                                "`fedledger run` prints) or members' --checkpoints, a chain rebuilt from scratch "
+                                "would pass")
         auditor.verify_names(info.get("institutions") or {})
         auditor.verify()
         auditor.verify_complete(auditor.roster(info))

@@ -100,11 +100,10 @@ class LocalFullStudy(RoundsStandIn):
         electorate = epoch + 1 if self._vote_of.get((round, epoch)) else self._electorate_of.get((round, epoch), 0)
         self._epoch[round] = epoch + 1
         self._electorate_of[round, epoch + 1] = electorate
-        self._electorate_weight[round, epoch + 1] = quorum_total(self._electorate_standings(round, epoch + 1),
-                                                                 self._weight_by_reputation)
+        standings = self._electorate_standings(round, epoch + 1)
+        self._electorate_weight[round, epoch + 1] = quorum_total(standings, self._weight_by_reputation)
         self._phase_deadline = self.clock.next_block() + self._result_window
-        self._emit("VoteReopened", round_number=round, epoch=epoch + 1,
-                   electorate=quorum_total(self._electorate_standings(round, epoch + 1), False),
+        self._emit("VoteReopened", round_number=round, epoch=epoch + 1, electorate=quorum_total(standings, False),
                    deadline=self._phase_deadline)
 
     def _in_electorate(self, round: int, epoch: int, member: str) -> bool:
