@@ -20,3 +20,11 @@ def test_hostile_blobs_benchmark_smoke():
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert re.search(r"\| empty tensors \(a million in 64 MB\) +\| 1\.0 +\|", done.stdout), done.stdout
+
+
+def test_aggregation_throughput_benchmark_smoke():
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "aggregation_throughput.py"), "--smoke"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "FedLedger equals the stacked int64 reference in both orders" in done.stdout
+    assert re.search(r"\| large values +\| FedLedger +\| \d+\.\d\d +\|", done.stdout), done.stdout

@@ -38,7 +38,7 @@ def _vector_problem(params: object, size: int | None) -> str | None:
         return problem
     if size is not None and params.size != size:
         return f"has {params.size} parameters, the global model has {size}"
-    peak = float(np.abs(params).max())
+    peak = fx.peak(params)
     if peak > fx.MAX_ABS:
         return f"a parameter has magnitude {peak:.6g}, above the fixed-point bound {fx.MAX_ABS:g}"
     return None
@@ -141,6 +141,11 @@ class Strategy(ABC):
         updates = list(updates)
         check_updates(global_params, updates)
         self._check_state(state, global_params.size)
+        if not self.combines_individually:
+            # The weighted mean needs only the sum, which `weighted_sum` takes without stacking.
+            weighted = fx.weighted_sum([u.params for u in updates], [u.num_samples for u in updates])
+            total = sum(int(u.num_samples) for u in updates)
+            return self._step_from_sum(global_params, weighted, total, state)
         g = fx.to_fixed(global_params)
         locals_q = np.stack([fx.to_fixed(u.params) for u in updates])
         weights = np.array([int(u.num_samples) for u in updates], dtype=np.int64)
@@ -169,8 +174,12 @@ class Strategy(ABC):
             raise UpdateRejected(f"the updates weigh {total_weight} samples in all, expected 1 to "
                                  f"{fx.MAX_TOTAL_SAMPLES}")
         self._check_state(state, global_params.size)
+        return self._step_from_sum(global_params, weighted_sum, total_weight, state)
+
+    def _step_from_sum(self, global_params: np.ndarray, weighted_sum: np.ndarray, total_weight: int,
+                       state: Mapping[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         mean = fx.divide_rounded(weighted_sum, total_weight)
-        if np.abs(mean).max() > fx.MAX_FIXED:
+        if fx.peak(mean) > fx.MAX_FIXED:
             raise UpdateRejected("the mean of the updates exceeds the fixed-point bound: some update "
                                  f"has a parameter beyond {fx.MAX_ABS:g}")
         return self._step_to(fx.to_fixed(global_params), mean, state)
@@ -182,11 +191,11 @@ class Strategy(ABC):
         step, new_state = self._server_step(delta, state)
         # Bounding the step before rint keeps the float -> int64 cast defined (NaN or huge values
         # would wrap); the bound on the result keeps the next round's input in range.
-        if not np.all(np.abs(step) <= 2 * fx.MAX_ABS):
+        if not fx.peak(step) <= 2 * fx.MAX_ABS:   # False for NaN too
             raise UpdateRejected(f"{self.name}: the server step leaves the fixed-point range; "
                                  f"lower server_lr")
         new = g + fx.to_fixed(step)
-        if np.abs(new).max() > fx.MAX_FIXED:
+        if fx.peak(new) > fx.MAX_FIXED:
             raise UpdateRejected(f"{self.name}: the new global model exceeds the fixed-point bound "
                                  f"{fx.MAX_ABS:g}; lower server_lr")
         return fx.to_float32(new), new_state

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fedledger.aggregation import ClientUpdate, FedAvg
 from fedledger.aggregation import fixedpoint as fx
@@ -79,6 +81,56 @@ def test_squared_norm_helpers_refuse_what_could_overflow():
         fx.squared_norms(np.zeros((2, 2), np.float64))
     with pytest.raises(ValueError, match="2-D"):
         fx.squared_norms(np.zeros(3, np.int64))
+
+
+def _rounded_quotient(a: int, t: int) -> int:
+    q, r = divmod(a, t)
+    return q + (2 * r > t or (2 * r == t and q % 2 == 1))
+
+
+_BELOW_FLOAT_PATH = 2**52 - 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(-_BELOW_FLOAT_PATH, _BELOW_FLOAT_PATH), min_size=1, max_size=40),
+       st.integers(1, fx.MAX_TOTAL_SAMPLES), st.integers(-3, 3))
+def test_division_on_floats_rounds_exactly_as_integer_division(values, total, nudge):
+    # Exact halves and their neighbours, near the path's bound where the float quotient is off by
+    # one, besides whatever hypothesis draws.
+    ties = [q * total + total // 2 + nudge for q in (0, 1, 2, -1, -2, 2**52 // total - 1, -(2**52 // total - 1))]
+    values += [v for v in ties if abs(v) <= _BELOW_FLOAT_PATH]
+    out = fx.divide_rounded(np.array(values, dtype=np.int64), total)
+    assert out.tolist() == [_rounded_quotient(v, total) for v in values]
+
+
+def test_division_beyond_the_float_path_stays_exact():
+    values = [2**62 - 1, -(2**62) + 3, 2**52 + 1, 5]
+    out = fx.divide_rounded(np.array(values, dtype=np.int64), 7)
+    assert out.tolist() == [_rounded_quotient(v, 7) for v in values]
+
+
+_GRID_VALUES = st.one_of(st.floats(-fx.MAX_ABS, fx.MAX_ABS, width=32),
+                         st.sampled_from([fx.MAX_ABS, -fx.MAX_ABS, 0.5, -2.5 * 2**-24, 2**-25, 1e-45, -0.0]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 40), st.data())
+def test_weighted_sums_equal_the_stacked_integer_sum(clients, size, data):
+    vectors = [np.array(data.draw(st.lists(_GRID_VALUES, min_size=size, max_size=size)), dtype=np.float32)
+               for _ in range(clients)]
+    weights = data.draw(st.lists(st.integers(1, fx.MAX_TOTAL_SAMPLES // clients), min_size=clients, max_size=clients))
+    expected = (np.stack([fx.to_fixed(v) for v in vectors]) * np.array(weights, dtype=np.int64)[:, None]).sum(axis=0)
+    assert fx.weighted_sum(vectors, weights).tobytes() == expected.tobytes()
+    assert fx.weighted_sum(vectors[::-1], weights[::-1]).tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("weight", [1, fx.MAX_TOTAL_SAMPLES // 3])   # the float path, the int64 path
+def test_weighted_sums_across_chunks_equal_the_stacked_integer_sum(weight):
+    rng = np.random.default_rng(5)
+    size = 3 * fx._SUM_CHUNK + 17
+    vectors = [rng.normal(0, 30, size).astype(np.float32) for _ in range(3)]
+    expected = sum(fx.to_fixed(v) * weight for v in vectors)
+    assert fx.weighted_sum(vectors, [weight] * 3).tobytes() == expected.tobytes()
 
 
 def test_lower_median():
