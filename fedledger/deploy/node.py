@@ -17,7 +17,7 @@ Node file (paths relative to it):
     state_dir = "state"             # its artifact store, journal and TLS key (tls.key.pem, 0600)
     listen = "127.0.0.1:8701"       # default: host and port of its roster endpoint
     data = "cleveland.csv"          # CSV studies only: this institution's file
-    poll_seconds = 0.5
+    poll_seconds = 0.5              # the longest wait between two steps (it also steps on each new block)
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from fedledger.deploy.auth import RequestVerifier
 from fedledger.deploy.client import MemberClient, consortium_domain
 from fedledger.deploy.keys import load_keystore, read_password
 from fedledger.deploy.notices import HttpNotices
+from fedledger.deploy.pacing import Pacer
 from fedledger.deploy.server import NodeServer
 from fedledger.deploy.tls import node_certificate, server_context
 from fedledger.errors import ChainUnreachable, ConfigError, FedLedgerError
@@ -103,7 +104,8 @@ def load_node_config(path: str | Path) -> NodeConfig:
 
 class NodeRuntime:
     """One member's node: set up from its node file, run until `stop` is set. It carries its
-    member's roles (fedledger.protocol): it steps them, polling, and serves its store and notices."""
+    member's roles (fedledger.protocol): it steps them when the chain moves, a peer wakes it or
+    `poll_seconds` pass (fedledger.deploy.pacing), and serves its store and notices."""
 
     def __init__(self, node_cfg: NodeConfig) -> None:
         self.node_cfg = node_cfg
@@ -134,7 +136,7 @@ class NodeRuntime:
         updates = UpdateAccess(consortium.study(self.gate_backend), node_cfg.state_dir / "updates.tags")
         guard = Guard(RequestVerifier(consortium_domain(members), me.address),
                       Roster(Consortium(self.gate_backend, members.address)), updates)
-        self.notices = HttpNotices(node_cfg.state_dir / "journal", endpoints, client, updates)
+        self.notices = HttpNotices(node_cfg.state_dir / "journal", endpoints, client, updates, me.address)
         self.ctx = MemberContext(cfg, account, study, store, make_strategy(cfg.aggregation.strategy,
                                                                             **cfg.aggregation.params),
                                  [m.address for m in consortium.institutions], self.notices, log,
@@ -157,7 +159,9 @@ class NodeRuntime:
         self.final_evaluation: dict[str, Any] | None = None
         self.errors = 0
         host, port = _listen_address(node_cfg.listen or me.endpoint)
-        self.server = NodeServer(host, port, store, self.notices.mine, self.status, server_context(certificate), guard)
+        self.woken = threading.Event()
+        self.server = NodeServer(host, port, store, self.notices.mine, self.status, server_context(certificate), guard,
+                                 self.woken.set)
 
     def _check_study_artifacts(self, store: PeerStore, spec: Any) -> None:
         """The config and initial model in the consortium file are the ones their digests name:
@@ -210,27 +214,29 @@ class NodeRuntime:
         log.info("%s (%s, %s) serving on %s:%d; following %s on chain %d", self.me.name, self.me.role,
                  self.consortium.architecture, *self.server.address, self.consortium.contracts["ledger"],
                  self.backend.chain_id)
+        pacer = Pacer(self.backend.block_number, self.woken, self.node_cfg.poll_seconds)
         try:
             while not stop.is_set():
-                wait = self.node_cfg.poll_seconds
+                if self.done:               # nothing left to step: serve, and look at stop now and then
+                    stop.wait(self.node_cfg.poll_seconds)
+                    continue
                 try:
-                    if not self.done and self.step():
-                        wait = 0
+                    pacer.wait(stop, self.step())
                 except ChainUnreachable as exc:
                     self.errors += 1
                     log.warning("%s; retrying", exc)
-                    wait = RETRY_AFTER_ERROR_S
+                    stop.wait(RETRY_AFTER_ERROR_S)
                 except FedLedgerError as exc:
                     self.errors += 1
                     log.error("%s; retrying", exc)
-                    wait = RETRY_AFTER_ERROR_S
+                    stop.wait(RETRY_AFTER_ERROR_S)
                 except Exception:
                     self.errors += 1
                     log.exception("unexpected error; retrying")
-                    wait = RETRY_AFTER_ERROR_S
-                stop.wait(wait)
+                    stop.wait(RETRY_AFTER_ERROR_S)
         finally:
             self.server.stop()
+            self.notices.close()
             self.backend.close()
             self.gate_backend.close()
             log.info("%s stopped", self.me.name)

@@ -1,7 +1,8 @@
 """A node's HTTPS endpoint: its artifact store by digest, its notices (signed updates, the
-coordinator's senders and proofs), its status.
+coordinator's senders and proofs), its status, and a wake-up call.
 
-Read-only, GET only, TLS only (a plain HTTP client gets no answer), and every request must be
+Read-only (`/wake` only makes the node look at the chain and its peers now, rather than at its
+next block or poll), GET only, TLS only (a plain HTTP client gets no answer), and every request must be
 signed by an active member entitled to what it asks (fedledger.deploy.access); a refusal is a
 401 or 403 with a short JSON reason. Blobs are served from the node's own disk and never fetched
 on a peer's behalf, so one request cannot make a node talk to anyone else.
@@ -31,6 +32,7 @@ MAX_CONNECTIONS = 64           # connections served at once; more are closed on 
 NOTICE_ROUTE = "/rounds/"        # /rounds/N/KIND: the node's KIND notice of round N (loose: "update"...)
 ROUND_DIGITS = 78                # a round number is a uint256 on chain: at most 78 decimal digits
 STATUS_ROUTE = "/status"
+WAKE_ROUTE = "/wake"             # a peer posted a notice this node may be waiting for
 
 Reply = tuple[int, str, bytes]   # HTTP status, content type, body
 
@@ -89,17 +91,19 @@ class _BoundedServer(ThreadingHTTPServer):
 
 class NodeServer:
     """Serves `store` plus the node's notices (`notice(round, kind)`, a JSON-able document or
-    None) and `status()` on host:port over TLS (`tls`), to the requests `guard` admits, from a
+    None) and `status()` on host:port over TLS (`tls`), and calls `wake()` on /wake, for the
+    requests `guard` admits, from a
     background thread; each connection is closed after `timeout` seconds without a byte, and at
     most `max_connections` are served at once."""
 
     def __init__(self, host: str, port: int, store: ArtifactStore,
                  notice: Callable[[int, str], Any | None], status: Callable[[], Any],
-                 tls: ssl.SSLContext, guard: Gatekeeper,
+                 tls: ssl.SSLContext, guard: Gatekeeper, wake: Callable[[], None] = lambda: None,
                  timeout: float = REQUEST_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS) -> None:
         self.store = store
         self.notice = notice
         self.status = status
+        self.wake = wake
         self.guard = guard
         self.served_bytes = 0
         self._server = _BoundedServer((host, port), _handler_for(self, timeout), max_connections, tls)
@@ -139,6 +143,9 @@ class NodeServer:
             return NOT_FOUND if doc is None else json_reply(doc)
         if path == STATUS_ROUTE:
             return json_reply(self.status())
+        if path == WAKE_ROUTE:
+            self.wake()
+            return json_reply({"awake": True})
         return NOT_FOUND
 
     def _blob(self, digest: str) -> Reply:

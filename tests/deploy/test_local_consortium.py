@@ -106,7 +106,9 @@ def test_each_member_key_has_its_own_password_file(tmp_path, dev_chain):
 
 @pytest.mark.parametrize("architecture", ["loose", "full"])
 def test_killed_member_is_left_out_then_catches_up_after_restart(start_consortium, architecture):
-    cfg = study_config(architecture)
+    # four rounds: a restarted node takes seconds to start (keystore, torch), and on a loaded
+    # machine it may miss round 3's window; it must be back by round 4 at the latest
+    cfg = study_config(architecture, rounds=4)
     if architecture == "full":   # with a privacy budget, which the restarted member must take up from the chain
         cfg = dataclasses.replace(cfg, privacy=dataclasses.replace(cfg.privacy, mechanism="dp-sgd", epsilon=3.0))
     local, study = start_consortium(cfg)
@@ -124,16 +126,18 @@ def test_killed_member_is_left_out_then_catches_up_after_restart(start_consortiu
     assert address_of(local, victim) not in aggregated(study, 2)
     assert len(aggregated(study, 2)) == 3
     local.wait_until(local.all_done, STUDY_TIMEOUT_S, "the end of the study")
-    assert study.round_count() == 3
-    assert address_of(local, victim) in aggregated(study, 3)
+    assert study.round_count() == 4
+    back = [r for r in (3, 4) if address_of(local, victim) in aggregated(study, r)]
+    assert back and back[-1] == 4                        # once back, in every round
     status = local.node_status(victim)
     assert status["final_evaluation"]["model"] == study.latest_model()
     assert status["fetched"]["blobs"] >= 1               # round 2's model, from a peer
     if architecture == "full":
         mine = [x for x in study.privacy_spends() if x.member == address_of(local, victim)]
-        # two releases, rounds 1 and 3: after the restart it counted round 1's, read back from the chain
-        assert [x.round for x in mine] == [1, 3] and mine[1].spend.epsilon > mine[0].spend.epsilon
-        assert study.epsilon_spent(address_of(local, victim)) == mine[1].spend.epsilon <= study.epsilon_budget()
+        # releases in round 1 and after the restart: it counted round 1's, read back from the chain
+        assert [x.round for x in mine] == [1, *back]
+        assert all(a.spend.epsilon < b.spend.epsilon for a, b in zip(mine, mine[1:]))
+        assert study.epsilon_spent(address_of(local, victim)) == mine[-1].spend.epsilon <= study.epsilon_budget()
     report = assert_audit_passes(local)
     assert any(f.check == "epsilon recomputed from the recorded mechanisms" for f in report.findings) == \
         (architecture == "full")
