@@ -4,6 +4,7 @@ the smoke mode's flag and ending (tests/test_benchmarks.py runs every benchmark 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import re
 import sys
@@ -19,6 +20,15 @@ HEADER = ("# Benchmarks\n\nEvery figure here was measured by the command shown a
 
 def command_line() -> str:
     return "python " + " ".join([f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+
+
+def cpu_description() -> str:
+    """The processor's model name and how many cores this process may use, for a section's body
+    (write_section names only the architecture and the Python)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M) if cpuinfo.exists() else []
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{names[0] if names else platform.processor() or platform.machine()}, {cores} cores"
 
 
 def write_section(key: str, title: str, body: str) -> None:

@@ -40,6 +40,12 @@ def test_architectures_benchmark_smoke():
     assert re.search(r"\| full +\| \d+ +\| \d+ +\| \d+ +\|", out), out     # the chain costs per round
 
 
+def test_audit_scaling_benchmark_smoke():
+    out = smoke("audit_scaling.py")
+    assert re.search(r"\| 3 +\| 2 +\| [\d.]+ +\| [\d.]+ +\| - +\| yes +\|", out), out
+    assert re.search(r"largest / smallest CPU s per round at 3 members: [\d.]+", out), out
+
+
 def test_breast_cancer_benchmark_smoke():
     assert re.search(r"\| 42 +\| 32/30/112/191/30 +\| 0\.\d+ +\| 0\.\d+ +\|", smoke("breast_cancer.py"))
 
