@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import write_section  # noqa: E402
+from _report import add_smoke_flag, end_smoke, write_section  # noqa: E402
 
 from fedledger.aggregation import ClientUpdate, FedAvg  # noqa: E402
 from fedledger.aggregation import fixedpoint as fx  # noqa: E402
@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=10)
     parser.add_argument("--params", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--smoke", action="store_true", help="3 members x 100k parameters, 2 repeats; no BENCHMARKS.md")
+    add_smoke_flag(parser, "3 members x 100k parameters, 2 repeats")
     args = parser.parse_args()
     members, params, repeats = (3, 100_000, 2) if args.smoke else (args.members, args.params, args.repeats)
     rng = np.random.default_rng(0)
@@ -96,7 +96,8 @@ def main() -> None:
         reference = stacked_int64(g, updates)
         for order in (updates, updates[::-1]):
             if fedledger(g, order).tobytes() != reference.tobytes():
-                raise SystemExit(f"{case}: FedLedger's aggregate differs from the stacked int64 reference")
+                print(f"{case}: FedLedger's aggregate differs from the stacked int64 reference")
+                sys.exit(1)
         speed = {name: gigabytes / best_cpu_seconds(fn, (g, updates), repeats)
                  for name, fn in (("FedLedger", fedledger), ("stacked int64", stacked_int64),
                                   ("float64 loop", float64_loop))}
@@ -109,7 +110,7 @@ def main() -> None:
     print("bytes: FedLedger equals the stacked int64 reference in both orders; target (at least "
           f"{TARGET_GBS:g} GB/s per core): " + "; ".join(verdicts))
     if args.smoke:
-        return
+        end_smoke([])     # a wrong byte has exited already
     body = (f"{members} updates x {params:,} float32 parameters ({gigabytes * 1e3:.0f} MB of input), best CPU time "
             f"of {repeats} repeats, one thread. FedLedger: `FedAvg().aggregate` with its validation. Stacked int64: "
             "the computation FedLedger used before issue 15 (the reference bytes). float64 loop: acc += w * x, "

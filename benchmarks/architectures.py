@@ -2,6 +2,10 @@
 Fed-Heart-Disease (4 hospitals) and Breast Cancer Wisconsin (10 and 50 hospitals); then the
 ledger's overhead per architecture at 10 hospitals (the same study with [chain].enabled true and
 false, alternating in one process) and the per-round chain costs against the number of members.
+
+    python benchmarks/architectures.py [--repeats 3] [--overhead-rounds 10] [--fault-rounds 3]
+    python benchmarks/architectures.py --smoke    # Breast Cancer, 3 hospitals, 2 rounds, no faults, loose's overhead;
+                                                  # exit 1 if an audit fails or the architectures' models differ
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import write_section  # noqa: E402
+from _report import add_smoke_flag, end_smoke, write_section  # noqa: E402
 
 from fedledger.config import ARCHITECTURES, Config, load_config  # noqa: E402
 from fedledger.report import format_table  # noqa: E402
@@ -34,10 +38,10 @@ def breast_cancer(members: int, rounds: int | None = None) -> Config:
         data=dataclasses.replace(cfg.data, num_clients=members, validation_fraction=0.2))
 
 
-def overhead(cfg: Config, repeats: int, tmp: Path) -> tuple[str, str]:
+def overhead(cfg: Config, repeats: int, tmp: Path, architectures: tuple[str, ...] = ARCHITECTURES) -> tuple[str, str]:
     """Per architecture: median seconds per round (rounds 2+, all repeats pooled) ledger on and off."""
     rows, verdicts = [], []
-    for arch in ARCHITECTURES:
+    for arch in architectures:
         seconds: dict[bool, list[float]] = {True: [], False: []}
         for i in range(repeats):
             for enabled in (True, False):
@@ -55,6 +59,16 @@ def overhead(cfg: Config, repeats: int, tmp: Path) -> tuple[str, str]:
     return table, "; ".join(verdicts) + "."
 
 
+def comparison_problems(label: str, members: int, data: dict) -> list[str]:
+    """What must hold in any honest comparison: every architecture's run passes its audit; the
+    models differ only where full left an update out (a determinism bug otherwise)."""
+    problems = [f"{label}, {members}: {arch} audit failed: {figures['audit']}"
+                for arch, figures in data["architectures"].items() if not (figures["audit"] or {}).get("ok")]
+    if not data["digests_identical"] and "determinism bug" in data["divergence"]:
+        problems.append(f"{label}, {members}: {data['divergence']}")
+    return problems
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3, help="ledger on/off pairs per architecture")
@@ -62,25 +76,37 @@ def main() -> None:
     parser.add_argument("--fault-rounds", type=int, default=3)
     parser.add_argument("--rounds-50", type=int, default=None, help="rounds of the 50-hospital study "
                                                                      "(default: the example's)")
+    add_smoke_flag(parser, "Breast Cancer with 3 hospitals, 2 rounds, no fault studies, 1 overhead repeat of loose")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="Tight layout not applied")   # 50 legend entries per run plot
 
-    heart = load_config(EXAMPLES / "compare_heart_disease.toml")
-    studies = [("Fed-Heart-Disease", 4, heart), ("Breast Cancer Wisconsin", 10, breast_cancer(10)),
-               ("Breast Cancer Wisconsin", 50, breast_cancer(50, args.rounds_50))]
+    if args.smoke:
+        args.repeats, args.overhead_rounds = 1, 2     # round 2 is the one the overhead medians keep
+        studies = [("Breast Cancer Wisconsin", 3, breast_cancer(3, 2))]
+    else:
+        heart = load_config(EXAMPLES / "compare_heart_disease.toml")
+        studies = [("Fed-Heart-Disease", 4, heart), ("Breast Cancer Wisconsin", 10, breast_cancer(10)),
+                   ("Breast Cancer Wisconsin", 50, breast_cancer(50, args.rounds_50))]
+    overhead_members = 3 if args.smoke else 10
+    # the smoke's overhead pair is loose only: the other two would add four studies for no other code
+    overhead_architectures = ("loose",) if args.smoke else ARCHITECTURES
+    problems = []
     sections, costs = [], {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         for label, members, cfg in studies:
             print(f"== {label}, {members} hospitals, {cfg.study.rounds} rounds", flush=True)
             comparison = compare_architectures(cfg, out_dir=tmp / f"compare-{members}", fault_rounds=args.fault_rounds,
-                                               log=lambda line: print("  " + line, flush=True))
+                                               faults=not args.smoke, log=lambda line: print("  " + line, flush=True))
+            problems += comparison_problems(label, members, comparison.data)
             print(comparison.report, flush=True)
             report = comparison.report.replace("\n## ", "\n### ").replace("## ", "### ", 1)
             sections.append(f"**{label}, {members} hospitals**:\n\n{report}")
             costs[members] = comparison.data["architectures"]
-        print(f"== ledger overhead, Breast Cancer Wisconsin, 10 hospitals, {args.overhead_rounds} rounds", flush=True)
-        overhead_table, verdict = overhead(breast_cancer(10, args.overhead_rounds), args.repeats, tmp)
+        print(f"== ledger overhead, Breast Cancer Wisconsin, {overhead_members} hospitals, {args.overhead_rounds} "
+              "rounds", flush=True)
+        overhead_table, verdict = overhead(breast_cancer(overhead_members, args.overhead_rounds), args.repeats, tmp,
+                                           overhead_architectures)
     print(overhead_table)
 
     members = sorted(costs)
@@ -91,6 +117,8 @@ def main() -> None:
           *(round(costs[n][arch]["gas_per_round"]) for n in members),
           *(round(costs[n][arch]["calldata_bytes_per_round"]) for n in members)] for arch in ARCHITECTURES])
     print(scaling)
+    if args.smoke:
+        end_smoke(problems)
 
     body = "\n\n".join([
         "Each comparison runs the study under loose, semi and full (same seeds, data and initial model; "

@@ -6,6 +6,7 @@ aggregator's additions plus one key holder's decryption; the other counts every 
 encryption one after another. Every step runs here in one process.
 
     python benchmarks/ckks_aggregation.py [--members 10] [--repeats 3]
+    python benchmarks/ckks_aggregation.py --smoke    # 3 members at 1k parameters; exit 1 if inexact
 """
 
 from __future__ import annotations
@@ -20,25 +21,31 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import write_section  # noqa: E402
+from _report import add_smoke_flag, end_smoke, write_section  # noqa: E402
 
 from fedledger.aggregation import ClientUpdate, FedAvg  # noqa: E402
 from fedledger.privacy import ckks  # noqa: E402
 from fedledger.report import format_table  # noqa: E402
 
 SIZES = (1_000, 100_000, 1_000_000)
+# CKKS is approximate: the full run's errors are below 1e-6; far above that, the scheme is broken
+MAX_ERROR = 1e-4
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
+    add_smoke_flag(parser, "3 members at 1k parameters, 1 repeat")
     args = parser.parse_args()
+    if args.smoke:
+        args.members, args.repeats = 3, 1
+    sizes = SIZES[:1] if args.smoke else SIZES
     rng = np.random.default_rng(0)
     keys = ckks.CkksKeys.generate()
     public = keys.public_context()
     rows, at_100k = [], None
-    for size in SIZES:
+    for size in sizes:
         g = rng.normal(0, 1, size).astype(np.float32)
         updates = [ClientUpdate(f"m{i}", (g + rng.normal(0, 0.05, size)).astype(np.float32), int(rng.integers(20, 200)))
                    for i in range(args.members)]
@@ -69,6 +76,10 @@ def main() -> None:
     table = format_table(["parameters", "encrypt s (one member)", "add s (aggregator)", "decrypt s",
                           "total s (members in parallel)", "total s (one after another)", "plain FedAvg s",
                           "chunks", "ciphertext bytes", "plain bytes", "max error"], rows)
+    if args.smoke:
+        print(table)
+        end_smoke([f"{row[0]} parameters: max error {row[-1]} from plain FedAvg, above {MAX_ERROR:g}"
+                   for row in rows if float(row[-1]) > MAX_ERROR])
     verdict = "met" if at_100k is not None and at_100k < 2 else "NOT met"
     body = (f"{args.members} members, CKKS with polynomial degree {ckks.POLY_MODULUS_DEGREE} and a 2^{ckks.SCALE_BITS} "
             f"scale, medians of {args.repeats} repeats. Each member encrypts [samples x parameters, samples]; "

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import write_section  # noqa: E402
+from _report import end_smoke, write_section  # noqa: E402
 
 from fedledger.config import Config, load_config  # noqa: E402
 from fedledger.deploy.demo import run_demo  # noqa: E402
@@ -96,7 +96,8 @@ def main() -> None:
                           "against plain", "simulated s/round", "same model as simulated", "audit"], rows)
     print(table)
     if args.smoke:
-        sys.exit(0 if all(row[6] == "yes" and row[7] == "pass" for row in rows) else 1)
+        end_smoke([f"{row[0]} {row[2]}: same model as simulated {row[6]}, audit {row[7]}" for row in rows
+                   if row[6] != "yes" or row[7] != "pass"])
     write_section("deployed-secure", "Secure aggregation deployed: round time against plain", "\n\n".join([
         f"Breast Cancer Wisconsin (examples/breast_cancer.toml) split over 4 and 10 hospitals, {rounds} rounds, "
         f"commit windows of 40 blocks. Deployed: `run_demo`, one `fedledger node` process per member on a "

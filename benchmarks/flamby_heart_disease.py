@@ -4,11 +4,15 @@ Pooled and Local baselines train without federation; every federated strategy ru
 FedLedger study: four institution nodes with their own keys, a coordinator, every round anchored
 on the embedded EVM. Hyperparameters are FLamby's (see ../README.md and BRIEF); the published
 figures are FLamby's means over seeds 42-46 of the client-average test accuracy.
+
+    python benchmarks/flamby_heart_disease.py [--seeds 42 43 44 45 46] [--rounds 15]
+    python benchmarks/flamby_heart_disease.py --smoke    # seed 42, 1 round, 2 baseline epochs; exit 1 if off
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -17,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import write_section  # noqa: E402
+from _report import add_smoke_flag, end_smoke, write_section  # noqa: E402
 
 from fedledger.config import config_from_dict  # noqa: E402
 from fedledger.learning import TrainConfig, load_fed_heart_disease, train_local_baseline, train_pooled  # noqa: E402
@@ -53,7 +57,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44, 45, 46])
     parser.add_argument("--rounds", type=int, default=15)
+    add_smoke_flag(parser, "seed 42, 1 round, 2 baseline epochs")
     args = parser.parse_args()
+    baseline = BASELINE
+    if args.smoke:
+        args.seeds, args.rounds, baseline = args.seeds[:1], 1, dataclasses.replace(BASELINE, epochs=2)
 
     clients = load_fed_heart_disease()
     scores: dict[str, list[float]] = {k: [] for k in PUBLISHED}
@@ -61,11 +69,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             t0 = time.perf_counter()
-            scores["Pooled"].append(train_pooled(clients, BASELINE, "logreg", seed=seed)["client_average"]["accuracy"])
+            scores["Pooled"].append(train_pooled(clients, baseline, "logreg", seed=seed)["client_average"]["accuracy"])
             seconds["Pooled"].append(time.perf_counter() - t0)
             for i in range(len(clients)):
                 t0 = time.perf_counter()
-                res = train_local_baseline(clients, i, BASELINE, "logreg", seed=seed)
+                res = train_local_baseline(clients, i, baseline, "logreg", seed=seed)
                 scores[f"Local {i}"].append(res["client_average"]["accuracy"])
                 seconds[f"Local {i}"].append(time.perf_counter() - t0)
             for name in FEDERATED:
@@ -82,6 +90,8 @@ def main() -> None:
     table = format_table(["method", "FLamby published", "FedLedger (mean)", "std over seeds", "difference",
                           "seconds per run"], rows)
     print(table)
+    if args.smoke:
+        end_smoke([f"{name}: accuracy {acc}" for name, accs in scores.items() for acc in accs if not 0 < acc <= 1])
     best = max(FEDERATED, key=lambda k: statistics.mean(scores[k]))
     body = (f"Client-average test accuracy, mean over seeds {', '.join(map(str, args.seeds))}; {args.rounds} rounds. "
             "Federated runs are full FedLedger studies (loose, embedded EVM, every round anchored).\n\n"

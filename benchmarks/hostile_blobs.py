@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import write_section  # noqa: E402
+from _report import end_smoke, write_section  # noqa: E402
 
 MB = 1 << 20
 PARAMETERS = 10_000
@@ -135,10 +135,7 @@ def main() -> None:
                           "memory / size", "rejected as", "reason chars"], rows)
     print(table)
     if args.smoke:
-        if missed:
-            print(f"missed a target: {', '.join(missed)}")
-            sys.exit(1)
-        return
+        end_smoke([f"{name} missed a target" for name in missed])
     write_section("hostile-blobs", "Hostile blobs: what screening one costs", f"""
 Screening one hostile update (`screen_updates`, a {PARAMETERS:,}-parameter model), each in a fresh
 process after an honest update of the same model (its time in the fourth column); "parser alone"

@@ -22,6 +22,7 @@ Scored: the relative L2 error ||reconstruction - record|| / ||record||. The feat
 standardized, so guessing the all-zero (average) record scores exactly 1.
 
     python benchmarks/leakage.py [--records 486]
+    python benchmarks/leakage.py --smoke    # 10 records; exit 1 if the plain attack is not exact
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import write_section  # noqa: E402
+from _report import add_smoke_flag, end_smoke, write_section  # noqa: E402
 
 from fedledger.learning import (  # noqa: E402
     ClientData,
@@ -83,7 +84,10 @@ def row(mechanism: str, noise: str, errors: list[float]) -> list[object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=486, help="how many training records to attack (all: 486)")
+    add_smoke_flag(parser, f"{max(GROUP_SIZES)} records (one group of the largest secure-aggregation size)")
     args = parser.parse_args()
+    if args.smoke:
+        args.records = max(GROUP_SIZES)
     started = time.perf_counter()
     members = one_record_members(args.records)
     records = [m.x_train[0] for m in members]
@@ -116,6 +120,9 @@ def main() -> None:
     table = format_table(["what the aggregator sees", "noise multiplier", "records", "median error", "mean error",
                           "within 1%", "within 10%", "error < 1"], rows)
     print(table)
+    if args.smoke:   # the attack is exact on a plain update, and never so under a protection
+        end_smoke([f"{r[0]}: {r[5]} of records reconstructed within 1%" for r in rows
+                   if r[5] != ("100%" if r[0] == "plain" else "0%")])
     body = (f"{len(members)} Fed-Heart-Disease training records, each a one-record member; logistic regression "
             "from the initial global model (seed 0), 10 SGD steps at lr 0.1. The aggregator divides the update's "
             "weight change by its bias change (`fedledger.privacy.leakage`). Secure aggregation: the sum of k "

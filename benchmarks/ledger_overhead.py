@@ -2,6 +2,9 @@
 
 Runs alternate (on, off, on, off, ...) in one process so both see the same machine state; the
 ratio of median wall times is the overhead. Also reports transactions, gas and calldata per round.
+
+    python benchmarks/ledger_overhead.py [--repeats 5]
+    python benchmarks/ledger_overhead.py --smoke    # 1 pair of 2-round studies; exit 1 if the models differ
 """
 
 from __future__ import annotations
@@ -16,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import write_section  # noqa: E402
+from _report import add_smoke_flag, end_smoke, write_section  # noqa: E402
 
 from fedledger.config import load_config  # noqa: E402
 from fedledger.report import format_table  # noqa: E402
-from fedledger.simulation import run_study  # noqa: E402
+from fedledger.simulation import StudyResult, run_study  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "fed_heart_disease.toml"
 
@@ -28,19 +31,23 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "fed_heart_disease.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
+    add_smoke_flag(parser, "1 repeat of 2 rounds")
     args = parser.parse_args()
     base = load_config(EXAMPLE)
+    if args.smoke:
+        args.repeats = 1
+        base = dataclasses.replace(base, study=dataclasses.replace(base.study, rounds=2))
     walls: dict[bool, list[float]] = {True: [], False: []}
-    on_result = None
+    last: dict[bool, StudyResult] = {}   # the last study with the ledger on, and off
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
             for enabled in (True, False):
                 cfg = dataclasses.replace(base, chain=dataclasses.replace(base.chain, enabled=enabled))
                 result = run_study(cfg, run_dir=Path(tmp) / f"{enabled}-{i}", progress=False)
                 walls[enabled].append(result.wall_seconds)
-                if enabled:
-                    on_result = result
+                last[enabled] = result
             print(f"repeat {i}: ledger on {walls[True][-1]:.2f} s, off {walls[False][-1]:.2f} s", flush=True)
+        on_result = last[True]
         results = json.loads((on_result.run_dir / "results.json").read_text())
     on, off = statistics.median(walls[True]), statistics.median(walls[False])
     rounds = on_result.rounds
@@ -58,6 +65,11 @@ def main() -> None:
         ["rounds", len(rounds)],
     ])
     print(table)
+    if args.smoke:   # the ledger changes no arithmetic, and a ledger run sends transactions every round
+        models = {enabled: [r["model"] for r in result.rounds] for enabled, result in last.items()}
+        end_smoke([problem for problem, wrong in [
+            ("the ledger-on and ledger-off models differ", models[True] != models[False]),
+            ("a ledger-on round sent no transaction", any(r["transactions"] < 1 for r in rounds))] if wrong])
     body = (f"Study: examples/fed_heart_disease.toml (4 hospitals, {len(rounds)} rounds, loose, embedded "
             f"EVM persisted to disk), {args.repeats} repeats each, alternating. Wall time covers the whole study "
             f"(data loading, chain setup, training, anchoring, run directory).\n\n{table}\n\n"

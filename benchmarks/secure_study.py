@@ -3,6 +3,7 @@ plain against pairwise masking against CKKS (and masking in the semi architectur
 and the final model against the plain one.
 
     python benchmarks/secure_study.py [--rounds 5]
+    python benchmarks/secure_study.py --smoke    # loose only, 1 round; exit 1 if a secure model strays from plain
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import write_section  # noqa: E402
+from _report import add_smoke_flag, end_smoke, write_section  # noqa: E402
 
 from fedledger.config import config_from_dict  # noqa: E402
 from fedledger.report import format_table  # noqa: E402
@@ -26,6 +27,7 @@ from fedledger.simulation import run_study  # noqa: E402
 from fedledger.store import ArtifactStore  # noqa: E402
 
 RUNS = (("loose", "none"), ("loose", "secagg"), ("loose", "ckks"), ("semi", "none"), ("semi", "secagg"))
+CKKS_MAX_DIFF = 1e-4     # CKKS is approximate (the full run: 1e-06 from plain); masking must be exact
 
 
 def run_one(architecture: str, scheme: str, rounds: int, out: Path) -> dict:
@@ -40,12 +42,27 @@ def run_one(architecture: str, scheme: str, rounds: int, out: Path) -> dict:
             "bytes": sum(p.stat().st_size for p in store.rglob("*") if p.is_file())}
 
 
+def model_problems(runs: dict[tuple[str, str], dict]) -> list[str]:
+    """Masking must give the plain model's bytes, CKKS the plain model within CKKS_MAX_DIFF."""
+    problems = []
+    for (architecture, scheme), r in runs.items():
+        plain = runs[(architecture, "none")]
+        diff = float(np.abs(r["model"] - plain["model"]).max())
+        if scheme == "ckks" and diff > CKKS_MAX_DIFF or scheme != "ckks" and r["digest"] != plain["digest"]:
+            problems.append(f"{architecture} {scheme}: final model {diff:.1e} from the plain one")
+    return problems
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
+    add_smoke_flag(parser, "the loose runs only, 1 round")
     args = parser.parse_args()
+    cases = RUNS
+    if args.smoke:
+        args.rounds, cases = 1, tuple(key for key in RUNS if key[0] == "loose")
     with tempfile.TemporaryDirectory() as out:
-        runs = {key: run_one(*key, args.rounds, Path(out)) for key in RUNS}
+        runs = {key: run_one(*key, args.rounds, Path(out)) for key in cases}
     rows = []
     for (architecture, scheme), r in runs.items():
         plain = runs[(architecture, "none")]
@@ -61,6 +78,8 @@ def main() -> None:
     table = format_table(["architecture", "secure aggregation", "s per round", "transactions per round",
                           "Mgas per round", "MB stored per round", "final model vs plain", "pooled accuracy"], rows)
     print(table)
+    if args.smoke:
+        end_smoke(model_problems(runs))
     body = (f"Fed-Heart-Disease, 4 hospitals, {args.rounds} rounds, seed 42, the hyperparameters of "
             "examples/fed_heart_disease.toml, on the embedded chain; medians over rounds. Masking: round keys, "
             "sealed shares and reveals, each member's own transactions; CKKS: keys made and distributed in "
