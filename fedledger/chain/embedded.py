@@ -48,7 +48,7 @@ from web3.types import TxParams, TxReceipt
 
 from fedledger.chain.backend import Action, ChainBackend, PendingTx, decode_revert_data, dynamic_fees
 from fedledger.chain.records import chain_order
-from fedledger.chain.revm_engine import RevmEngine, RevmProvider
+from fedledger.chain.revm_engine import RevmEngine
 from fedledger.errors import ChainError, TransactionReverted
 
 LOG_FORMATS = {"py-evm": "fedledger-embedded-chain/1", "revm": "fedledger-embedded-chain/revm-1"}
@@ -285,9 +285,7 @@ class EmbeddedChain(ChainBackend):
     def create(cls, state_dir: Path | None, engine: str = "") -> EmbeddedChain:
         """A new chain at genesis on `engine` ("py-evm" or "revm"; empty: $FEDLEDGER_ENGINE, else
         py-evm), persisted under `state_dir` (None: in memory only)."""
-        engine = engine or os.environ.get(ENGINE_ENV) or DEFAULT_ENGINE
-        if engine not in LOG_FORMATS:
-            raise ChainError(f"unknown embedded chain engine {engine!r} (expected one of {', '.join(LOG_FORMATS)})")
+        engine = resolve_engine(engine)
         chain = cls(_new_engine(engine), engine, Path(state_dir) if state_dir is not None else None)
         if chain.state_dir is not None:
             if (chain.state_dir / "chain.json").exists():
@@ -322,6 +320,15 @@ class EmbeddedChain(ChainBackend):
             raise ChainError(f"persisted chain in {state_dir} ends at block {len(lines)} but was closed at "
                              f"block {recorded} with another hash: blocks were removed or altered")
         return cls(evm, engine, state_dir)
+
+    @classmethod
+    def rebuild(cls, state_dir: Path, engine: str) -> EmbeddedChain:
+        """An in-memory chain on `engine` holding the persisted chain's transactions in the same
+        blocks, to compare engines: block hashes are each engine's own, so none is checked."""
+        chain = cls.create(None, engine)
+        for line in (Path(state_dir) / "blocks.jsonl").read_text().splitlines():
+            _mine_logged(chain._evm, json.loads(line))
+        return chain
 
     def read(self, key: Hashable, compute: Callable[[], Any]) -> Any:
         # Reads see the latest mined block, which only this process mines: until it mines
@@ -431,6 +438,14 @@ def _failure(computation: ComputationAPI) -> str:
     return str(error) or type(error).__name__
 
 
+def resolve_engine(engine: str) -> str:
+    """The engine a chain created with `engine` runs on (empty: $FEDLEDGER_ENGINE, else py-evm)."""
+    engine = engine or os.environ.get(ENGINE_ENV) or DEFAULT_ENGINE
+    if engine not in LOG_FORMATS:
+        raise ChainError(f"unknown embedded chain engine {engine!r} (expected one of {', '.join(LOG_FORMATS)})")
+    return engine
+
+
 def _new_engine(engine: str) -> _Engine:
     if engine == "revm":
         return RevmEngine(CHAIN_ID, GENESIS_TIMESTAMP, {FUNDER.address.lower(): GENESIS_BALANCE})
@@ -445,10 +460,7 @@ def _replay(evm: _Engine, state_dir: Path, line_number: int, line: str) -> None:
         block = json.loads(line)
         if block["number"] != expected_number:
             raise ValueError(f"the line is for block {block['number']}")
-        evm.set_next_timestamp(block["timestamp"])
-        for raw in block["transactions"]:
-            evm.stage(bytes.fromhex(raw), keep_failed=True)     # included even if it fails, as a node would
-        (mined,) = evm.mine_blocks()
+        mined = _mine_logged(evm, block)
     # Anything at all may go wrong replaying an altered log (bad JSON, undecodable or invalid
     # transactions, impossible timestamps); each is the same finding for the user.
     except Exception as exc:
@@ -456,6 +468,15 @@ def _replay(evm: _Engine, state_dir: Path, line_number: int, line: str) -> None:
         raise ChainError(f"{where}: {type(exc).__name__} {detail}".rstrip()) from None
     if mined.hex() != block["hash"]:
         raise ChainError(f"{where}: replaying it gives another block hash")
+
+
+def _mine_logged(evm: _Engine, block: dict[str, Any]) -> bytes:
+    """Mine a block of the log (its timestamp and raw transactions); returns its hash."""
+    evm.set_next_timestamp(block["timestamp"])
+    for raw in block["transactions"]:
+        evm.stage(bytes.fromhex(raw), keep_failed=True)     # included even if it fails, as a node would
+    (mined,) = evm.mine_blocks()
+    return mined
 
 
 def _hash_at(evm: _Engine, number: Any) -> str | None:
