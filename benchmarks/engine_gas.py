@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,21 @@ def embedded_gas(chain: EmbeddedChain, blocks: list[dict[str, Any]]) -> list[tup
     return receipts
 
 
+def execution_ms(chain_dir: Path, engine: str) -> list[float]:
+    """Milliseconds each logged transaction takes to validate and run on `engine` (the engine
+    alone: no web3, no signing), replayed in its block."""
+    engine_of = EmbeddedChain.create(None, engine)._evm     # the engine under the chain, timed bare
+    times = []
+    for block in logged_blocks(chain_dir):
+        engine_of.set_next_timestamp(block["timestamp"])
+        for raw in block["transactions"]:
+            started = time.perf_counter()
+            engine_of.stage(bytes.fromhex(raw), keep_failed=True)
+            times.append(1000 * (time.perf_counter() - started))
+        engine_of.mine_blocks()
+    return times
+
+
 def node_gas(url: str, blocks: list[dict[str, Any]]) -> list[tuple[int, int]]:
     """Replay the logged transactions on a Hardhat node, each block's in one block, from the same
     (impersonated) senders; (gasUsed, status) of each."""
@@ -126,9 +143,11 @@ def compare(architecture: str, base: Path, url: str, rounds: int) -> list[dict[s
     chain_dir = result.run_dir / "chain"
     blocks = logged_blocks(chain_dir)
     chains = {ran: EmbeddedChain.open(chain_dir), other: EmbeddedChain.rebuild(chain_dir, other)}
-    rows = [{"label": label, "revm": r, "py-evm": p, "hardhat": h}
-            for label, r, p, h in zip(labels(blocks), embedded_gas(chains["revm"], blocks),
-                                      embedded_gas(chains["py-evm"], blocks), node_gas(url, blocks), strict=True)]
+    rows = [{"label": label, "revm": r, "py-evm": p, "hardhat": h, "revm ms": rt, "py-evm ms": pt}
+            for label, r, p, h, rt, pt in zip(labels(blocks), embedded_gas(chains["revm"], blocks),
+                                              embedded_gas(chains["py-evm"], blocks), node_gas(url, blocks),
+                                              execution_ms(chain_dir, "revm"), execution_ms(chain_dir, "py-evm"),
+                                              strict=True)]
     if architecture == "semi":
         first_draw = next(i for i, row in enumerate(rows) if row["label"].endswith(FIRST_DRAW))
         rows = rows[:first_draw]
@@ -153,9 +172,10 @@ def main() -> None:
                 mismatches += len(group) - same
                 table.append([architecture, label, len(group), *(sum(row[k][0] for row in group) // len(group)
                                                                    for k in ("py-evm", "hardhat", "revm")),
-                              f"{same}/{len(group)}"])
+                              f"{same}/{len(group)}",
+                              *(statistics.median(row[k] for row in group) for k in ("py-evm ms", "revm ms"))])
     print(format_table(["architecture", "function", "calls", "py-evm gas (mean)", "Hardhat gas (mean)",
-                        "revm gas (mean)", "revm = Hardhat"], table))
+                        "revm gas (mean)", "revm = Hardhat", "py-evm ms (median)", "revm ms (median)"], table))
     sys.exit(1 if mismatches else 0)
 
 
