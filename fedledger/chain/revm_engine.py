@@ -156,9 +156,9 @@ class RevmEngine:
         tx = CancunTransactionBuilder.decode(raw)
         tx.validate()       # signature and fields; the sender is recovered from the signature
         sender = tx.sender
-        max_fee = getattr(tx, "max_fee_per_gas", None) or tx.gas_price
-        tip_cap = getattr(tx, "max_priority_fee_per_gas", None)
-        tip_cap = max_fee if tip_cap is None else tip_cap
+        dynamic = hasattr(tx, "max_fee_per_gas")     # EIP-1559 fees, or a legacy gas price (also the tip)
+        max_fee = tx.max_fee_per_gas if dynamic else tx.gas_price
+        tip_cap = tx.max_priority_fee_per_gas if dynamic else max_fee
         if getattr(tx, "chain_id", self.chain_id) != self.chain_id:
             raise ValidationError(f"transaction for chain {tx.chain_id}, this is chain {self.chain_id}")
         account = self.account(to_checksum_address(sender))
