@@ -61,16 +61,11 @@ class Receipt:
     logs: list[tuple[bytes, list[bytes], bytes]]        # (address, topics, data)
     contract_address: bytes | None
     tx_type: int
-    nonce: int
-    value: int
-    data: bytes
-    gas: int
-    max_fee: int
-    max_priority_fee: int
 
 
 @dataclass
 class Block:
+    """A block: what its hash covers, and the receipts of its transactions."""
     number: int
     timestamp: int
     parent_hash: bytes
@@ -84,6 +79,7 @@ class Block:
         return sum(r.gas_used for r in self.receipts)
 
     def seal(self) -> bytes:
+        """Fix the block's hash: over its parent, header fields, raw transactions and what they did."""
         receipts = [[r.status, r.gas_used, r.contract_address or b"",
                      [[address, topics, data] for address, topics, data in r.logs]] for r in self.receipts]
         self.hash = keccak(rlp.encode([self.parent_hash, self.number, self.timestamp, self.base_fee,
@@ -118,6 +114,7 @@ class RevmEngine:
         for address, balance in genesis_alloc.items():
             self.evm.insert_account_info(address, pyrevm.AccountInfo(balance=balance, nonce=0))
         genesis = Block(0, genesis_timestamp, b"\x00" * 32, GENESIS_BASE_FEE)
+        # the funded accounts take the place of genesis's transactions, so its hash covers them
         genesis.raw_transactions = [rlp.encode([to_canonical_address(a), b]) for a, b in sorted(genesis_alloc.items())]
         genesis.seal()
         self.blocks: list[Block] = [genesis]
@@ -181,7 +178,7 @@ class RevmEngine:
             block.raw_transactions.append(bytes(raw))
             block.receipts.append(Receipt(
                 tx.hash, sender, tx.to or None, int(outcome.success), outcome.gas_used, price, outcome.logs,
-                outcome.contract_address, tx.type_id or 0, tx.nonce, tx.value, tx.data, tx.gas, max_fee, tip_cap))
+                outcome.contract_address, tx.type_id or 0))
             self.receipts[tx.hash] = (block.number, len(block.receipts) - 1)
         return tx.hash, None if outcome.success else outcome.failure()
 
