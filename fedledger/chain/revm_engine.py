@@ -13,6 +13,8 @@ pyrevm runs bytecode and nothing else; what a ledger needs around it is supplied
   the receipts), so the block log persisted by `EmbeddedChain` is checked on replay as before.
 
 The hardfork is Cancun, the one the contracts are compiled for and Hardhat runs (hardhat.config.js).
+Reads (eth_call, balances, nonces, code) see the transactions of the block being built, as a
+node's "pending" state does: revm holds one state, not one per block.
 
 pyrevm 0.3.7 cannot be told block hashes: BLOCKHASH inside revm answers keccak of the block
 number written in decimal, not the hash of that block here. Contracts that draw randomness from
