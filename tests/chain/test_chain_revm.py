@@ -8,7 +8,9 @@ from eth_account import Account
 
 from fedledger.chain import EmbeddedChain
 from fedledger.chain.embedded import CHAIN_ID, FUNDER
-from fedledger.errors import ChainError
+from fedledger.config import config_from_dict
+from fedledger.errors import ChainError, ConfigError
+from fedledger.simulation import run_study
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -68,3 +70,19 @@ def test_every_transaction_of_a_study_costs_on_revm_what_it_costs_on_hardhat(arc
     assert len(functions) >= {"loose": 5, "semi": 4, "full": 8}[architecture], functions
     assert [(row["label"], row["revm"]) for row in rows] == [(row["label"], row["hardhat"]) for row in rows]
     assert all(row["revm"][1] == 1 for row in rows)
+
+
+def test_an_unknown_engine_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="engine"):
+        config_from_dict({"chain": {"engine": "geth"}}, base_dir=tmp_path)
+    with pytest.raises(ChainError, match="geth"):
+        EmbeddedChain.create(None, "geth")
+
+
+def test_semi_is_refused_on_revm_before_any_chain_exists(tmp_path):
+    """revm cannot supply block hashes, so semi's committee draw could never be audited."""
+    cfg = config_from_dict({"study": {"architecture": "semi", "rounds": 1}, "chain": {"engine": "revm"}},
+                           base_dir=tmp_path)
+    with pytest.raises(ConfigError, match="semi"):
+        run_study(cfg, run_dir=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "chain").exists()
