@@ -164,6 +164,8 @@ class ChainSection:
     enabled: bool = True
     # empty: the embedded in-process EVM, persisted in the run directory
     rpc_url: str = ""
+    # the embedded chain's EVM: "py-evm", or "revm" (pyrevm, much faster); empty: $FEDLEDGER_ENGINE, else py-evm
+    engine: str = ""
     # environment variable holding a funded private key for a JSON-RPC node (empty: use the
     # node's hardhat_setBalance / anvil_setBalance dev method)
     funder_key_env: str = ""
@@ -310,6 +312,8 @@ def _check_values(c: Config) -> None:
             raise ConfigError("[data].label must name the label column for dataset = \"csv\"")
     if c.chain.rpc_url and not c.chain.rpc_url.startswith(("http://", "https://")):
         raise ConfigError(f"[chain].rpc_url must be an http:// or https:// URL, got {c.chain.rpc_url!r}")
+    if c.chain.engine not in ("", "py-evm", "revm"):
+        raise ConfigError(f"[chain].engine must be \"py-evm\" or \"revm\", got {c.chain.engine!r}")
 
 
 def _check_protocol(c: Config) -> None:

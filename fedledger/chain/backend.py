@@ -213,12 +213,19 @@ class ChainBackend:
 
     def call(self, fn: ContractFunction) -> Any:
         """Evaluate a view function; a revert becomes TransactionReverted with its reason."""
-        def evaluate() -> Any:
-            try:
-                return fn.call()
-            except self.revert_errors as exc:
-                raise TransactionReverted(f"{self._label(fn)} reverted: {revert_reason(exc)}") from None
-        return self.read(("call", fn.address, fn.fn_name, repr(fn.args)), evaluate)
+        return self.read(("call", fn.address, fn.fn_name, repr(fn.args)), lambda: self._evaluate(fn))
+
+    def view(self, contract: Contract, name: str, *args: Any) -> Any:
+        """`call` of `contract`'s view function `name` on `args`, building web3's function object
+        (which costs more than a read at hand) only when the read is not at hand."""
+        return self.read(("call", contract.address, name, repr(args)),
+                         lambda: self._evaluate(getattr(contract.functions, name)(*args)))
+
+    def _evaluate(self, fn: ContractFunction) -> Any:
+        try:
+            return fn.call()
+        except self.revert_errors as exc:
+            raise TransactionReverted(f"{self._label(fn)} reverted: {revert_reason(exc)}") from None
 
     def logs(self, event: Any, filters: dict[str, Any] | None, from_block: int) -> list[Any]:
         """The logs of contract event `event` (web3's `contract.events.Name`) matching

@@ -23,7 +23,7 @@ class StudyContract:
         self.address: str = self.contract.address
 
     def _view(self, name: str, *args: Any) -> Any:
-        return self.backend.call(getattr(self.contract.functions, name)(*args))
+        return self.backend.view(self.contract, name, *args)
 
     def _send(self, account: LocalAccount, fn: Any) -> TxReceipt | PendingTx:
         return self.backend.transact(account, fn)

@@ -16,6 +16,10 @@ Appending one line per block keeps the cost per transaction to one small write.
 Transactions are executed once, when submitted, on top of the block being built; one that
 reverts is dropped again at once (as a node's gas estimate would refuse it) and nothing
 estimates gas. Blocks are mined only when a receipt is waited for, so a batch shares a block.
+
+Two engines run the EVM: py-evm (the default) and revm (`fedledger.chain.revm_engine`, chosen by
+`[chain] engine = "revm"` or FEDLEDGER_ENGINE=revm). Each has its own block log format, so a
+chain is always reopened on the engine that made it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import json
 import os
 from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from eth.abc import BlockAPI, BlockHeaderAPI, ComputationAPI, ReceiptAPI, SignedTransactionAPI, VirtualMachineAPI
 from eth.exceptions import Revert, TransactionNotFound
@@ -39,13 +43,18 @@ from eth_utils import ValidationError, keccak, to_canonical_address
 from hexbytes import HexBytes
 from web3 import EthereumTesterProvider, Web3
 from web3.middleware import AttributeDictMiddleware
+from web3.providers import BaseProvider
 from web3.types import TxParams, TxReceipt
 
 from fedledger.chain.backend import Action, ChainBackend, PendingTx, decode_revert_data, dynamic_fees
 from fedledger.chain.records import chain_order
+from fedledger.chain.revm_engine import RevmEngine
 from fedledger.errors import ChainError, TransactionReverted
 
-LOG_FORMAT = "fedledger-embedded-chain/1"
+LOG_FORMATS = {"py-evm": "fedledger-embedded-chain/1", "revm": "fedledger-embedded-chain/revm-1"}
+DEFAULT_ENGINE = "py-evm"
+ENGINE_ENV = "FEDLEDGER_ENGINE"     # picks the engine of chains created without naming one (tests, benchmarks)
+CHAIN_ID = 131_277_322_940_537      # eth-tester's: both engines' chains have the same id
 GENESIS_TIMESTAMP = 1_704_067_200                     # 2024-01-01T00:00:00Z
 GENESIS_BALANCE = 10**9 * 10**18                       # a billion ether: fund() never runs dry
 # A well-known key, on purpose: the embedded chain is a local simulation, and anyone replaying
@@ -57,6 +66,37 @@ FUNDER: LocalAccount = Account.from_key(keccak(b"fedledger embedded chain: genes
 TX_GAS_LIMIT = 10_000_000
 
 _ZERO_ADDRESS = b"\x00" * 20
+
+
+class _Engine(Protocol):
+    """What EmbeddedChain needs of an EVM: blocks built from raw signed transactions, mined on demand."""
+
+    mined: int                                          # blocks mined by this process
+    on_block: Callable[[dict[str, Any]], None] | None   # told of each mined block, for the log
+
+    def provider(self) -> BaseProvider: ...
+
+    def stage(self, raw_transaction: bytes, keep_failed: bool = False) -> tuple[bytes, str | None]:
+        """Run a transaction on top of the block being built: its hash and, if it failed, why
+        (dropped unless `keep_failed`); ValidationError when it cannot be included at all."""
+
+    def building(self) -> bool: ...
+
+    def holds(self, tx_hash: bytes) -> bool: ...
+
+    def gas_left(self) -> int: ...
+
+    def pending_nonce(self, address: bytes) -> int: ...
+
+    def base_fee(self) -> int: ...
+
+    def mine_blocks(self, num_blocks: int = 1) -> tuple[bytes, ...]: ...
+
+    def head_number(self) -> int: ...
+
+    def hash_at(self, number: int) -> bytes: ...
+
+    def set_next_timestamp(self, timestamp: int) -> None: ...
 
 
 class _BlockBuilder:
@@ -121,16 +161,31 @@ class _DeterministicBackend(PyEVMBackend):
                 "balance": GENESIS_BALANCE, "nonce": 0, "code": b"", "storage": {}}},
         )
 
-    def stage(self, raw_transaction: bytes, keep_failed: bool = False) -> tuple[bytes, ComputationAPI]:
+    def provider(self) -> BaseProvider:
+        return EthereumTesterProvider(EthereumTester(self))
+
+    def stage(self, raw_transaction: bytes, keep_failed: bool = False) -> tuple[bytes, str | None]:
         """Add a signed transaction to the block being built (see _BlockBuilder.apply); returns
-        its hash and its execution."""
+        its hash and, if it failed, why."""
         if self._builder is None:
             self._builder = _BlockBuilder(self.chain.get_vm(self.chain.header))
         transaction = self._builder.vm.get_transaction_builder().decode(raw_transaction)
         computation = self._builder.apply(transaction, keep_failed)
         if keep_failed or not computation.is_error:
             self._pending_raw.append(bytes(raw_transaction))
-        return transaction.hash, computation
+        return transaction.hash, _failure(computation) if computation.is_error else None
+
+    def base_fee(self) -> int:
+        return self.chain.header.base_fee_per_gas
+
+    def head_number(self) -> int:
+        return self.chain.get_canonical_head().block_number
+
+    def hash_at(self, number: int) -> bytes:
+        return self.chain.get_canonical_block_by_number(number).hash
+
+    def set_next_timestamp(self, timestamp: int) -> None:
+        self.chain.set_header_timestamp(timestamp)
 
     def building(self) -> bool:
         """Whether transactions wait in the block being built."""
@@ -150,7 +205,7 @@ class _DeterministicBackend(PyEVMBackend):
         return self._builder is not None and any(tx.hash == tx_hash for tx in self._builder.transactions)
 
     def send_raw_transaction(self, raw_transaction: bytes) -> bytes:
-        # eth-tester's route (web3 callers, replay): included even if it fails, as a node would.
+        # eth-tester's route (web3 callers): included even if it fails, as a node would.
         return self.stage(raw_transaction, keep_failed=True)[0]
 
     def get_transaction_receipt(self, transaction_hash: bytes) -> dict[str, Any]:
@@ -208,9 +263,10 @@ class EmbeddedChain(ChainBackend):
     revert_errors = (*ChainBackend.revert_errors, TransactionFailed)
     refusal_errors = (*ChainBackend.refusal_errors, ValidationError)   # py-evm's, raised in process
 
-    def __init__(self, evm: _DeterministicBackend, state_dir: Path | None) -> None:
+    def __init__(self, evm: _Engine, engine: str, state_dir: Path | None) -> None:
         """Use `create` or `open`."""
         self._evm = evm
+        self.engine = engine
         self.state_dir = state_dir
         self._reads: dict[Hashable, Any] = {}
         self._reads_at = evm.mined
@@ -219,17 +275,18 @@ class EmbeddedChain(ChainBackend):
         self._log: TextIO | None = None
         # Of web3's default middleware only attrdict (receipts as attribute dicts) is of use here;
         # the ENS and chain-id validation layers cost more than a py-evm read.
-        super().__init__(Web3(EthereumTesterProvider(EthereumTester(evm)),
-                              middleware=[(AttributeDictMiddleware, "attrdict")]))
+        super().__init__(Web3(evm.provider(), middleware=[(AttributeDictMiddleware, "attrdict")]))
         # eth-tester runs calls without a sender from an unfunded account and charges it gas.
         self.w3.eth.default_account = FUNDER.address
         if state_dir is not None:
             evm.on_block = self._append
 
     @classmethod
-    def create(cls, state_dir: Path | None) -> EmbeddedChain:
-        """A new chain at genesis, persisted under `state_dir` (None: in memory only)."""
-        chain = cls(_DeterministicBackend(), Path(state_dir) if state_dir is not None else None)
+    def create(cls, state_dir: Path | None, engine: str = "") -> EmbeddedChain:
+        """A new chain at genesis on `engine` ("py-evm" or "revm"; empty: $FEDLEDGER_ENGINE, else
+        py-evm), persisted under `state_dir` (None: in memory only)."""
+        engine = resolve_engine(engine)
+        chain = cls(_new_engine(engine), engine, Path(state_dir) if state_dir is not None else None)
         if chain.state_dir is not None:
             if (chain.state_dir / "chain.json").exists():
                 raise ChainError(f"{chain.state_dir} already holds a chain; open it with EmbeddedChain.open")
@@ -247,11 +304,12 @@ class EmbeddedChain(ChainBackend):
             lines = (state_dir / "blocks.jsonl").read_text().splitlines()
         except (OSError, ValueError) as exc:
             raise ChainError(f"no readable embedded chain in {state_dir}: {exc}") from None
-        if not isinstance(meta, dict) or meta.get("format") != LOG_FORMAT:
-            raise ChainError(f"{state_dir}/chain.json is not a {LOG_FORMAT} chain")
-        evm = _DeterministicBackend()
-        genesis = evm.chain.get_canonical_block_by_number(0).hash.hex()
-        if meta.get("genesis_hash") != genesis:
+        engine = next((name for name, format in LOG_FORMATS.items()
+                       if isinstance(meta, dict) and meta.get("format") == format), None)
+        if engine is None:
+            raise ChainError(f"{state_dir}/chain.json is not a {' or '.join(LOG_FORMATS.values())} chain")
+        evm = _new_engine(engine)
+        if meta.get("genesis_hash") != evm.hash_at(0).hex():
             raise ChainError(f"persisted chain in {state_dir} differs at block 0 (genesis): "
                              "made by another FedLedger version, or altered")
         for index, line in enumerate(lines):
@@ -261,7 +319,16 @@ class EmbeddedChain(ChainBackend):
             recorded = head.get("number") if isinstance(head, dict) else None
             raise ChainError(f"persisted chain in {state_dir} ends at block {len(lines)} but was closed at "
                              f"block {recorded} with another hash: blocks were removed or altered")
-        return cls(evm, state_dir)
+        return cls(evm, engine, state_dir)
+
+    @classmethod
+    def rebuild(cls, state_dir: Path, engine: str) -> EmbeddedChain:
+        """An in-memory chain on `engine` holding the persisted chain's transactions in the same
+        blocks, to compare engines: block hashes are each engine's own, so none is checked."""
+        chain = cls.create(None, engine)
+        for line in (Path(state_dir) / "blocks.jsonl").read_text().splitlines():
+            _mine_logged(chain._evm, json.loads(line))
+        return chain
 
     def read(self, key: Hashable, compute: Callable[[], Any]) -> Any:
         # Reads see the latest mined block, which only this process mines: until it mines
@@ -295,7 +362,7 @@ class EmbeddedChain(ChainBackend):
         self._top_up(FUNDER, addresses, wei)
 
     def block_number(self) -> int:
-        return self._evm.chain.get_canonical_head().block_number
+        return self._evm.head_number()
 
     def advance_blocks(self, n: int) -> None:
         """Mine `n` blocks (the first holds any transaction submitted and not yet mined)."""
@@ -303,7 +370,7 @@ class EmbeddedChain(ChainBackend):
             self._evm.mine_blocks(n)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "rpc_url": None, "chain_id": self.chain_id}
+        return {"kind": self.kind, "rpc_url": None, "chain_id": self.chain_id, "engine": self.engine}
 
     def close(self) -> None:
         """Flush the block log and record the head, so that truncating the log is detected.
@@ -328,17 +395,17 @@ class EmbeddedChain(ChainBackend):
 
     def _fee_params(self) -> TxParams:
         # The block being built has its base fee already; there is nobody to tip.
-        return dynamic_fees(self._evm.chain.header.base_fee_per_gas, 0)
+        return dynamic_fees(self._evm.base_fee(), 0)
 
     def _send_raw(self, account: LocalAccount, signed: SignedTransaction, label: str) -> HexBytes:
         if self._evm.gas_left() < TX_GAS_LIMIT:
             self._evm.mine_blocks()     # the block is full: start the next one
         try:
-            tx_hash, computation = self._evm.stage(signed.raw_transaction)
+            tx_hash, failure = self._evm.stage(signed.raw_transaction)
         except ValidationError as exc:
             raise self._refused(label, account, exc) from None
-        if computation.is_error:
-            raise TransactionReverted(f"{label} reverted: {_failure(computation)}")
+        if failure is not None:
+            raise TransactionReverted(f"{label} reverted: {failure}")
         return HexBytes(tx_hash)
 
     def _receipt(self, pending: PendingTx) -> TxReceipt:
@@ -353,10 +420,10 @@ class EmbeddedChain(ChainBackend):
         self._log.flush()
 
     def _write_meta(self) -> None:
-        head = self._evm.chain.get_canonical_head()
-        meta = {"format": LOG_FORMAT, "chain_id": self.chain_id,
-                "genesis_hash": self._evm.chain.get_canonical_block_by_number(0).hash.hex(),
-                "head": {"number": head.block_number, "hash": head.hash.hex()}}
+        head = self._evm.head_number()
+        meta = {"format": LOG_FORMATS[self.engine], "chain_id": self.chain_id,
+                "genesis_hash": self._evm.hash_at(0).hex(),
+                "head": {"number": head, "hash": self._evm.hash_at(head).hex()}}
         tmp = self.state_dir / "chain.json.tmp"
         tmp.write_text(json.dumps(meta, indent=1) + "\n")
         os.replace(tmp, self.state_dir / "chain.json")
@@ -371,18 +438,29 @@ def _failure(computation: ComputationAPI) -> str:
     return str(error) or type(error).__name__
 
 
-def _replay(evm: _DeterministicBackend, state_dir: Path, line_number: int, line: str) -> None:
+def resolve_engine(engine: str) -> str:
+    """The engine a chain created with `engine` runs on (empty: $FEDLEDGER_ENGINE, else py-evm)."""
+    engine = engine or os.environ.get(ENGINE_ENV) or DEFAULT_ENGINE
+    if engine not in LOG_FORMATS:
+        raise ChainError(f"unknown embedded chain engine {engine!r} (expected one of {', '.join(LOG_FORMATS)})")
+    return engine
+
+
+def _new_engine(engine: str) -> _Engine:
+    if engine == "revm":
+        return RevmEngine(CHAIN_ID, GENESIS_TIMESTAMP, {FUNDER.address.lower(): GENESIS_BALANCE})
+    return _DeterministicBackend()
+
+
+def _replay(evm: _Engine, state_dir: Path, line_number: int, line: str) -> None:
     """Re-mine one logged block and insist it hashes as recorded."""
-    expected_number = evm.chain.header.block_number
+    expected_number = evm.head_number() + 1
     where = f"persisted chain in {state_dir} differs at block {expected_number} (blocks.jsonl line {line_number})"
     try:
         block = json.loads(line)
         if block["number"] != expected_number:
             raise ValueError(f"the line is for block {block['number']}")
-        evm.chain.set_header_timestamp(block["timestamp"])
-        for raw in block["transactions"]:
-            evm.send_raw_transaction(bytes.fromhex(raw))
-        (mined,) = evm.mine_blocks()
+        mined = _mine_logged(evm, block)
     # Anything at all may go wrong replaying an altered log (bad JSON, undecodable or invalid
     # transactions, impossible timestamps); each is the same finding for the user.
     except Exception as exc:
@@ -392,7 +470,16 @@ def _replay(evm: _DeterministicBackend, state_dir: Path, line_number: int, line:
         raise ChainError(f"{where}: replaying it gives another block hash")
 
 
-def _hash_at(evm: _DeterministicBackend, number: Any) -> str | None:
-    if not isinstance(number, int) or not 0 <= number < evm.chain.header.block_number:
+def _mine_logged(evm: _Engine, block: dict[str, Any]) -> bytes:
+    """Mine a block of the log (its timestamp and raw transactions); returns its hash."""
+    evm.set_next_timestamp(block["timestamp"])
+    for raw in block["transactions"]:
+        evm.stage(bytes.fromhex(raw), keep_failed=True)     # included even if it fails, as a node would
+    (mined,) = evm.mine_blocks()
+    return mined
+
+
+def _hash_at(evm: _Engine, number: Any) -> str | None:
+    if not isinstance(number, int) or not 0 <= number <= evm.head_number():
         return None
-    return evm.chain.get_canonical_block_by_number(number).hash.hex()
+    return evm.hash_at(number).hex()

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from fedledger.aggregation import Strategy, make_strategy
 from fedledger.chain import ChainBackend, EmbeddedChain
+from fedledger.chain.embedded import resolve_engine
 from fedledger.config import Config
 from fedledger.errors import ConfigError
 from fedledger.protocol import (
@@ -83,7 +84,13 @@ class StudyResult:
 
 def _connect(cfg: Config, run: RunDir) -> ChainBackend:
     if not cfg.chain.rpc_url:
-        return EmbeddedChain.create(run.chain)
+        engine = resolve_engine(cfg.chain.engine)
+        if engine == "revm" and cfg.study.architecture == "semi":
+            # pyrevm 0.3.7 cannot be given block hashes: the committee would be drawn from hashes
+            # no auditor can read off the chain, and the audit would fail every draw.
+            raise ConfigError("[chain].engine = \"revm\" cannot run architecture \"semi\" (its committee "
+                              "draw reads blockhash, which the revm engine cannot supply): use engine = \"py-evm\"")
+        return EmbeddedChain.create(run.chain, engine)
     return connect_rpc(cfg.chain.rpc_url, cfg.chain.funder_key_env)
 
 

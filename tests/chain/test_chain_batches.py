@@ -152,7 +152,7 @@ def test_a_transaction_that_fails_once_mined_reports_its_reason(hardhat_url):
 def test_blocks_persist_and_replay_as_py_evm_builds_them_one_transaction_at_a_time(tmp_path):
     """Batches, a dropped reverting call, empty blocks and a transaction never waited for all
     survive reopening; py-evm's own per-transaction block building gives the same hashes."""
-    chain = EmbeddedChain.create(tmp_path / "chain")
+    chain = EmbeddedChain.create(tmp_path / "chain", "py-evm")     # py-evm block building is what is checked
     admins, consortia = _admins(chain, 2)
     people = [Account.create().address for _ in range(3)]
     with pytest.raises(TransactionReverted, match="only admin"):
