@@ -100,3 +100,12 @@ def test_aggregation_throughput_benchmark_smoke():
     out = smoke("aggregation_throughput.py")
     assert "FedLedger equals the stacked int64 reference in both orders" in out
     assert re.search(r"\| large values +\| FedLedger +\| \d+\.\d\d +\|", out), out
+
+
+def test_secure_aggregation_benchmark_smoke():
+    out = smoke("secure_aggregation.py")
+    assert "every secure result equals plain FedAvg byte for byte" in out
+    for dropout in ("0%", "10%"):
+        for protocol in ("SecAgg ", "SecAgg+"):
+            assert re.search(rf"\| 10 +\| {dropout} +\| {re.escape(protocol)} +\| k=", out), out
+    assert "wrote section" not in out

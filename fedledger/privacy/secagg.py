@@ -104,8 +104,9 @@ class MaskGraph:
             raise SecAggError(f"a sparse mask graph needs an even degree of at least 2, got {degree}")
         ring = sorted(ids, key=lambda m: hashlib.sha256(
             b"fedledger secagg/1 graph|" + context + b"|" + m.encode()).digest())
-        n, half = len(ring), degree // 2
-        return cls({m: frozenset(ring[(i + d) % n] for d in range(-half, half + 1) if d)
+        half = degree // 2
+        around = ring[-half:] + ring + ring[:half]     # the ring unrolled: ring[i] is around[i + half]
+        return cls({m: frozenset(around[i:i + half] + around[i + half + 1:i + degree + 1])
                     for i, m in enumerate(ring)})
 
     def holders(self, member: str) -> tuple[str, ...]:
@@ -188,21 +189,34 @@ def _zeros(size: int) -> bytes:
     return bytes(size)
 
 
+_COUNTER = modes.CTR(bytes(16))   # every seed keys one stream only, so each may start at block 0
+
+
+def _expand_into(seed: bytes, out: np.ndarray) -> np.ndarray:
+    """`out` (uint64) overwritten with PRG(seed), and returned: AES-256-CTR encrypts zeros straight
+    into the caller's buffer. A party expands hundreds of masks of one length, so it reuses one
+    buffer rather than allocate a stream per mask; the zero plaintext is shared too, and CTR has
+    nothing to finalize."""
+    Cipher(algorithms.AES(seed), _COUNTER).encryptor().update_into(_zeros(out.nbytes), out.view(np.uint8))
+    return out
+
+
 def prg(seed: bytes, length: int) -> np.ndarray:
-    """`length` pseudo-random uint64 values from a 32-byte seed (AES-256 in counter mode).
-
-    The zero plaintext is shared between calls of one length, which with no finalize (CTR has
-    nothing left to flush) saves a quarter of the time: the aggregator makes hundreds of these."""
-    encryptor = Cipher(algorithms.AES(seed), modes.CTR(b"\0" * 16)).encryptor()
-    return np.frombuffer(encryptor.update(_zeros(8 * length)), dtype="<u8")
+    """`length` pseudo-random uint64 values from a 32-byte seed (AES-256 in counter mode, little-endian words)."""
+    return _expand_into(seed, np.empty(length, dtype="<u8"))
 
 
-def add_pair_mask(acc: np.ndarray, private: X25519PrivateKey, me: str, other: PublicKeys, context: bytes) -> None:
-    """Add, in place, the pairwise mask member `me` uses for `other`: +PRG(s) if other's id is
-    larger, else -PRG(s), so the two masks of a pair cancel in the sum."""
-    seed = _derive(private.exchange(X25519PublicKey.from_public_bytes(other.mask_key)),
-                   _pair_context(context, me, other.member), b"mask")
-    (np.add if other.member > me else np.subtract)(acc, prg(seed, acc.size), out=acc)
+def add_pair_mask(acc: np.ndarray, private: X25519PrivateKey, me: str, other: str, other_key: X25519PublicKey,
+                  context: bytes, stream: np.ndarray) -> None:
+    """Add, in place, the pairwise mask member `me` uses for `other` (whose mask key is
+    `other_key`): +PRG(s) if other's id is larger, else -PRG(s), so the two masks of a pair cancel
+    in the sum. `stream`: scratch space of acc's size for the PRG, reused from call to call."""
+    seed = _derive(private.exchange(other_key), _pair_context(context, me, other), b"mask")
+    (np.add if other > me else np.subtract)(acc, _expand_into(seed, stream), out=acc)
+
+
+def _mask_key(keys: PublicKeys) -> X25519PublicKey:
+    return X25519PublicKey.from_public_bytes(keys.mask_key)
 
 
 def _seal(channel: AESGCM, sender: str, payload: bytes) -> bytes:
@@ -290,9 +304,10 @@ class SecAggMember:
         if values.dtype != np.int64 or values.ndim != 1:
             raise SecAggError(f"secure aggregation masks 1-D int64 vectors, got {values.dtype} {values.shape}")
         keep = self._neighbours if peers is None else self._neighbours & set(peers)
-        masked = values.view(np.uint64) + prg(self._self_seed, values.size)
+        stream = prg(self._self_seed, values.size)
+        masked = values.view(np.uint64) + stream
         for other in sorted(keep):
-            add_pair_mask(masked, self._mask, self.member, self._roster[other], self.context)
+            add_pair_mask(masked, self._mask, self.member, other, _mask_key(self._roster[other]), self.context, stream)
         return masked
 
     def reveal(self, senders: Sequence[str], dropped: Sequence[str]) -> dict[str, tuple[str, shamir.Share]]:
@@ -346,12 +361,14 @@ def unmask_sum(masked: Mapping[str, np.ndarray], roster: Sequence[PublicKeys], r
         except ValueError as exc:
             raise SecAggError(f"cannot rebuild the {kind} of {member}: {exc}") from None
 
+    stream = np.empty(length, dtype=np.uint64)
     for member in masked:
-        np.subtract(total, prg(secret(member, "seed"), length), out=total)
+        np.subtract(total, _expand_into(secret(member, "seed"), stream), out=total)
+    survivor_key = cache(lambda m: _mask_key(keys[m]))   # a survivor may neighbour several dropped members
     for member in sorted(set(keys) - set(masked)):     # dropped after sharing: cancel their pair masks
         private = X25519PrivateKey.from_private_bytes(secret(member, "key"))
         for survivor in sorted(graph.neighbours[member] & set(masked)):
             # what the survivor added for the dropped member is the negation of what the dropped
             # member would have added for the survivor
-            add_pair_mask(total, private, member, keys[survivor], context)
+            add_pair_mask(total, private, member, survivor, survivor_key(survivor), context, stream)
     return total.view(np.int64)

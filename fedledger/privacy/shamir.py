@@ -27,9 +27,9 @@ def split(secret: bytes, threshold: int, holders: int) -> list[Share]:
     shares = []
     for x in range(1, holders + 1):
         y = 0
-        for c in reversed(coefficients):     # Horner
-            y = (y * x + c) % P
-        shares.append((x, y))
+        for c in reversed(coefficients):     # Horner, reduced once at the end: x is small, so y
+            y = y * x + c                    # grows by a few bits a step, cheaper than t reductions
+        shares.append((x, y % P))
     return shares
 
 
