@@ -33,6 +33,7 @@ from urllib.parse import urlparse
 from fedledger.aggregation import make_strategy
 from fedledger.audit.checkpoints import FILE_NAME, append_checkpoint, last_checkpointed_round, sign_checkpoint
 from fedledger.chain import Consortium, open_chain
+from fedledger.chain.newheads import NewHeads
 from fedledger.config import read_toml
 from fedledger.deploy.consortium import ConsortiumFile, check_deployable, load_consortium
 from fedledger.deploy.access import Guard, Roster, UpdateAccess
@@ -214,7 +215,9 @@ class NodeRuntime:
         log.info("%s (%s, %s) serving on %s:%d; following %s on chain %d", self.me.name, self.me.role,
                  self.consortium.architecture, *self.server.address, self.consortium.contracts["ledger"],
                  self.backend.chain_id)
-        pacer = Pacer(self.backend.block_number, self.woken, self.node_cfg.poll_seconds)
+        pacer = Pacer(self.woken, self.node_cfg.poll_seconds)
+        heads = NewHeads(self.consortium.chain["rpc_url"], self.woken.set)
+        heads.start()       # while it is not subscribed (a node without subscriptions), the node polls
         try:
             while not stop.is_set():
                 if self.done:               # nothing left to step: serve, and look at stop now and then
@@ -235,6 +238,7 @@ class NodeRuntime:
                     log.exception("unexpected error; retrying")
                     stop.wait(RETRY_AFTER_ERROR_S)
         finally:
+            heads.close()
             self.server.stop()
             self.notices.close()
             self.backend.close()

@@ -1,25 +1,19 @@
-"""A deployed node steps again at once after acting, as soon as the chain has a new block or a
-peer wakes it through its endpoint, and otherwise after poll_seconds; a poster wakes the readers
-of its notice, and only members can wake a node."""
+"""A deployed node steps again at once after acting, as soon as the chain's node pushes a new
+block or a peer wakes it through its endpoint, and otherwise after poll_seconds; a poster wakes
+the readers of its notice, and only members can wake a node."""
 
 import threading
 import time
 
+import pytest
+
+from fedledger.chain import RpcChain
+from fedledger.chain.newheads import NewHeads, websocket_url
 from fedledger.deploy.access import UpdateAccess
+from fedledger.deploy.devchain import free_loopback_port
 from fedledger.deploy.notices import HttpNotices
 from fedledger.deploy.pacing import Pacer
-from fedledger.errors import ChainUnreachable
 from fedledger.protocol.loose import UPDATE
-
-
-class Head:
-    """A chain head that another thread can move."""
-
-    def __init__(self) -> None:
-        self.number = 7
-
-    def __call__(self) -> int:
-        return self.number
 
 
 def _timed_wait(pacer: Pacer, acted: bool, stop: threading.Event | None = None) -> float:
@@ -29,34 +23,60 @@ def _timed_wait(pacer: Pacer, acted: bool, stop: threading.Event | None = None) 
 
 
 def test_after_acting_the_node_steps_at_once_and_otherwise_after_poll_seconds():
-    pacer = Pacer(Head(), threading.Event(), longest=0.3)
+    pacer = Pacer(threading.Event(), longest=0.3)
     assert _timed_wait(pacer, acted=True) < 0.01
     assert 0.29 <= _timed_wait(pacer, acted=False) < 1.0
 
 
-def test_a_new_block_ends_the_wait():
-    head = Head()
-    pacer = Pacer(head, threading.Event(), longest=30.0)
-    threading.Timer(0.3, lambda: setattr(head, "number", head.number + 1)).start()
-    assert 0.25 < _timed_wait(pacer, acted=False) < 1.5
-
-
 def test_a_wake_up_ends_the_wait_once():
     woken = threading.Event()
-    pacer = Pacer(Head(), woken, longest=0.5)
+    pacer = Pacer(woken, longest=0.6)
     threading.Timer(0.2, woken.set).start()
-    assert 0.15 < _timed_wait(pacer, acted=False) < 0.45
-    assert _timed_wait(pacer, acted=False) >= 0.49        # that wake-up was answered: the next wait is whole
+    assert 0.15 < _timed_wait(pacer, acted=False) < 0.5
+    assert _timed_wait(pacer, acted=False) >= 0.59        # that wake-up was answered: the next wait is whole
 
 
-def test_stop_ends_a_wait_and_an_unreadable_head_does_not_raise():
-    def unreachable() -> int:
-        raise ChainUnreachable("the chain at http://127.0.0.1:1 does not answer")
-
-    assert 0.19 < _timed_wait(Pacer(unreachable, threading.Event(), longest=0.2), acted=False) < 0.6
+def test_stop_ends_a_wait():
     stop = threading.Event()
     threading.Timer(0.2, stop.set).start()
-    assert _timed_wait(Pacer(Head(), threading.Event(), longest=30.0), acted=False, stop=stop) < 1.5
+    assert _timed_wait(Pacer(threading.Event(), longest=30.0), acted=False, stop=stop) < 1.5
+
+
+def test_websocket_addresses():
+    assert websocket_url("http://127.0.0.1:8545") == "ws://127.0.0.1:8545"
+    assert websocket_url("https://rpc.example.org/x") == "wss://rpc.example.org/x"
+    with pytest.raises(ValueError, match="not an http"):
+        websocket_url("ftp://example.org")
+
+
+def test_the_chains_node_pushes_each_new_block(hardhat_url):
+    heads = []
+    watcher = NewHeads(hardhat_url, lambda: heads.append(time.monotonic()))
+    watcher.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not heads and time.monotonic() < deadline:   # the first call says it is subscribed
+            time.sleep(0.05)
+        assert heads, "no subscription to the Hardhat node"
+        before = len(heads)
+        mined = time.monotonic()
+        RpcChain(hardhat_url).advance_blocks(3)
+        while len(heads) < before + 3 and time.monotonic() < mined + 10:
+            time.sleep(0.01)
+        assert len(heads) == before + 3
+        assert heads[-1] - mined < 2.0
+    finally:
+        watcher.close()
+
+
+def test_without_subscriptions_the_watcher_stays_quiet_and_closes():
+    heads = []
+    watcher = NewHeads(f"http://127.0.0.1:{free_loopback_port()}", lambda: heads.append(1))   # nobody listens
+    watcher.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    watcher.close()
+    assert time.monotonic() - started < 5 and heads == []
 
 
 def test_members_wake_a_node_and_strangers_cannot(secure_net, tmp_path):
