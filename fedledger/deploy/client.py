@@ -17,6 +17,7 @@ from eth_account.signers.local import LocalAccount
 
 from fedledger.chain import Consortium
 from fedledger.deploy.auth import signed_headers
+from fedledger.deploy.tls import client_context
 
 log = logging.getLogger("fedledger.node")
 
@@ -44,6 +45,7 @@ class MemberClient:
         self.domain = consortium_domain(consortium)
         self._pools: dict[str, tuple[str, urllib3.HTTPSConnectionPool]] = {}   # endpoint -> (pin, pool)
         self._lock = threading.Lock()
+        self._tls = client_context()
 
     def get(self, endpoint: str, path: str, timeout: Timeout) -> urllib3.BaseHTTPResponse:
         """The node's response, unread (stream it, then release it); NodeUnreachable if it cannot be asked."""
@@ -114,7 +116,7 @@ class MemberClient:
             url = urlparse(endpoint)
             # the pin, not a certificate authority or the host name, says this is the member's node
             pool = urllib3.HTTPSConnectionPool(url.hostname, url.port, cert_reqs="CERT_NONE", assert_fingerprint=pin,
-                                               maxsize=4, block=False)
+                                               ssl_context=self._tls, maxsize=4, block=False)
             self._pools[endpoint] = (pin, pool)
             return pool
 
