@@ -25,6 +25,7 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
+from web3.middleware import AttributeDictMiddleware
 from web3.types import TxParams, TxReceipt
 
 from fedledger.chain.artifacts import load_artifact
@@ -105,6 +106,12 @@ class PendingTx:
             self._error = self.backend._reverted_on_chain(self, self._receipt)
             raise self._error
         return self._receipt
+
+
+# Of web3's default middleware only attrdict (receipts as attribute dicts) is of use: transactions
+# are built, priced and signed here, and the validation layer asked the node for its chain id
+# before every call (half of a deployed node's chain reads).
+MIDDLEWARE = [(AttributeDictMiddleware, "attrdict")]
 
 
 class ChainBackend:

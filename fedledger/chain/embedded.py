@@ -42,11 +42,10 @@ from eth_tester.exceptions import TransactionFailed
 from eth_utils import ValidationError, keccak, to_canonical_address
 from hexbytes import HexBytes
 from web3 import EthereumTesterProvider, Web3
-from web3.middleware import AttributeDictMiddleware
 from web3.providers import BaseProvider
 from web3.types import TxParams, TxReceipt
 
-from fedledger.chain.backend import Action, ChainBackend, PendingTx, decode_revert_data, dynamic_fees
+from fedledger.chain.backend import MIDDLEWARE, Action, ChainBackend, PendingTx, decode_revert_data, dynamic_fees
 from fedledger.chain.records import chain_order
 from fedledger.chain.revm_engine import RevmEngine
 from fedledger.errors import ChainError, TransactionReverted
@@ -273,9 +272,7 @@ class EmbeddedChain(ChainBackend):
         self._raw_logs: dict[str, tuple[int, list[Any]]] = {}     # contract -> (last block scanned, its logs)
         self._decoded_logs: dict[tuple[str, str], tuple[int, list[Any]]] = {}   # (contract, topic) -> decoded
         self._log: TextIO | None = None
-        # Of web3's default middleware only attrdict (receipts as attribute dicts) is of use here;
-        # the ENS and chain-id validation layers cost more than a py-evm read.
-        super().__init__(Web3(evm.provider(), middleware=[(AttributeDictMiddleware, "attrdict")]))
+        super().__init__(Web3(evm.provider(), middleware=MIDDLEWARE))
         # eth-tester runs calls without a sender from an unfunded account and charges it gas.
         self.w3.eth.default_account = FUNDER.address
         if state_dir is not None:

@@ -14,7 +14,7 @@ from eth_account import Account
 from web3 import HTTPProvider, Web3
 from web3.types import RPCEndpoint, RPCResponse
 
-from fedledger.chain.backend import ChainBackend
+from fedledger.chain.backend import MIDDLEWARE, ChainBackend
 from fedledger.errors import ChainError, ChainUnreachable
 
 PROBE_TIMEOUT_S = 3.0
@@ -39,7 +39,7 @@ class RpcChain(ChainBackend):
         except (ValueError, TypeError):   # never echo the key itself
             raise ChainError("funder_key is not a private key (64 hex characters, optionally 0x-prefixed)") from None
         probe(url)
-        super().__init__(Web3(_Provider(url, request_kwargs={"timeout": REQUEST_TIMEOUT_S})))
+        super().__init__(Web3(_Provider(url, request_kwargs={"timeout": REQUEST_TIMEOUT_S}), middleware=MIDDLEWARE))
 
     def fund(self, addresses: Sequence[str], wei: int) -> None:
         """Top addresses up to `wei`: from the funder key, else by a dev node's setBalance."""
