@@ -52,6 +52,11 @@ class UpdateAccess:
         self._updates: dict[str, tuple[int, str]] = {}     # digest -> (round, institution)
         self._scanned_through = 0                            # rounds whose commitments are all known
         self._readers: dict[int, set[str]] = {}             # finished rounds' committees (semi)
+        # What was read at which head: a node reads mined blocks (a JSON-RPC node's "latest"), so
+        # the answers change only with a new block, and a digest becomes known to a reader only
+        # through a block (its commitment) or a notice.
+        self._scanned_at: int | None = None
+        self._open_readers: tuple[int, int, set[str]] | None = None    # (head, round, committees)
         self._lock = threading.Lock()
         if isinstance(study, LooseStudy) and tags.exists():
             for line in tags.read_text().splitlines():
@@ -84,8 +89,13 @@ class UpdateAccess:
             return {owner} | self._aggregators(round)
 
     def _scan(self) -> None:
-        """Read the commitments of the rounds not yet known; the open round's are read again."""
+        """Read the commitments of the rounds not yet known; the open round's are read again,
+        unless the chain has no new block since the last scan."""
         study = self.study
+        head = study.block_number()
+        if head == self._scanned_at:
+            return
+        self._scanned_at = head
         open_round = study.round_count() + 1
         for r in range(self._scanned_through + 1, open_round + 1):
             for c in study.commitments(r):
@@ -100,11 +110,16 @@ class UpdateAccess:
             return set(study.roster())
         if round in self._readers:
             return self._readers[round]
+        head = study.block_number()
+        if self._open_readers is not None and self._open_readers[:2] == (head, round):
+            return self._open_readers[2]
         finished = round <= study.round_count()
         attempts = study.final_attempt(round) if finished else study.attempt()
         readers = {a for attempt in range(1, attempts + 1) for a in study.committee(round, attempt)}
         if finished:
             self._readers[round] = readers
+        else:
+            self._open_readers = (head, round, readers)
         return readers
 
 
