@@ -268,10 +268,13 @@ def main() -> None:
         "bit-identical; the last column is the largest parameter difference from Flower's final model.\n\n"
         f"Target (issue 15): FedLedger with the chain on at most {TARGET}x Flower's wall time: {verdict} "
         f"({on_ratio:.2f}x). " + (
-            "The study is small (13 features, 4 x 100 SGD steps a round), so per-round fixed costs dominate: "
-            "FedLedger stores, signs and verifies every update and evaluation and writes its run directory, "
-            "and with the chain on py-evm executes every transaction in pure Python in this process (a "
-            "faster embedded EVM is being built separately)." if verdict == "not met" else ""))
+            "The study is small (13 features, 4 x 100 SGD steps a round: training is most of Flower's time), so "
+            "FedLedger's per-round fixed costs weigh: with the chain off it signs, stores (one fsync per "
+            "artifact) and verifies every update and evaluation, scores each global model twice per hospital "
+            "(the signed evaluation sent with the next update, and the round's metrics) and draws "
+            "metrics.png; with the chain on, py-evm also executes every transaction in pure Python in this "
+            "process (a faster embedded EVM is being built separately; FedLedger itself is not optimized "
+            "here)." if verdict == "not met" else ""))
     write_section("flower-comparison", "FedLedger against Flower (Fed-Heart-Disease, FedAdagrad)", body)
 
 
