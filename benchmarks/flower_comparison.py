@@ -40,6 +40,7 @@ from _report import add_smoke_flag, cpu_description, end_smoke, write_section  #
 
 from fedledger.config import Config, load_config  # noqa: E402
 from fedledger.learning import ClientData, TrainConfig, build_model, evaluate, set_flat_params, train_local  # noqa: E402
+from fedledger.learning.models import BinaryClassifier  # noqa: E402
 from fedledger.protocol.node import ModelSpec, derive_seed  # noqa: E402
 from fedledger.protocol.setup import initial_params, load_clients, model_spec, train_config  # noqa: E402
 from fedledger.report import format_table, summarize_evaluations  # noqa: E402
@@ -58,7 +59,7 @@ try:
     from flwr.server.client_manager import SimpleClientManager
     from flwr.server.client_proxy import ClientProxy
     from flwr.server.strategy import FedAdagrad
-except ImportError:   # the message says how to get it; the test skips on the same condition
+except ImportError:   # requirements-dev.lock brings it; a library-only install (requirements.lock) has none
     sys.exit("benchmarks/flower_comparison.py needs Flower: pip install -r requirements-dev.lock")
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "fed_heart_disease.toml"
@@ -72,7 +73,7 @@ class HeartClient(NumPyClient):
     def __init__(self, data: ClientData, spec: ModelSpec, training: TrainConfig, seed: int) -> None:
         self.data, self.spec, self.training, self.seed = data, spec, training, seed
 
-    def _model(self, flat: np.ndarray) -> Any:
+    def _model(self, flat: np.ndarray) -> BinaryClassifier:
         model = build_model(self.spec.name, self.spec.num_features, hidden=self.spec.hidden, seed=self.seed)
         set_flat_params(model, flat)
         return model
@@ -152,8 +153,10 @@ def run_flower(cfg: Config) -> Run:
     for rnd in range(1, cfg.study.rounds + 1):
         # sampling all clients comes back in random order; a fixed order keeps the float sum repeatable
         instructions = sorted(strategy.configure_fit(rnd, parameters, manager), key=lambda ci: ci[0].cid)
-        results = [(proxy, proxy.fit(ins, timeout=None, group_id=rnd)) for proxy, ins in instructions]
-        failures = [r for r in results if r[1].status.code != Code.OK]
+        replies = [(proxy, proxy.fit(ins, timeout=None, group_id=rnd)) for proxy, ins in instructions]
+        # as Flower's server does: a reply whose status is not OK is a failure, not a result
+        results = [r for r in replies if r[1].status.code == Code.OK]
+        failures = [r for r in replies if r[1].status.code != Code.OK]
         aggregated, _ = strategy.aggregate_fit(rnd, results, failures)
         if aggregated is None:
             raise RuntimeError(f"Flower round {rnd}: aggregate_fit returned no model")
