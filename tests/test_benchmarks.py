@@ -61,6 +61,14 @@ def test_deployment_benchmark_smoke(hardhat_installed):
     assert re.search(r"\| loose +\| 2 +\| 3 +\|.*\| yes +\| pass +\|", out), out
 
 
+def test_flower_comparison_benchmark_smoke():
+    # Flower comes with requirements-dev.lock; 2 rounds of 10 steps through Flower's FedAdagrad and
+    # FedLedger's run_study (chain off and on): the same study, so the same final model up to rounding
+    out = smoke("flower_comparison.py")
+    assert re.search(r"\| Flower FedAdagrad, in-process loop +\| [\d.]+ +\| 1\.0000 +\|", out), out
+    assert re.search(r"\| FedLedger, chain on \(embedded EVM\) +\| [\d.]+ +\| [\d.]+ +\|", out), out
+
+
 def test_flamby_heart_disease_benchmark_smoke():
     assert re.search(r"\| FedYogi +\| 0\.7314 +\| 0\.\d+ +\|", smoke("flamby_heart_disease.py"))
 
