@@ -118,7 +118,7 @@ def main() -> None:
         f"Breast Cancer Wisconsin (examples/breast_cancer.toml, validation_fraction 0.2), {args.rounds} rounds. "
         "In process: `run_study`, every node in one process, on the embedded EVM and against the Hardhat "
         "node. Processes: `run_demo`, one `fedledger node` process per member (plus the coordinator for "
-        f"loose) polling the chain every {POLL_SECONDS} s, on a "
+        f"loose) stepping on each new block the node pushes, on wake-ups and at least every {POLL_SECONDS} s, on a "
         f"Hardhat node that mines a block per transaction and one every {BLOCK_INTERVAL_MS} ms. Seconds per "
         "round: median over rounds 2 and later.",
         table,
