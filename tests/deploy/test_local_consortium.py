@@ -159,7 +159,9 @@ def test_loose_coordinator_killed_and_restarted_loses_no_round(start_consortium)
     local.wait_until(local.all_done, STUDY_TIMEOUT_S, "the end of the study")
     anchored = [record.round for record, _ in ledger.anchored_rounds()]
     assert anchored == [1, 2, 3]                          # none lost, none anchored twice
-    assert "started the study" not in local.log_text("coordinator").split("round 1: anchored")[-1]
+    # started once, by the first run: the kill may land before that run logged its anchor, so
+    # count the starts rather than look after the anchor's line
+    assert local.log_text("coordinator").count("started the study") == 1
     assert_audit_passes(local)
 
 
