@@ -63,18 +63,20 @@ class UpdateAccess:
                 digest, round, owner = line.split()
                 self._updates[digest] = (int(round), owner)
 
-    def tag(self, round: int, doc: Any) -> None:
-        """Note the update a signed update notice names (loose), before its blob is fetched."""
+    def tag(self, round: int, doc: Any) -> str | None:
+        """Note the update a signed update notice names (loose), before its blob is fetched; its
+        digest, or None for a malformed notice."""
         commitment = doc.get("commitment") if isinstance(doc, dict) else None
         digest = commitment.get("update") if isinstance(commitment, dict) else None
         owner = doc.get("institution")
         if not (isinstance(digest, str) and digest.isalnum() and isinstance(owner, str) and owner.isalnum()):
-            return   # malformed: the coordinator refuses it, and nothing fetches its blob
+            return None   # malformed: the coordinator refuses it, and nothing fetches its blob
         with self._lock:
             if digest not in self._updates:
                 self._updates[digest] = (round, owner)
                 with self.tags.open("a") as f:
                     f.write(f"{digest} {round} {owner}\n")
+        return digest
 
     def readers(self, digest: str) -> set[str] | None:
         """Who, besides auditors, may read blob `digest`; None if it is not a raw update."""

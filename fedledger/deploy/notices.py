@@ -40,8 +40,8 @@ class HttpNotices:
         if self.mine(round, kind) is None:
             readers = None
             if kind == UPDATE:
-                self.updates.tag(round, doc)   # before anyone can learn its digest
-                readers = self.updates.readers(doc["commitment"]["update"])
+                digest = self.updates.tag(round, doc)   # before anyone can learn it
+                readers = None if digest is None else self.updates.readers(digest)
             write_entry(self.journal, round, kind, doc)
             self._wake(readers)
 
