@@ -81,14 +81,25 @@ class UpdateAccess:
     def readers(self, digest: str) -> set[str] | None:
         """Who, besides auditors, may read blob `digest`; None if it is not a raw update."""
         with self._lock:
-            found = self._updates.get(digest)
-            if found is None and not isinstance(self.study, LooseStudy):
-                self._scan()
-                found = self._updates.get(digest)
+            found = self._find(digest)
             if found is None:
                 return None
             round, owner = found
             return {owner} | self._aggregators(round)
+
+    def owner(self, digest: str) -> str | None:
+        """The institution whose update blob `digest` is (its node holds it); None if it is no
+        update known here."""
+        with self._lock:
+            found = self._find(digest)
+            return None if found is None else found[1]
+
+    def _find(self, digest: str) -> tuple[int, str] | None:
+        found = self._updates.get(digest)
+        if found is None and not isinstance(self.study, LooseStudy):
+            self._scan()
+            found = self._updates.get(digest)
+        return found
 
     def _scan(self) -> None:
         """Read the commitments of the rounds not yet known; the open round's are read again,
@@ -151,3 +162,8 @@ class Guard:
             if readers is not None and address not in readers:
                 raise Refused(403, "this raw update goes only to its round's aggregators and to auditors")
         return address
+
+    def owner_of(self, digest: str) -> str | None:
+        """UpdateAccess.owner, over the same serialized chain connection."""
+        with self._chain:
+            return self.updates.owner(digest)

@@ -53,7 +53,8 @@ class MemberClient:
         address = self.endpoints.get(endpoint)
         if address is None:
             raise NodeUnreachable("is no member's endpoint")
-        for fresh in (False, True):     # the pin is read again once: the member may have replaced its certificate
+        fresh, dropped = False, False
+        while True:
             pool = self._pool(endpoint, address, fresh)
             headers = {} if self.account is None else signed_headers(self.account, self.domain, address, "GET", path)
             try:
@@ -62,9 +63,13 @@ class MemberClient:
             except urllib3.exceptions.SSLError as exc:
                 if fresh or "fingerprint" not in str(exc).lower():
                     raise NodeUnreachable(f"failed TLS ({_short(exc)})") from None
+                fresh = True        # the pin is read again once: the member may have replaced its certificate
+            except urllib3.exceptions.ProtocolError as exc:
+                if dropped:
+                    raise NodeUnreachable(f"did not answer ({_short(exc)})") from None
+                dropped = True      # the node closed a kept-alive connection as it was reused: once more, on a new one
             except urllib3.exceptions.HTTPError as exc:
                 raise NodeUnreachable(f"did not answer ({_short(exc)})") from None
-        raise NodeUnreachable(WRONG_CERTIFICATE)
 
     def fetch(self, endpoint: str, path: str, max_bytes: int, timeout: Timeout) -> tuple[bytes | None, str]:
         """(body, "") of a 200 answer, or (None, what went wrong), reading at most `max_bytes`."""

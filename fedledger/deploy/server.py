@@ -17,7 +17,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from fedledger.deploy.auth import Refused
 from fedledger.deploy.journal import KIND
@@ -27,7 +27,8 @@ from fedledger.store.peers import BLOB_ROUTE
 
 log = logging.getLogger("fedledger.node")
 
-REQUEST_TIMEOUT_S = 10.0       # an idle or slow connection is closed after this long without a byte
+REQUEST_TIMEOUT_S = 10.0       # a slow request or reply is dropped after this long without a byte
+KEEP_ALIVE_S = 2.0             # a connection kept open for the next request is closed after this long idle
 MAX_CONNECTIONS = 64           # connections served at once; more are closed on arrival
 NOTICE_ROUTE = "/rounds/"        # /rounds/N/KIND: the node's KIND notice of round N (loose: "update"...)
 ROUND_DIGITS = 78                # a round number is a uint256 on chain: at most 78 decimal digits
@@ -59,8 +60,17 @@ class _BoundedServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_connections: int,
                  tls: ssl.SSLContext) -> None:
         self._slots = threading.BoundedSemaphore(max_connections)
+        self.max_connections = max_connections
+        self.open_connections = 0       # read without the lock: only a hint whether to keep one open
+        self.accepted = 0               # connections served so far
+        self._count = threading.Lock()
         self._tls = tls
         super().__init__(address, handler)
+
+    def crowded(self) -> bool:
+        """Whether over half the slots are taken: a connection is then closed after its reply,
+        so that idle kept-alive ones cannot crowd out new peers."""
+        return self.open_connections * 2 > self.max_connections
 
     def get_request(self) -> tuple[Any, Any]:
         sock, address = super().get_request()
@@ -76,17 +86,25 @@ class _BoundedServer(ThreadingHTTPServer):
             log.debug("refused a connection from %s: every slot is taken", client_address[0])
             self.shutdown_request(request)
             return
+        with self._count:
+            self.open_connections += 1
+            self.accepted += 1
         try:
             super().process_request(request, client_address)
         except BaseException:       # the thread never started: give its slot back
-            self._slots.release()
+            self._release()
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            self._release()
+
+    def _release(self) -> None:
+        with self._count:
+            self.open_connections -= 1
+        self._slots.release()
 
 
 class NodeServer:
@@ -112,6 +130,11 @@ class NodeServer:
     @property
     def address(self) -> tuple[str, int]:
         return self._server.server_address[:2]
+
+    @property
+    def connections(self) -> int:
+        """Connections accepted so far (a kept-alive one counts once, however many requests it carries)."""
+        return self._server.accepted
 
     def start(self) -> None:
         self._thread.start()
@@ -160,6 +183,13 @@ class NodeServer:
 
 def _handler_for(server: NodeServer, request_timeout: float) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        # HTTP/1.1 keeps a connection open for the peer's next request (a node asks the same
+        # peer many times a round; each new connection costs a TLS handshake), but only
+        # KEEP_ALIVE_S idle, and not when the server is crowded
+        protocol_version = "HTTP/1.1"
+        # a reply goes out as two writes (headers, body): with Nagle's algorithm the body would wait
+        # for the client's delayed ACK of the headers, 40 ms, on a kept-alive connection
+        disable_nagle_algorithm = True
         # StreamRequestHandler puts this on the socket: a silent client's read times out and
         # the connection is closed, freeing its thread
         timeout = request_timeout
@@ -169,15 +199,29 @@ def _handler_for(server: NodeServer, request_timeout: float) -> type[BaseHTTPReq
             self.request.do_handshake()    # an SSLError here (plain HTTP, say) drops the connection
             super().setup()
 
+        def handle(self) -> None:
+            self.handle_one_request()
+            while not self.close_connection:
+                self.request.settimeout(min(KEEP_ALIVE_S, request_timeout))     # idle until the next request
+                self.handle_one_request()
+
+        def parse_request(self) -> bool:     # a request line came: its headers and reply get the full timeout
+            self.request.settimeout(request_timeout)
+            return super().parse_request()
+
         def do_GET(self) -> None:   # noqa: N802 (the name http.server calls)
             try:
                 status, content_type, body = server.answer(self.path, self.headers, self.client_address[0])
             except Exception:   # a bug must not kill the endpoint: log it, answer 500
                 log.exception("error answering GET %s", self.path)
                 status, content_type, body = json_reply({"error": "internal error"}, 500)
+            if cast(_BoundedServer, self.server).crowded():
+                self.close_connection = True
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(body)
 

@@ -70,6 +70,10 @@ class InstitutionNode:
         # derived from the study seed, so that it repeats (its noise hides nothing from a reader
         # of its config, which is fine for measuring).
         self._noise_seed = secrets.randbits(63) if noise_seed is None else noise_seed
+        # the last signed evaluation made: (model, chain id, ledger) -> its digest. A round's
+        # metrics and the next round's update both carry this institution's evaluation of the
+        # same model, and signing is deterministic, so the second is the same document.
+        self._last_evaluation: tuple[tuple[str, int, str], str] | None = None
 
     @property
     def address(self) -> str:
@@ -134,8 +138,14 @@ class InstitutionNode:
     def signed_evaluation(self, model_digest: str, chain_id: int, ledger: str) -> str:
         """Evaluate a global model on this institution's own test set and store the evaluation,
         signed and bound to the study at `ledger` on chain `chain_id`; its digest."""
-        return self.store.put_json(sign_evaluation(self.account, chain_id, ledger, model_digest,
-                                                   self.evaluate(model_digest)))
+        key = (model_digest, chain_id, ledger)
+        if self._last_evaluation is not None and self._last_evaluation[0] == key and self.store.has(
+                self._last_evaluation[1]):
+            return self._last_evaluation[1]
+        digest = self.store.put_json(sign_evaluation(self.account, chain_id, ledger, model_digest,
+                                                     self.evaluate(model_digest)))
+        self._last_evaluation = (key, digest)
+        return digest
 
     def score(self, update_digest: str) -> int:
         """Validation accuracy of an update, in parts per million (what the full

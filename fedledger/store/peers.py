@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -34,14 +34,18 @@ class PeerClient(Protocol):
 
 class PeerStore(ArtifactStore):
     """An ArtifactStore at `root` that falls back to `peers` (base URLs such as
-    https://10.0.0.2:8701), asked through `client`, for blobs it does not hold intact."""
+    https://10.0.0.2:8701), asked through `client`, for blobs it does not hold intact. `holder`,
+    when set, names the peer likely to hold a digest (an update's author, say): it is asked first,
+    so that a fetch does not go round every peer that answers "not found"."""
 
-    def __init__(self, root: str | Path, peers: Sequence[str] = (), client: PeerClient | None = None) -> None:
+    def __init__(self, root: str | Path, peers: Sequence[str] = (), client: PeerClient | None = None,
+                 holder: Callable[[str], str | None] | None = None) -> None:
         super().__init__(root)
         if peers and client is None:
             raise ValueError("a PeerStore with peers needs a client to ask them")
         self.peers = list(peers)
         self.client = client
+        self.holder = holder
         self.fetched = 0          # blobs fetched from peers (for logs and benchmarks)
         self.fetched_bytes = 0
         self.fetch_seconds = 0.0  # time spent fetching, successful or not
@@ -70,7 +74,8 @@ class PeerStore(ArtifactStore):
 
     def _fetch(self, digest: str, max_bytes: int) -> bytes:
         answers = []
-        for peer in self.peers:
+        first = self.holder(digest) if self.holder is not None else None
+        for peer in sorted(self.peers, key=lambda p: p != first):     # stable: the others in their order
             data, problem = self.client.fetch(peer, BLOB_ROUTE + check_digest(digest), max_bytes, FETCH_TIMEOUT_S)
             if data is not None:
                 actual = sha256_hex(data)

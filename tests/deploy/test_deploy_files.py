@@ -110,7 +110,7 @@ def test_no_password_is_a_config_error(tmp_path, monkeypatch):
 
 # --- rosters ---
 
-ADDRESSES = [Account.create().address for _ in range(4)]
+ADDRESSES = [Account.from_key(i.to_bytes(32, "big")).address for i in range(1, 5)]   # fixed: test ids name them
 
 
 def _roster(tmp_path, *members, extra=""):

@@ -108,6 +108,8 @@ def test_a_raw_update_goes_to_the_aggregator_and_auditors_only(node):
         assert get(net, entitled, url, f"/blobs/{update}") == (200, b"alice's raw update: derived from her patients")
     assert get(net, bob, url, f"/blobs/{model}") == (200, b"a global model")     # models: any member
     assert get(net, bob, url, "/status")[0] == 200                              # status: any member
+    # whose update it is: its fetchers ask that member's node first
+    assert net.updates[url].owner(update) == alice.address and net.updates[url].owner(model) is None
 
 
 def test_plain_http_is_not_served(node):
@@ -164,3 +166,39 @@ def test_the_tls_key_is_kept_private(tmp_path):
     certificate = node_certificate(tmp_path / "state", "alice")
     assert certificate.key.stat().st_mode & 0o777 == 0o600
     assert node_certificate(tmp_path / "state", "alice") == certificate     # made once, then reused
+
+
+def test_a_peer_is_served_on_one_kept_alive_connection_until_it_idles(node):
+    """Keep-alive spares a TLS handshake per request; idle connections do not hold slots."""
+    from fedledger.deploy.server import KEEP_ALIVE_S
+
+    net, alice, url, _, model = node
+    bob = net.member()
+    pool = pinned_pool(net, url)
+    domain = consortium_domain(net.consortium)
+
+    def ask():
+        headers = signed_headers(bob, domain, alice.address, "GET", f"/blobs/{model}")
+        return pool.request("GET", f"/blobs/{model}", headers=headers)
+
+    for _ in range(3):
+        response = ask()
+        assert response.status == 200 and response.data == b"a global model"
+        assert response.headers.get("Connection") != "close"
+    server = net.servers[0]
+    assert server.connections == 1
+    time.sleep(KEEP_ALIVE_S + 1.0)       # the node closes it; the next request opens another
+    assert ask().status == 200 and server.connections == 2
+
+
+def test_a_crowded_node_closes_each_connection_after_its_reply(secure_net, tmp_path):
+    alice, bob = secure_net.member(), secure_net.member()
+    store = ArtifactStore(tmp_path / "alice-store")
+    model = store.put(b"a global model")
+    url = secure_net.serve(alice, store, max_connections=1)    # one connection is already over half
+    pool = pinned_pool(secure_net, url)
+    for expected in (1, 2):
+        headers = signed_headers(bob, consortium_domain(secure_net.consortium), alice.address, "GET", f"/blobs/{model}")
+        response = pool.request("GET", f"/blobs/{model}", headers=headers)
+        assert response.status == 200 and response.headers["Connection"] == "close"
+        assert secure_net.servers[0].connections == expected

@@ -132,6 +132,22 @@ def test_missing_blob_is_fetched_from_a_peer_and_kept_locally(tmp_path, serve, p
     assert ArtifactStore(tmp_path / "local").get(digest) == b"the global model"
 
 
+def test_the_peer_named_as_holder_is_asked_first_and_the_others_not_at_all(tmp_path, serve, peers, secure_net):
+    empty = [serve(ArtifactStore(tmp_path / f"empty{i}")) for i in range(3)]
+    remote = ArtifactStore(tmp_path / "remote")
+    digest = remote.put(b"an update its author keeps")
+    author = serve(remote)
+    store = peers(tmp_path / "local", [*empty, author])
+    store.holder = {digest: author}.get
+    assert store.get(digest) == b"an update its author keeps"
+    assert [server.connections for server in secure_net.servers] == [0, 0, 0, 1]
+    # a holder that has it not: the others are asked too (the author over its kept-alive connection)
+    other = remote.put(b"a model everyone may hold")
+    store.holder = lambda _: empty[1]
+    assert store.get(other) == b"a model everyone may hold"
+    assert [server.connections for server in secure_net.servers] == [1, 1, 1, 1]
+
+
 def test_peer_serving_wrong_bytes_is_rejected_and_the_next_peer_used(tmp_path, serve, liar, caplog, peers):
     remote = ArtifactStore(tmp_path / "remote")
     digest = remote.put(b"honest bytes")
