@@ -36,7 +36,8 @@ def test_chain_throughput_benchmark_smoke():
 def test_architectures_benchmark_smoke():
     out = smoke("architectures.py")
     assert re.search(r"\| audit of the honest run +\| ok \(\d+ s\) +\| ok \(\d+ s\) +\| ok \(\d+ s\) +\|", out), out
-    assert re.search(r"\| loose +\| [\d.]+ +\| [\d.]+ +\| [\d.]+ +\| 1\.0500 +\| (met|missed) +\|", out), out
+    for engine in ("py-evm", "revm"):
+        assert re.search(rf"\| loose +\| {engine} +\| [\d.]+ +\| [\d.]+ +\| [\d.]+ +\| 1\.0500 +\| (met|missed) +\|", out), out
     assert re.search(r"\| full +\| \d+ +\| \d+ +\| \d+ +\|", out), out     # the chain costs per round
 
 
@@ -66,7 +67,8 @@ def test_flower_comparison_benchmark_smoke():
     # FedLedger's run_study (chain off and on): the same study, so the same final model up to rounding
     out = smoke("flower_comparison.py")
     assert re.search(r"\| Flower FedAdagrad, in-process loop +\| [\d.]+ +\| 1\.0000 +\|", out), out
-    assert re.search(r"\| FedLedger, chain on \(embedded EVM\) +\| [\d.]+ +\| [\d.]+ +\|", out), out
+    for engine in ("py-evm", "revm"):
+        assert re.search(rf"\| FedLedger, chain on \(embedded EVM, {engine}\) +\| [\d.]+ +\| [\d.]+ +\|", out), out
 
 
 def test_flamby_heart_disease_benchmark_smoke():

@@ -39,9 +39,10 @@ from eth_account.signers.local import LocalAccount
 from eth_tester import EthereumTester, PyEVMBackend
 from eth_tester.backends.pyevm.serializers import serialize_transaction_receipt
 from eth_tester.exceptions import TransactionFailed
-from eth_utils import ValidationError, keccak, to_canonical_address
+from eth_utils import ValidationError, keccak, to_canonical_address, to_checksum_address
 from hexbytes import HexBytes
 from web3 import EthereumTesterProvider, Web3
+from web3.datastructures import AttributeDict
 from web3.providers import BaseProvider
 from web3.types import TxParams, TxReceipt
 
@@ -96,6 +97,10 @@ class _Engine(Protocol):
     def hash_at(self, number: int) -> bytes: ...
 
     def set_next_timestamp(self, timestamp: int) -> None: ...
+
+    def logs(self, address: str, first: int, last: int) -> list[Any] | None:
+        """Contract `address`'s logs in blocks `first`..`last`, as web3's get_logs gives them;
+        None if the engine keeps no index of them (they are then asked of its provider)."""
 
 
 class _BlockBuilder:
@@ -154,6 +159,9 @@ class _DeterministicBackend(PyEVMBackend):
         self._builder: _BlockBuilder | None = None
         self._last_block: dict[bytes, tuple[BlockAPI, list[ReceiptAPI], int]] = {}   # tx hash -> where
         self._read_block: tuple[BlockAPI, list[ReceiptAPI]] | None = None       # the last block looked up by index
+        # every log mined, by contract address, as web3's get_logs gives it: eth-tester's get_logs
+        # decodes every block in range and serializes every receipt in it, recovering each sender
+        self._logs: dict[str, list[AttributeDict]] = {}
         super().__init__(
             genesis_parameters=PyEVMBackend.generate_genesis_params({"timestamp": GENESIS_TIMESTAMP}),
             genesis_state={to_canonical_address(FUNDER.address): {
@@ -250,9 +258,28 @@ class _DeterministicBackend(PyEVMBackend):
                                "hash": block.hash.hex()})
             if block.transactions and len(receipts) == len(block.transactions):
                 self._last_block = {tx.hash: (block, receipts, i) for i, tx in enumerate(block.transactions)}
+            elif block.transactions:    # not built here (no such path today): its receipts from the database
+                receipts = list(block.get_receipts(self.chain.chaindb))
+            self._index_logs(block, receipts)
             self._pending_raw, receipts = [], []
             hashes.append(block.hash)
         return tuple(hashes)
+
+
+    def _index_logs(self, block: BlockAPI, receipts: list[ReceiptAPI]) -> None:
+        for tx_index, (transaction, receipt) in enumerate(zip(block.transactions, receipts)):
+            for log_index, log in enumerate(receipt.logs):     # numbered within its transaction, as eth-tester does
+                address = to_checksum_address(log.address)
+                self._logs.setdefault(address, []).append(AttributeDict({
+                    "type": "mined", "logIndex": log_index, "transactionIndex": tx_index,
+                    "transactionHash": HexBytes(transaction.hash), "blockHash": HexBytes(block.hash),
+                    "blockNumber": block.number, "address": address, "data": HexBytes(log.data),
+                    "topics": [HexBytes(topic.to_bytes(32, "big")) for topic in log.topics]}))
+
+    def logs(self, address: str, first: int, last: int) -> list[Any] | None:
+        # every block of this EVM was mined by this process (a persisted chain is replayed), so
+        # the index holds every log
+        return [log for log in self._logs.get(to_checksum_address(address), ()) if first <= log["blockNumber"] <= last]
 
 
 class EmbeddedChain(ChainBackend):
@@ -343,8 +370,10 @@ class EmbeddedChain(ChainBackend):
         address, topic, head = event.address, event.topic, self.block_number()
         scanned, raw = self._raw_logs.get(address, (-1, []))
         if scanned < head:
-            raw = raw + sorted(self.w3.eth.get_logs({"address": address, "fromBlock": scanned + 1, "toBlock": head}),
-                               key=chain_order)
+            found = self._evm.logs(address, scanned + 1, head)
+            if found is None:
+                found = self.w3.eth.get_logs({"address": address, "fromBlock": scanned + 1, "toBlock": head})
+            raw = raw + sorted(found, key=chain_order)
             self._raw_logs[address] = (head, raw)
         seen, decoded = self._decoded_logs.get((address, topic), (0, []))
         if seen < len(raw):

@@ -274,6 +274,10 @@ class RevmEngine:
     def hash_at(self, number: int) -> bytes:
         return self.blocks[number].hash
 
+    def logs(self, address: str, first: int, last: int) -> None:
+        """None: this engine's own provider answers eth_getLogs from the blocks it keeps."""
+        return None
+
     def set_next_timestamp(self, timestamp: int) -> None:
         """The timestamp of the next block (a replay gives the recorded one)."""
         if self.pending is not None:

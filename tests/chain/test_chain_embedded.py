@@ -51,6 +51,23 @@ def test_reopened_chain_has_the_same_blocks_and_records(persisted):
     assert (state / "blocks.jsonl").stat().st_size > 0
 
 
+def test_logs_come_from_the_chains_own_index_exactly_as_eth_tester_gives_them(persisted):
+    """The audit reads every event through `logs`; eth-tester's get_logs re-reads whole blocks."""
+    state, facts = persisted
+    chain = open_chain(facts["description"], state)
+    head = chain.block_number()
+    everything = chain.w3.eth.get_logs({"fromBlock": 0, "toBlock": head})
+    addresses = {log["address"] for log in everything}
+    assert len(addresses) >= 2 and len(everything) > 10
+    for address in addresses:
+        for first, last in ((0, head), (3, head - 2), (head, head)):
+            assert chain._evm.logs(address, first, last) == chain.w3.eth.get_logs(
+                {"address": address, "fromBlock": first, "toBlock": last})
+    events = LooseStudy(chain, facts["ledger"]).anchored_rounds()
+    assert events == facts["rounds"]
+    chain.close()
+
+
 def test_reopened_in_another_process(persisted):
     state, facts = persisted
     script = (
