@@ -234,6 +234,10 @@ class ChainBackend:
         except self.revert_errors as exc:
             raise TransactionReverted(f"{self._label(fn)} reverted: {revert_reason(exc)}") from None
 
+    def contract_logs(self, address: str) -> list[Any]:
+        """Every log the contract at `address` emitted, undecoded, in chain order."""
+        return sorted(self.w3.eth.get_logs({"address": address, "fromBlock": 0, "toBlock": "latest"}), key=chain_order)
+
     def logs(self, event: Any, filters: dict[str, Any] | None, from_block: int) -> list[Any]:
         """The logs of contract event `event` (web3's `contract.events.Name`) matching
         `filters`, from block `from_block` to the latest, in chain order."""

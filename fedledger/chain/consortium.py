@@ -95,9 +95,8 @@ class Consortium:
         events = self.contract.events
         by_topic = {bytes.fromhex(getattr(events, name).topic[2:]): getattr(events, name)
                     for name in MEMBERSHIP_EVENTS}
-        logs = self.backend.w3.eth.get_logs({"address": self.address, "fromBlock": 0, "toBlock": "latest"})
         result = []
-        for log in sorted(logs, key=chain_order):
+        for log in self.backend.contract_logs(self.address):
             event = by_topic.get(bytes(log["topics"][0])) if log["topics"] else None
             if event is None:
                 continue

@@ -44,9 +44,8 @@ class StudyContract:
             if item["type"] == "event":
                 event = getattr(self.contract.events, item["name"])
                 by_topic[bytes.fromhex(event.topic[2:])] = event
-        logs = self.backend.w3.eth.get_logs({"address": self.address, "fromBlock": 0, "toBlock": "latest"})
         result = []
-        for log in sorted(logs, key=chain_order):
+        for log in self.backend.contract_logs(self.address):
             event = by_topic.get(bytes(log["topics"][0])) if log["topics"] else None
             if event is not None:
                 decoded = event.process_log(log)

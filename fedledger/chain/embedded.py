@@ -363,11 +363,10 @@ class EmbeddedChain(ChainBackend):
             self._reads[key] = compute()
         return self._reads[key]
 
-    def logs(self, event: Any, filters: dict[str, Any] | None, from_block: int) -> list[Any]:
-        # eth-tester scans every block of a query's range, receipt by receipt. This chain only
-        # grows (no reorganisations), so each contract's logs are read once, from the blocks
-        # mined since the last query, and each event's are decoded once.
-        address, topic, head = event.address, event.topic, self.block_number()
+    def contract_logs(self, address: str) -> list[Any]:
+        # This chain only grows (no reorganisations), so each contract's logs are read once,
+        # from the blocks mined since the last query: from the engine's index where it keeps one.
+        head = self.block_number()
         scanned, raw = self._raw_logs.get(address, (-1, []))
         if scanned < head:
             found = self._evm.logs(address, scanned + 1, head)
@@ -375,6 +374,12 @@ class EmbeddedChain(ChainBackend):
                 found = self.w3.eth.get_logs({"address": address, "fromBlock": scanned + 1, "toBlock": head})
             raw = raw + sorted(found, key=chain_order)
             self._raw_logs[address] = (head, raw)
+        return raw
+
+    def logs(self, event: Any, filters: dict[str, Any] | None, from_block: int) -> list[Any]:
+        # each event's logs are decoded once
+        address, topic = event.address, event.topic
+        raw = self.contract_logs(address)
         seen, decoded = self._decoded_logs.get((address, topic), (0, []))
         if seen < len(raw):
             decoded = decoded + [event.process_log(log) for log in raw[seen:]
