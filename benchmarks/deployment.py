@@ -130,6 +130,13 @@ def main() -> None:
         "(sleeping between polls while others work). For loose, the coordinator's own work (collecting, "
         "screening, aggregating, anchoring) is part of the institutions' waiting.",
         splits,
+        "Target (issue 15): processes at most 1.5x the same study in process on Hardhat: "
+        + "; ".join(f"{row[0]} at {row[1]}: {row[7]:.2f}x, {'met' if row[7] <= 1.5 else 'not met'}" for row in rows)
+        + ". Nodes keep peers' connections alive (HTTP/1.1) and fetch an update from its author first. What "
+        "is left is mostly chain reads: each step of a node reads contract state (membership, round, "
+        "commitments, committees) over JSON-RPC, a round trip to Hardhat each, and a peer's access check "
+        "reads it too. What would meet the target: a node pinning its reads to the head that newHeads "
+        "pushed and answering repeated reads at that head from memory, as the embedded chain does.",
     ])
     write_section("deployment", "Deployed consortium: one process per member over Hardhat", body)
 
