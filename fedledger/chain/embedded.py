@@ -265,7 +265,6 @@ class _DeterministicBackend(PyEVMBackend):
             hashes.append(block.hash)
         return tuple(hashes)
 
-
     def _index_logs(self, block: BlockAPI, receipts: list[ReceiptAPI]) -> None:
         for tx_index, (transaction, receipt) in enumerate(zip(block.transactions, receipts)):
             for log_index, log in enumerate(receipt.logs):     # numbered within its transaction, as eth-tester does

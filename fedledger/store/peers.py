@@ -72,9 +72,18 @@ class PeerStore(ArtifactStore):
         finally:
             self.fetch_seconds += time.perf_counter() - started
 
+    def _holder(self, digest: str) -> str | None:
+        if self.holder is None:
+            return None
+        try:
+            return self.holder(digest)
+        except Exception as exc:     # only a hint (it may read the chain): every peer is asked anyway
+            log.debug("no holder hint for %s: %s", digest, exc)
+            return None
+
     def _fetch(self, digest: str, max_bytes: int) -> bytes:
         answers = []
-        first = self.holder(digest) if self.holder is not None else None
+        first = self._holder(digest)
         for peer in sorted(self.peers, key=lambda p: p != first):     # stable: the others in their order
             data, problem = self.client.fetch(peer, BLOB_ROUTE + check_digest(digest), max_bytes, FETCH_TIMEOUT_S)
             if data is not None:

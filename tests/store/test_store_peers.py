@@ -146,6 +146,9 @@ def test_the_peer_named_as_holder_is_asked_first_and_the_others_not_at_all(tmp_p
     store.holder = lambda _: empty[1]
     assert store.get(other) == b"a model everyone may hold"
     assert [server.connections for server in secure_net.servers] == [1, 1, 1, 1]
+    # a hint that fails (its chain unreachable, say) fails no fetch
+    store.holder = lambda _: (_ for _ in ()).throw(ConnectionError("chain down"))
+    assert store.get(remote.put(b"a third blob")) == b"a third blob"
 
 
 def test_peer_serving_wrong_bytes_is_rejected_and_the_next_peer_used(tmp_path, serve, liar, caplog, peers):
