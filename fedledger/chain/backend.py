@@ -246,15 +246,8 @@ class ChainBackend:
 
     def read(self, key: Hashable, compute: Callable[[], Any]) -> Any:
         """`compute()`, a read of the latest block's state named by `key`. A chain that knows
-        when its head moves (the embedded one, a JSON-RPC one inside `steady_reads`) answers a
-        read repeated at the same head from memory."""
+        when its head moves (the embedded one) answers a read repeated at the same head from memory."""
         return compute()
-
-    @contextmanager
-    def steady_reads(self) -> Iterator[None]:
-        """Within it, reads may be answered from memory while the head stays where it was (one
-        step of a deployed node); outside, every read goes to the chain. A no-op here."""
-        yield
 
     def block_number(self) -> int:
         """The number of the latest mined block."""

@@ -6,19 +6,15 @@ from their balance-setting methods.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import requests
 from eth_account import Account
-from eth_account.datastructures import SignedTransaction
-from eth_account.signers.local import LocalAccount
-from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
-from web3.types import RPCEndpoint, RPCResponse, TxReceipt
+from web3.types import RPCEndpoint, RPCResponse
 
-from fedledger.chain.backend import MIDDLEWARE, ChainBackend, PendingTx
+from fedledger.chain.backend import MIDDLEWARE, ChainBackend
 from fedledger.errors import ChainError, ChainUnreachable
 
 PROBE_TIMEOUT_S = 3.0
@@ -44,51 +40,6 @@ class RpcChain(ChainBackend):
             raise ChainError("funder_key is not a private key (64 hex characters, optionally 0x-prefixed)") from None
         probe(url)
         super().__init__(Web3(_Provider(url, request_kwargs={"timeout": REQUEST_TIMEOUT_S}), middleware=MIDDLEWARE))
-        # Inside steady_reads (a node's step): the head, read once, and the reads made at it. A
-        # new block, or a transaction of this backend's, makes the next read ask for the head again.
-        self._steady = 0
-        self._head: int | None = None
-        self._reads: dict[Hashable, Any] = {}
-        self._reads_at: int | None = None
-
-    @contextmanager
-    def steady_reads(self) -> Iterator[None]:
-        # a step of a deployed node reads the same contract state many times (membership,
-        # round, commitments) and, woken by a peer rather than a block, often at an unchanged
-        # head: those reads are one JSON-RPC round trip each without this
-        self._steady += 1
-        self._head = None
-        try:
-            yield
-        finally:
-            self._steady -= 1
-
-    def block_number(self) -> int:
-        if not self._steady:
-            return super().block_number()
-        if self._head is None:
-            self._head = super().block_number()
-        return self._head
-
-    def read(self, key: Hashable, compute: Callable[[], Any]) -> Any:
-        if not self._steady:
-            return compute()
-        head = self.block_number()
-        if self._reads_at != head:
-            self._reads, self._reads_at = {}, head
-        if key not in self._reads:
-            self._reads[key] = compute()
-        return self._reads[key]
-
-    def _send_raw(self, account: LocalAccount, signed: SignedTransaction, label: str) -> HexBytes:
-        self._head = None       # the state is about to change: the next read asks for the head again
-        return super()._send_raw(account, signed, label)
-
-    def _receipt(self, pending: PendingTx) -> TxReceipt:
-        try:
-            return super()._receipt(pending)
-        finally:
-            self._head = None   # mined: a new head, so the reads made before are not reused
 
     def fund(self, addresses: Sequence[str], wei: int) -> None:
         """Top addresses up to `wei`: from the funder key, else by a dev node's setBalance."""

@@ -202,7 +202,7 @@ class NodeRuntime:
         store, timings = self.ctx.store, self.ctx.timings
         fetching = store.fetch_seconds
         try:
-            with timings.measure("step"), self.backend.steady_reads():   # all of a step: work, transfers, chain
+            with timings.measure("step"):   # all of a step: work, transfers, chain
                 step = combine([role.step() for role in self.roles])
         finally:
             timings.add("fetch", store.fetch_seconds - fetching)

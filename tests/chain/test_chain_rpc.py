@@ -118,26 +118,3 @@ def test_a_malformed_funder_key_is_refused_without_echoing_it():
     with pytest.raises(ChainError) as caught:
         RpcChain(f"http://127.0.0.1:{_closed_port()}", funder_key="0xnot-a-key-at-all")
     assert "not-a-key" not in str(caught.value)
-
-
-def test_steady_reads_answer_a_repeated_read_from_memory_until_the_head_moves(hardhat_url):
-    backend, other = RpcChain(hardhat_url), RpcChain(hardhat_url)
-    study = set_up_study(backend)
-    asked = []     # the view calls that reach the node
-    evaluate = backend._evaluate
-    backend._evaluate = lambda fn: asked.append(fn.fn_name) or evaluate(fn)
-    ledger = study.ledger
-    with backend.steady_reads():
-        assert ledger.round_count() == 0 and ledger.round_count() == 0
-        assert asked == ["round_count"]
-        # this backend's own transaction: the read after it sees it
-        ledger.anchor_round(study.coordinator, study.record(1, digest("model 0")))
-        assert ledger.round_count() == 1
-    calls = len(asked)
-    with backend.steady_reads():      # a later step at the same head: still from memory
-        assert ledger.round_count() == 1 and len(asked) == calls
-    # another member's transaction makes a new block: the next step reads again
-    LooseStudy(other, ledger.address).anchor_round(study.coordinator, study.record(2, digest("model 1")))
-    with backend.steady_reads():
-        assert ledger.round_count() == 2
-    assert ledger.round_count() == 2 and len(asked) == calls + 2   # outside: always asked
