@@ -88,11 +88,10 @@ class UpdateAccess:
             return {owner} | self._aggregators(round)
 
     def owner(self, digest: str) -> str | None:
-        """The institution whose update blob `digest` is (its node holds it), if this node has
-        learnt it already (from a notice, or a scan of commitments for a peer's request); None
-        otherwise. Reads no chain: a fetch asks this first, for every blob it lacks."""
+        """The institution whose update blob `digest` is (its node holds it); None if it is no
+        update known here."""
         with self._lock:
-            found = self._updates.get(digest)
+            found = self._find(digest)
             return None if found is None else found[1]
 
     def _find(self, digest: str) -> tuple[int, str] | None:
@@ -163,3 +162,8 @@ class Guard:
             if readers is not None and address not in readers:
                 raise Refused(403, "this raw update goes only to its round's aggregators and to auditors")
         return address
+
+    def owner_of(self, digest: str) -> str | None:
+        """UpdateAccess.owner, over the same serialized chain connection."""
+        with self._chain:
+            return self.updates.owner(digest)

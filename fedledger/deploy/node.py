@@ -138,7 +138,7 @@ class NodeRuntime:
         guard = Guard(RequestVerifier(consortium_domain(members), me.address),
                       Roster(Consortium(self.gate_backend, members.address)), updates)
         by_address = {address.lower(): url for address, url in endpoints.items()}
-        store.holder = lambda digest: by_address.get((updates.owner(digest) or "").lower())   # an update: its author
+        store.holder = lambda digest: by_address.get((guard.owner_of(digest) or "").lower())   # an update: its author
         self.notices = HttpNotices(node_cfg.state_dir / "journal", endpoints, client, updates, me.address)
         self.ctx = MemberContext(cfg, account, study, store, make_strategy(cfg.aggregation.strategy,
                                                                             **cfg.aggregation.params),
