@@ -59,9 +59,8 @@ class _BoundedServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_connections: int,
                  tls: ssl.SSLContext) -> None:
-        self._slots = threading.BoundedSemaphore(max_connections)
         self.max_connections = max_connections
-        self.open_connections = 0       # read without the lock: only a hint whether to keep one open
+        self.open_connections = 0       # the slots taken; changed under the lock, read without it by crowded()
         self.accepted = 0               # connections served so far
         self._count = threading.Lock()
         self._tls = tls
@@ -82,13 +81,15 @@ class _BoundedServer(ThreadingHTTPServer):
         log.debug("connection from %s dropped: %s", client_address[0], sys.exc_info()[1])
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
+        with self._count:
+            full = self.open_connections >= self.max_connections
+            if not full:
+                self.open_connections += 1
+                self.accepted += 1
+        if full:
             log.debug("refused a connection from %s: every slot is taken", client_address[0])
             self.shutdown_request(request)
             return
-        with self._count:
-            self.open_connections += 1
-            self.accepted += 1
         try:
             super().process_request(request, client_address)
         except BaseException:       # the thread never started: give its slot back
@@ -104,7 +105,6 @@ class _BoundedServer(ThreadingHTTPServer):
     def _release(self) -> None:
         with self._count:
             self.open_connections -= 1
-        self._slots.release()
 
 
 class NodeServer:
