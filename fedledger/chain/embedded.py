@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import json
 import os
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Hashable, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -277,8 +279,10 @@ class _DeterministicBackend(PyEVMBackend):
 
     def logs(self, address: str, first: int, last: int) -> list[Any] | None:
         # every block of this EVM was mined by this process (a persisted chain is replayed), so
-        # the index holds every log
-        return [log for log in self._logs.get(to_checksum_address(address), ()) if first <= log["blockNumber"] <= last]
+        # the index holds every log, in block order: a query for the newest blocks skips the rest
+        logs = self._logs.get(to_checksum_address(address), [])
+        number = itemgetter("blockNumber")
+        return logs[bisect_left(logs, first, key=number):bisect_right(logs, last, key=number)]
 
 
 class EmbeddedChain(ChainBackend):
