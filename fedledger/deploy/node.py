@@ -160,7 +160,8 @@ class NodeRuntime:
         self.checkpoints = node_cfg.state_dir / FILE_NAME
         self.checkpointed = last_checkpointed_round(self.checkpoints)
         self.final_evaluation: dict[str, Any] | None = None
-        self.errors = 0
+        self.errors = 0             # steps that failed on something other than the chain's silence
+        self.chain_outages = 0      # steps cut short because the JSON-RPC node stopped answering
         host, port = _listen_address(node_cfg.listen or me.endpoint)
         self.woken = threading.Event()
         self.server = NodeServer(host, port, store, self.notices.mine, self.status, server_context(certificate), guard,
@@ -181,6 +182,7 @@ class NodeRuntime:
         return {"name": self.me.name, "address": self.me.address, "role": self.me.role,
                 "architecture": self.consortium.architecture, "done": self.done,
                 "final_evaluation": self.final_evaluation, "errors": self.errors,
+                "chain_outages": self.chain_outages,
                 "timings": _rounded(timings.seconds),
                 "timings_by_round": {str(r): _rounded(t) for r, t in sorted(timings.by_round.items())},
                 "fetched": {"blobs": store.fetched, "bytes": store.fetched_bytes,
@@ -227,8 +229,8 @@ class NodeRuntime:
                     continue
                 try:
                     pacer.wait(stop, self.step())
-                except ChainUnreachable as exc:
-                    self.errors += 1
+                except ChainUnreachable as exc:     # the chain's outage, not this node's fault
+                    self.chain_outages += 1
                     log.warning("%s; retrying", exc)
                     stop.wait(RETRY_AFTER_ERROR_S)
                 except FedLedgerError as exc:

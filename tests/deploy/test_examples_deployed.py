@@ -7,7 +7,9 @@ and test_deployed_secure.py run members as real processes, kill and restart them
 """
 
 import dataclasses
+import socket
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +43,10 @@ def shortened(cfg):
                                training=dataclasses.replace(cfg.training, local_steps=min(cfg.training.local_steps, 20)))
 
 
-def deploy_in_threads(cfg, directory, rpc_url):
-    """Deploy the study and run every member's NodeRuntime to the end; the consortium, the final
-    model on chain and the audit (made while the nodes still serve their stores)."""
+def deploy_in_threads(cfg, directory, rpc_url, while_running=None):
+    """Deploy the study and run every member's NodeRuntime to the end (calling `while_running()`
+    once they have started); the consortium, the final model on chain, the audit (made while the
+    nodes still serve their stores) and the runtimes."""
     local = LocalConsortium(directory, cfg, rpc_url, poll_seconds=0.1)
     consortium = local.create()
     runtimes = [NodeRuntime(load_node_config(local.node_file(m.name))) for m in local.members]
@@ -52,6 +55,8 @@ def deploy_in_threads(cfg, directory, rpc_url):
     for thread in threads:
         thread.start()
     try:
+        if while_running is not None:
+            while_running()
         local.wait_until(lambda: all(r.done for r in runtimes) or any(not t.is_alive() for t in threads),
                          TIMEOUT_S, "the deployed study's end")
         assert all(r.done for r in runtimes) and not any(r.errors for r in runtimes), \
@@ -62,7 +67,64 @@ def deploy_in_threads(cfg, directory, rpc_url):
         for thread in threads:
             thread.join(timeout=30)
     final = consortium.study(RpcChain(rpc_url)).latest_model()
-    return consortium, final, report
+    return consortium, final, report, runtimes
+
+
+class FlakyRelay:
+    """A TCP relay on a free loopback port to a JSON-RPC node; `outage(s)` cuts every connection
+    and refuses new ones for s seconds, as a node that restarts or a network that drops would."""
+
+    def __init__(self, upstream_url):
+        self.upstream = ("127.0.0.1", int(upstream_url.rsplit(":", 1)[1]))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.down = threading.Event()
+        self.lock = threading.Lock()
+        self.sockets = set()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.down.is_set():
+                client.close()
+                continue
+            upstream = socket.create_connection(self.upstream)
+            with self.lock:
+                self.sockets |= {client, upstream}
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def outage(self, seconds):
+        self.down.set()
+        with self.lock:
+            cut, self.sockets = self.sockets, set()
+        for end in cut:
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        time.sleep(seconds)
+        self.down.clear()
+
+    def close(self):
+        self.listener.close()
+        self.outage(0)
 
 
 def spends(chain_description, chain_dir, architecture, address, names):
@@ -84,7 +146,7 @@ def test_an_example_ends_on_the_same_model_simulated_and_deployed(example, dev_c
         cfg = dataclasses.replace(cfg, attack=AttackSection())
     cfg = shortened(cfg)
     simulated = run_study(cfg, run_dir=tmp_path / "simulated", progress=False)
-    consortium, final, report = deploy_in_threads(cfg, tmp_path / "deployed", dev_chain.url)
+    consortium, final, report, _ = deploy_in_threads(cfg, tmp_path / "deployed", dev_chain.url)
     assert report.ok, report.summary()
     assert report.rounds == len(simulated.rounds) == ROUNDS
     expected = simulated.rounds[-1]["model"]
@@ -104,3 +166,21 @@ def test_an_example_ends_on_the_same_model_simulated_and_deployed(example, dev_c
         assert final != expected
     else:
         assert final == expected
+
+
+def test_nodes_ride_out_a_chain_outage_and_count_it_apart_from_their_errors(dev_chain, tmp_path):
+    """The JSON-RPC node goes silent for longer than web3's own retries wait (about 2 s): every
+    node's step fails on it, waits and tries again; the study ends on the model the simulation
+    makes, and the outage is counted as such (`chain_outages`), not as the node's error."""
+    cfg = shortened(load_config(EXAMPLES[0].with_name("fed_heart_disease.toml")))
+    simulated = run_study(cfg, run_dir=tmp_path / "simulated", progress=False)
+    relay = FlakyRelay(dev_chain.url)
+    try:
+        _, final, report, runtimes = deploy_in_threads(cfg, tmp_path / "deployed", relay.url,
+                                                       while_running=lambda: relay.outage(4.0))
+    finally:
+        relay.close()
+    assert report.ok, report.summary()
+    assert final == simulated.rounds[-1]["model"]
+    assert all(r.chain_outages >= 1 for r in runtimes), {r.me.name: r.chain_outages for r in runtimes}
+    assert all(r.status()["chain_outages"] == r.chain_outages for r in runtimes)
