@@ -20,7 +20,12 @@ from fedledger.errors import ConfigError
 # loose: a coordinator anchors each round; semi: the contract runs the round and a committee
 # aggregates; full: every member validates and votes (../docs/architectures.md)
 ARCHITECTURES = ("loose", "semi", "full")
-DATASETS = ("fed_heart_disease", "breast_cancer", "csv")
+DATASETS = ("fed_heart_disease", "breast_cancer", "gbsg2", "whas500", "flchain", "csv")
+# what the model predicts (fedledger/learning/tasks.py), and each vendored dataset's task
+TASKS = ("binary", "multiclass", "regression", "survival")
+DATASET_TASKS = {"fed_heart_disease": "binary", "breast_cancer": "binary", "gbsg2": "survival",
+                 "whas500": "survival", "flchain": "survival", "csv": "binary"}
+CLASS_WEIGHTS = ("none", "balanced")
 MODELS = ("logreg", "mlp")
 OPTIMIZERS = ("sgd", "adam")
 # simulated misbehaviour of some institutions ([attack]; fedledger/simulation/attacks.py)
@@ -60,14 +65,30 @@ class DataSection:
     validation_fraction: float = 0.0
     # csv: one file per institution, {name = "path"}, paths relative to the config file
     clients: dict[str, str] = field(default_factory=dict)
+    # what the model predicts from the CSV columns: "binary", "multiclass", "regression" (from
+    # the `label` column) or "survival" (from the `time` and `event` columns); empty: the
+    # dataset's own task (csv: binary)
+    task: str = ""
     label: str = ""
+    time: str = ""
+    event: str = ""
+    # multiclass: the label's values, in the order the model's outputs stand for them
+    classes: list[str] = field(default_factory=list)
+    # the feature columns; empty: every column but the labels, the split column and `exclude`
     features: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    # a given train/test split instead of a random one: a column whose value is "train" or
+    # "test" on each row, or each institution's test rows in a file of their own
+    split_column: str = ""
+    test_clients: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ModelSection:
     name: str = "logreg"
     hidden: list[int] = field(default_factory=lambda: [32])
+    # binary: predict class 1 when its probability is above this
+    threshold: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -76,6 +97,8 @@ class TrainingSection:
     lr: float = 1e-3
     batch_size: int = 4
     local_steps: int = 100
+    # "balanced": weigh each class by n / (classes x its count) in the institution's training rows
+    class_weight: str = "none"
 
 
 @dataclass(frozen=True)
@@ -304,16 +327,75 @@ def _check_values(c: Config) -> None:
         raise ConfigError(f"[data].num_clients must be at least 2, got {c.data.num_clients}")
     for width in c.model.hidden:
         _positive("[model].hidden", width)
-    if c.data.dataset == "csv":
-        if len(c.data.clients) < 2:
-            raise ConfigError("[data].clients must name at least two institutions' CSV files "
-                              "for dataset = \"csv\", e.g. clients = { a = \"a.csv\", b = \"b.csv\" }")
-        if not c.data.label:
-            raise ConfigError("[data].label must name the label column for dataset = \"csv\"")
+    _check_task(c)
     if c.chain.rpc_url and not c.chain.rpc_url.startswith(("http://", "https://")):
         raise ConfigError(f"[chain].rpc_url must be an http:// or https:// URL, got {c.chain.rpc_url!r}")
     if c.chain.engine not in ("", "py-evm", "revm"):
         raise ConfigError(f"[chain].engine must be \"py-evm\" or \"revm\", got {c.chain.engine!r}")
+
+
+def study_task_kind(c: Config) -> str:
+    """What the study's model predicts: [data].task, else the dataset's own task."""
+    return c.data.task or DATASET_TASKS[c.data.dataset]
+
+
+def _check_task(c: Config) -> None:
+    d = c.data
+    if d.task:
+        _one_of("[data].task", d.task, TASKS)
+    task = study_task_kind(c)
+    _one_of("[training].class_weight", c.training.class_weight, CLASS_WEIGHTS)
+    if not 0.0 < c.model.threshold < 1.0:
+        raise ConfigError(f"[model].threshold must be between 0 and 1, got {c.model.threshold}")
+    if c.training.class_weight != "none" and task not in ("binary", "multiclass"):
+        raise ConfigError(f"[training].class_weight weighs classes: a {task} task has none")
+    if task == "survival" and c.privacy.mechanism == "dp-sgd":
+        raise ConfigError("[privacy].mechanism = \"dp-sgd\" clips each record's gradient, and Cox's partial "
+                          "likelihood is not a sum of per-record losses: use \"dp-fedavg\" for a survival study")
+    if d.dataset != "csv":
+        set_keys = [k for k in ("label", "time", "event", "classes", "exclude", "split_column", "test_clients")
+                    if getattr(d, k)]
+        if set_keys:
+            raise ConfigError(f"[data].{set_keys[0]} is for dataset = \"csv\"; {d.dataset} has its own columns")
+        if d.task and d.task != DATASET_TASKS[d.dataset]:
+            raise ConfigError(f"{d.dataset} is a {DATASET_TASKS[d.dataset]} task: remove [data].task = {d.task!r}")
+        return
+    if len(d.clients) < 2:
+        raise ConfigError("[data].clients must name at least two institutions' CSV files "
+                          "for dataset = \"csv\", e.g. clients = { a = \"a.csv\", b = \"b.csv\" }")
+    if task == "survival":
+        if not d.time or not d.event:
+            raise ConfigError("[data].task = \"survival\" learns from a time and an event column: set "
+                              "[data].time and [data].event (and no [data].label)")
+        if d.label:
+            raise ConfigError("[data].task = \"survival\" takes [data].time and [data].event, not [data].label")
+    else:
+        if not d.label:
+            raise ConfigError("[data].label must name the label column for dataset = \"csv\"")
+        if d.time or d.event:
+            raise ConfigError(f"[data].time and [data].event are for task = \"survival\", not {task!r}")
+    if task == "multiclass":
+        if not 2 <= len(d.classes) <= 32 or len(set(d.classes)) != len(d.classes):
+            raise ConfigError("[data].task = \"multiclass\" needs [data].classes: the label's 2 to 32 distinct "
+                              "values, in the order the model's outputs stand for them, e.g. "
+                              "classes = [\"stable\", \"serious\", \"critical\"]")
+    elif d.classes:
+        raise ConfigError(f"[data].classes is for task = \"multiclass\", not {task!r}")
+    labels = [d.label] if d.label else [d.time, d.event]
+    listed = set(d.features)
+    for key, names in (("exclude", d.exclude), ("split_column", [d.split_column] if d.split_column else [])):
+        clash = sorted((set(names) & set(labels)) | (set(names) & listed))
+        if clash:
+            raise ConfigError(f"[data].{key} names {clash[0]!r}, which is also a label or a listed feature")
+    clash = sorted(set(labels) & listed)
+    if clash:
+        raise ConfigError(f"label column {clash[0]!r} is also listed in [data].features")
+    if d.split_column and d.test_clients:
+        raise ConfigError("give the split once: [data].split_column or [data].test_clients, not both")
+    missing = sorted(set(d.test_clients) - set(d.clients))
+    if d.test_clients and (missing or set(d.test_clients) != set(d.clients)):
+        raise ConfigError("[data].test_clients must name a test file for every institution in [data].clients "
+                          f"and none other ({'unknown: ' + missing[0] if missing else 'some are missing'})")
 
 
 def _check_protocol(c: Config) -> None:
@@ -362,7 +444,11 @@ def _check_attack(c: Config) -> None:
     if a.kind == "none" and a.fraction > 0.0:
         raise ConfigError(f"[attack].fraction = {a.fraction} needs an attack: set [attack].kind to one of "
                           f"{', '.join(k for k in ATTACKS if k != 'none')}")
-    known = {"breast_cancer": c.data.num_clients, "csv": len(c.data.clients)}.get(c.data.dataset)
+    if a.kind == "label_flip" and study_task_kind(c) != "binary":
+        raise ConfigError(f"[attack].kind = \"label_flip\" swaps the two classes of a binary task; a "
+                          f"{study_task_kind(c)} study has none to swap: try sign_flip, scale or noise")
+    # fed_heart_disease's institutions are counted when it is loaded (attacker_count)
+    known = {"fed_heart_disease": 0, "csv": len(c.data.clients)}.get(c.data.dataset, c.data.num_clients)
     if known:   # otherwise checked when the institutions are loaded (attacker_count)
         attacker_count(a.fraction, known)
 

@@ -29,13 +29,18 @@ def test_what_evaluate_makes_passes_and_summarizes(honest):
     (lambda d: {**d, "loss": math.inf}, "loss is not a finite number"),
     (lambda d: {**d, "loss": "0.5"}, "loss is not a finite number"),
     (lambda d: {**d, "n": True}, "n is not a finite number"),
-    (lambda d: {**d, "tp": 1e308}, "the counts n, tp, fp, tn, fn must be whole numbers"),
-    (lambda d: {**d, "tp": 1.5}, "the counts n, tp, fp, tn, fn must be whole numbers"),
-    (lambda d: {**d, "fn": -1.0}, "the counts n, tp, fp, tn, fn must be whole numbers"),
+    (lambda d: {**d, "tp": 1e308}, "tp must be a whole number"),
+    (lambda d: {**d, "tp": 1.5}, "tp must be a whole number"),
+    (lambda d: {**d, "fn": -1.0}, "fn must be a whole number"),
     (lambda d: {**d, "n": d["n"] + 1}, "the confusion matrix adds up to"),
-    (lambda d: {**d, "auc": 1.5}, "a rate outside [0, 1]"),
+    (lambda d: {**d, "auc": 1.5}, "an auc outside [0, 1]"),
     (lambda d: {**d, "loss": 101.0}, "a loss outside [0, 100]"),
-    (lambda d: {**d, "accuracy": 1.0 - d["accuracy"] / 2}, "accuracy or f1 does not follow from the counts"),
+    (lambda d: {**d, "accuracy": 1.0 - d["accuracy"] / 2}, "accuracy, balanced_accuracy or f1 does not follow"),
+    (lambda d: {**d, "hist_pos": d["hist_pos"][:-1]}, "hist_pos must be 100 whole counts"),
+    (lambda d: {**d, "hist_neg": [d["hist_neg"][0] + 1, *d["hist_neg"][1:]]}, "hist_neg must be 100 whole counts"),
+    (lambda d: {**d, "hist_pos": 3}, "hist_pos must be a list"),
+    (lambda d: {**d, "tp": [1]}, "tp must be a number"),
+    (lambda d: {**d, "hist_pos": [0.0] * 2000}, "hist_pos is not a finite number or a list of at most 1024"),
 ])
 def test_each_malformed_evaluation_is_named(honest, change, problem):
     assert problem in evaluation_problem(change(dict(honest)))

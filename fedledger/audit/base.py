@@ -17,9 +17,11 @@ from fedledger.chain import ChainBackend, Consortium, LooseStudy, Role, RoundStu
 from fedledger.chain.consortium import held_role_at
 from fedledger.errors import FedLedgerError
 from fedledger.config import config_from_dict
+from fedledger.learning import BINARY, Task
 from fedledger.protocol import UpdateScheme
 from fedledger.protocol.context import study_over
 from fedledger.protocol.evaluation import read_evaluation
+from fedledger.protocol.setup import study_task
 from fedledger.store import ArtifactStore
 from fedledger.validation import ValidationRules
 
@@ -45,6 +47,7 @@ class Study:
     rules: ValidationRules
     scheme: UpdateScheme               # how updates are sent (plain, masked, encrypted)
     roster: tuple[str, ...] = ()       # semi and full: the members the study started with
+    task: Task = BINARY                # what the model predicts: how its evaluations read
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,8 @@ class Auditor(ABC):
         there are none to use. A missing or altered document fails the audit. `theirs`: the member
         itself named the digest on chain, so a document it got wrong is its own doing and is
         listed as not verified rather than failed."""
-        figures = read_evaluation(self.store, digest, member, model, self.backend.chain_id, self.contract.address)
+        figures = read_evaluation(self.store, digest, member, model, self.backend.chain_id, self.contract.address,
+                                  self.task)
         if isinstance(figures, str) and theirs and not figures.startswith("unavailable"):
             self.report.not_verified(f"{subject}: {what}: {figures}")
             return None
@@ -176,8 +180,21 @@ class Auditor(ABC):
         config = artifact(self.report, "study", "config", contract.config_digest(), self.store.get_json)
         artifact(self.report, "study", "initial model", contract.initial_model(), self.store.get_params)
         self.study = Study(config, self._strategy(config), ValidationRules.from_config(config),
-                           study_scheme(config, contract), tuple(roster))
+                           study_scheme(config, contract), tuple(roster), self._task(config))
         return self.study
+
+    def _task(self, config: Mapping[str, Any] | None) -> Task:
+        if config is None:
+            return BINARY     # the missing config is recorded; evaluations then read as binary ones
+        try:
+            return study_task(config_from_dict(dict(config)))
+        except FedLedgerError as exc:
+            self.report.record("study", "task from config", False, str(exc))
+            return BINARY
+
+    @property
+    def task(self) -> Task:
+        return self.study.task if self.study is not None else BINARY
 
     def _strategy(self, config: Mapping[str, Any] | None) -> Strategy | None:
         if config is None:

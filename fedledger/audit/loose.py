@@ -88,7 +88,7 @@ class LooseAuditor(Auditor):
             return
         summary = {k: v for k, v in metrics.items() if k not in ("evaluated_model", "evaluations", "left_out")}
         self.report.record(subject, "metrics summarize signed evaluations of the parent",
-                           summary == (summarize_evaluations(figures) if figures else {}),
+                           summary == (summarize_evaluations(figures, self.task) if figures else {}),
                            "the anchored summary differs from the one its signed evaluations give")
 
     def _verify_signed(self, sub: str, task: RoundTask, entry: Mapping[str, Any], block: int) -> bool:

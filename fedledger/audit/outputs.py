@@ -68,7 +68,7 @@ def _verify_entry(auditor: Auditor, entry: Any) -> None:
                               "the line names no signed evaluations of the round's model, or one that is not")
         return
     auditor.report.record(subject, "metrics.jsonl's figures summarize signed evaluations",
-                          entry.get("metrics") == summarize_evaluations(figures),
+                          entry.get("metrics") == summarize_evaluations(figures, auditor.task),
                           "metrics.jsonl's figures are not those its signed evaluations give")
 
 
@@ -138,7 +138,7 @@ def _verify_plot(auditor: Auditor, path: Path, entries: list[Any]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         drawn = Path(tmp) / "metrics.png"
         try:
-            plot_metrics(entries, drawn, title)
+            plot_metrics(entries, drawn, title, study.task.headline)
         except (KeyError, TypeError, ValueError, IndexError):   # lines that are not the figures a run writes
             same = False
         else:

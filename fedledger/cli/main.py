@@ -22,12 +22,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from fedledger.config import load_config
     from fedledger.simulation import run_study
 
+    from fedledger.protocol.setup import study_task
+
     cfg = load_config(args.config)
     result = run_study(cfg, run_dir=args.run_dir, progress=not args.quiet)
-    final = result.final
+    final, headline = result.final, study_task(cfg).headline
     print(f"run directory: {result.run_dir}")
-    print(f"final pooled accuracy {final['pooled']['accuracy']:.4f}, "
-          f"client-average accuracy {final['client_average']['accuracy']:.4f}, "
+    print(f"final pooled {headline} {final['pooled'].get(headline, float('nan')):.4f}, "
+          f"client-average {headline} {final['client_average'].get(headline, float('nan')):.4f}, "
           f"{result.wall_seconds:.1f} s")
     if result.stopped:
         print(f"the study {result.stopped}")
@@ -159,7 +161,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     log = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
     result = run_demo(cfg, out, rpc_url=args.rpc, log=log)
     if result.final:
-        print(results_table(result.final))
+        from fedledger.protocol.setup import study_task
+
+        print(results_table(result.final, study_task(cfg)))
     print(result.audit.summary())
     print(f"{len(result.consortium.members)} processes, {len(result.round_seconds)} rounds, "
           f"{result.wall_seconds:.1f} s; everything is in {out}")

@@ -27,7 +27,7 @@ from fedledger.deploy.consortium import ConsortiumFile
 from fedledger.deploy.devchain import HardhatNode
 from fedledger.deploy.local import LocalConsortium
 from fedledger.errors import ConfigError
-from fedledger.protocol.setup import load_clients
+from fedledger.protocol.setup import load_clients, study_task
 from fedledger.report import summarize_evaluations
 
 BLOCK_INTERVAL_MS = 500     # the dev chain's block time when no transaction comes
@@ -84,7 +84,7 @@ def run_demo(cfg: Config, out_dir: Path, rpc_url: str | None = None, timeout_s: 
         audit = verify_run(local.consortium_dir, account=local.auditor(),
                            checkpoints=[local.state_dir(m.name) / CHECKPOINTS for m in consortium.institutions])
         # the final table: the institutions' signed evaluations of the final model on chain, as audited
-        final = summarize_evaluations(audit.final_evaluations) if audit.final_evaluations else {}
+        final = summarize_evaluations(audit.final_evaluations, study_task(cfg)) if audit.final_evaluations else {}
         result = DemoResult(out_dir, consortium, audit, final, round_seconds, statuses)
         exits = local.stop_all()
         if any(exits.values()):

@@ -17,6 +17,7 @@ Node file (paths relative to it):
     state_dir = "state"             # its artifact store, journal and TLS key (tls.key.pem, 0600)
     listen = "127.0.0.1:8701"       # default: host and port of its roster endpoint
     data = "cleveland.csv"          # CSV studies only: this institution's file
+    test_data = "cleveland-test.csv"  # CSV studies with [data].test_clients: its test rows
     poll_seconds = 0.5              # the longest wait between two steps (it also steps on each new block)
 """
 
@@ -60,7 +61,7 @@ log = logging.getLogger("fedledger.node")
 
 RETRY_AFTER_ERROR_S = 2.0
 NODE_KEYS = ("name", "consortium", "keystore", "password_env", "password_file", "state_dir", "listen", "data",
-             "poll_seconds")
+             "test_data", "poll_seconds")
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class NodeConfig:
     listen: str | None = None
     data: Path | None = None
     poll_seconds: float = 0.5
+    test_data: Path | None = None
 
 
 def load_node_config(path: str | Path) -> NodeConfig:
@@ -87,7 +89,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
     for key in ("name", "consortium", "keystore", "state_dir"):
         if not isinstance(table.get(key), str) or not table[key]:
             raise ConfigError(f"{path}: [node].{key} must be a non-empty string")
-    for key in ("password_env", "password_file", "listen", "data"):
+    for key in ("password_env", "password_file", "listen", "data", "test_data"):
         if key in table and (not isinstance(table[key], str) or not table[key]):
             raise ConfigError(f"{path}: [node].{key} must be a non-empty string")
     poll = table.get("poll_seconds", 0.5)
@@ -100,7 +102,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
 
     return NodeConfig(table["name"], resolve("consortium"), resolve("keystore"), resolve("state_dir"),
                       table.get("password_env"), resolve("password_file"), table.get("listen"), resolve("data"),
-                      float(poll))
+                      float(poll), resolve("test_data"))
 
 
 class NodeRuntime:
@@ -146,7 +148,7 @@ class NodeRuntime:
                                  {m.address: m.name for m in consortium.members})
         self.node: InstitutionNode | None = None
         if me.role == "institution":
-            data = load_clients(cfg, institution=me.name, csv_file=node_cfg.data)[0]
+            data = load_clients(cfg, institution=me.name, csv_file=node_cfg.data, test_file=node_cfg.test_data)[0]
             if data.num_features != spec.num_features:
                 raise ConfigError(f"{me.name}'s data has {data.num_features} features; the study's model takes "
                                   f"{spec.num_features}")

@@ -11,13 +11,12 @@ import numpy as np
 from fedledger.errors import ConfigError
 from fedledger.learning.data import ClientData, standardize
 from fedledger.learning.models import build_model
+from fedledger.learning.tasks import BINARY, Task
 from fedledger.learning.training import TrainConfig, evaluate, train_local
-
-SCORES = ("accuracy", "f1", "loss", "auc")
 
 
 def train_pooled(clients: list[ClientData], cfg: TrainConfig, model_name: str, *, seed: int,
-                 hidden: Sequence[int] = (32,)) -> dict[str, Any]:
+                 hidden: Sequence[int] = (32,), task: Task = BINARY) -> dict[str, Any]:
     """Train one model on all institutions' training rows put together; score it on each test set.
 
     As in FLamby's Pooled baseline, the pooled training rows are standardized with the statistics
@@ -34,34 +33,34 @@ def train_pooled(clients: list[ClientData], cfg: TrainConfig, model_name: str, *
     else:
         x_train = np.concatenate([c.x_train for c in clients])
     # The pooled test set is never scored: the baseline reports per-institution figures.
-    pooled = ClientData("pooled", x_train, np.concatenate([c.y_train for c in clients]),
-                        np.empty((0, x_train.shape[1]), np.float32), np.empty(0, np.float32))
-    return _train_and_score(pooled, clients, cfg, model_name, seed, hidden)
+    y_train = np.concatenate([c.y_train for c in clients])
+    pooled = ClientData("pooled", x_train, y_train, np.empty((0, x_train.shape[1]), np.float32),
+                        np.empty((0, *y_train.shape[1:]), np.float32))
+    return _train_and_score(pooled, clients, cfg, model_name, seed, hidden, task)
 
 
 def train_local_baseline(clients: list[ClientData], index: int, cfg: TrainConfig, model_name: str, *,
-                         seed: int, hidden: Sequence[int] = (32,)) -> dict[str, Any]:
+                         seed: int, hidden: Sequence[int] = (32,), task: Task = BINARY) -> dict[str, Any]:
     """Train on institution `index` alone and score the model on every institution's test set."""
     if not 0 <= index < len(clients):
         raise ConfigError(f"index must be between 0 and {len(clients) - 1}, got {index}")
-    return _train_and_score(clients[index], clients, cfg, model_name, seed, hidden)
+    return _train_and_score(clients[index], clients, cfg, model_name, seed, hidden, task)
 
 
 def _train_and_score(train_on: ClientData, clients: list[ClientData], cfg: TrainConfig, model_name: str,
-                     seed: int, hidden: Sequence[int]) -> dict[str, Any]:
-    model = build_model(model_name, train_on.num_features, hidden=hidden, seed=seed)
+                     seed: int, hidden: Sequence[int], task: Task) -> dict[str, Any]:
+    model = build_model(model_name, train_on.num_features, hidden=hidden, seed=seed, task=task)
     train_local(model, train_on, cfg, seed=seed)
-    return client_average({c.name: evaluate(model, c.x_test, c.y_test) for c in clients})
+    return client_average({c.name: evaluate(model, c.x_test, c.y_test) for c in clients}, model.task)
 
 
-def average_scores(per_client: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    """FLamby's client average: each institution's score counts once, whatever its size.
-
-    A score missing for some institution (auc on a one-class test set) is left out of the average.
-    """
+def average_scores(per_client: Mapping[str, Mapping[str, Any]], keys: Sequence[str]) -> dict[str, float]:
+    """FLamby's client average of each of `keys`: each institution's score counts once,
+    whatever its size. A score missing for some institution (auc on a one-class test set) is
+    left out of the average."""
     return {key: float(np.mean([m[key] for m in per_client.values()]))
-            for key in SCORES if all(key in m for m in per_client.values())}
+            for key in keys if all(key in m for m in per_client.values())}
 
 
-def client_average(per_client: dict[str, dict[str, float]]) -> dict[str, Any]:
-    return {"per_client": per_client, "client_average": average_scores(per_client)}
+def client_average(per_client: dict[str, dict[str, Any]], task: Task) -> dict[str, Any]:
+    return {"per_client": per_client, "client_average": average_scores(per_client, task.average_keys())}

@@ -1,4 +1,5 @@
-"""Institutions' own data: one CSV file with a header row per institution."""
+"""Institutions' own data: one CSV file with a header row per institution (and, for a given
+split, its test rows in a file of their own or marked in a column)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,59 @@ import numpy as np
 
 from fedledger.errors import ConfigError, DataError
 from fedledger.learning.data import ClientData, make_client
+from fedledger.learning.tasks import TASKS, make_task
+
+SPLIT_VALUES = ("train", "test")
+EVENT_VALUES = {"0": 0.0, "1": 1.0, "false": 0.0, "true": 1.0, "no": 0.0, "yes": 1.0}
 
 
-def load_csv_clients(paths: Mapping[str, Path], label: str, features: Sequence[str] | None,
-                     test_fraction: float, seed: int) -> list[ClientData]:
+@dataclass(frozen=True)
+class CsvColumns:
+    """Which columns hold what. `task` "binary", "multiclass" and "regression" learn the `label`
+    column; "survival" the `time` (zero or positive) and `event` (1 observed, 0 censored; also
+    true/false, yes/no) columns. Multiclass labels must be among `classes`, whose order gives
+    the class indices. `features` defaults to every column but the labels, `split_column` and
+    `exclude`; `split_column`, if named, marks each row "train" or "test"."""
+
+    task: str = "binary"
+    label: str = ""
+    time: str = ""
+    event: str = ""
+    classes: tuple[str, ...] = ()
+    features: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    split_column: str = ""
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        for name in ("features", "exclude", "classes"):
+            if isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name} must be a list of column names, got the string {getattr(self, name)!r}")
+        if (self.task == "survival") != bool(self.time and self.event) or (self.task != "survival") != bool(self.label):
+            raise ConfigError("a survival task needs the time and event columns, any other task the label column")
+        for col in self.labels:
+            if col in self.features or col in self.exclude or col == self.split_column:
+                raise ConfigError(f"label column {col!r} is also listed as a feature, excluded, or the split column")
+        if self.task == "multiclass":
+            make_task("multiclass", classes=len(self.classes))   # 2 to 32 classes
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return (self.time, self.event) if self.task == "survival" else (self.label,)
+
+
+def load_csv_clients(paths: Mapping[str, Path], columns: CsvColumns, test_fraction: float, seed: int,
+                     test_paths: Mapping[str, Path] | None = None) -> list[ClientData]:
     """One client per (name, CSV path), in the mapping's order.
 
-    Feature values must be finite numbers, small enough to standardize. `features` defaults to
-    every column but the label, and then all files must have the same columns. The label must take
-    two values across all files: 0/1 as is; any other pair maps its smaller value (numerically if
-    both are numbers, else as text) to 0 and the larger to 1. Each file gets its own split and
-    standardization.
+    Feature values must be finite numbers, small enough to standardize; without listed
+    features all files must have the same columns. A binary label must take two values across
+    all files: 0/1 as is; any other pair maps its smaller value (numerically if both are
+    numbers, else as text) to 0 and the larger to 1. Each file is split at random (stratified
+    on the label, or the event), unless `columns.split_column` or `test_paths` (name -> the
+    institution's test rows) give the split; each institution standardizes with its own
+    training rows.
     """
     if not paths:
         raise ConfigError("load_csv_clients needs at least one CSV path")
@@ -30,31 +73,68 @@ def load_csv_clients(paths: Mapping[str, Path], label: str, features: Sequence[s
         raise ConfigError(f"test_fraction must be between 0 and 1, got {test_fraction}")
     if seed < 0:
         raise ConfigError(f"seed must be zero or positive, got {seed}")
-    if isinstance(features, str):
-        raise ConfigError(f"features must be a list of column names, got the string {features!r}")
-    if features is not None and label in features:
-        raise ConfigError(f"label column {label!r} is also listed as a feature")
+    if test_paths is not None and (set(test_paths) != set(paths) or columns.split_column):
+        raise ConfigError("test_paths must name one test file for each institution, and no split column with them")
     tables = {name: _read_csv(Path(path)) for name, path in paths.items()}
-    columns = list(features) if features is not None else _default_features(tables, label)
-    xs, labels = {}, {}
-    for name, table in tables.items():
-        for col in (label, *columns):
-            if col not in table.header:
-                raise DataError(f"{table.path}: no column {col!r} (columns: {', '.join(table.header)})")
-        where = [(col, table.header.index(col)) for col in columns]
-        xs[name] = np.array([[_number(table.path, line, col, cells[k]) for col, k in where]
-                             for line, cells in table.rows], dtype=np.float64)
-        labels[name] = _label_texts(table, label)
-    encode = _label_encoder(label, labels, tables)
+    tests = {name: _read_csv(Path(path)) for name, path in (test_paths or {}).items()}
+    features = list(columns.features) or _default_features(tables, columns)
+    rows = {name: _rows(table, tests.get(name), columns, features) for name, table in tables.items()}
+    encode = _label_encoder(columns, {name: r.labels for name, r in rows.items()}, tables)
+    task = make_task(columns.task, classes=len(columns.classes))
     clients = []
     for name, table in tables.items():
+        r = rows[name]
+        y = np.array([encode(v) for v in r.labels], dtype=np.float32)
         # an overflow is reported below as a DataError naming the column, not as a RuntimeWarning
         with np.errstate(over="ignore", invalid="ignore"):
-            client = make_client(name, xs[name], np.array([encode[v] for v in labels[name]], dtype=np.float32),
-                                 test_fraction, seed)
-        _check_standardized(table.path, columns, xs[name], client)
+            client = make_client(name, r.x, y, test_fraction, seed, task.stratify, r.split)
+        _check_standardized(table.path, features, r.x, client)
         clients.append(client)
     return clients
+
+
+@dataclass(frozen=True)
+class _Rows:
+    x: np.ndarray                                   # float64 features, train rows then test rows
+    labels: list[tuple[str, ...]]                   # the label cells of each row
+    split: tuple[np.ndarray, np.ndarray] | None     # given train and test row indices, if any
+
+
+def _rows(table: _Table, test: _Table | None, columns: CsvColumns, features: Sequence[str]) -> _Rows:
+    parts = [table] if test is None else [table, test]
+    needed = [*columns.labels, *features] + ([columns.split_column] if columns.split_column else [])
+    x, labels = [], []
+    for part in parts:
+        for col in needed:
+            if col not in part.header:
+                raise DataError(f"{part.path}: no column {col!r} (columns: {', '.join(part.header)})")
+        where = [(col, part.header.index(col)) for col in features]
+        x += [[_number(part.path, line, col, cells[k]) for col, k in where] for line, cells in part.rows]
+        labels += _label_texts(part, columns.labels)
+    split = None
+    if test is not None:
+        split = (np.arange(len(table.rows)), np.arange(len(table.rows), len(table.rows) + len(test.rows)))
+    elif columns.split_column:
+        split = _split_of(table, columns.split_column)
+    return _Rows(np.array(x, dtype=np.float64).reshape(len(labels), len(features)), labels, split)
+
+
+def _split_of(table: _Table, column: str) -> tuple[np.ndarray, np.ndarray]:
+    k = table.header.index(column)
+    sides = []
+    for line, cells in table.rows:
+        side = cells[k].lower()
+        if side not in SPLIT_VALUES:
+            raise DataError(f"{table.path}: line {line}, split column {column!r} holds {cells[k]!r}; "
+                            "each row must be \"train\" or \"test\"")
+        sides.append(side == "test")
+    test = np.array(sides)
+    if test.all() or (~test).sum() < 2:
+        raise DataError(f"{table.path}: split column {column!r} leaves {int((~test).sum())} training rows and "
+                        f"{int(test.sum())} test rows; each side needs rows (training at least 2)")
+    if not test.any():
+        raise DataError(f"{table.path}: split column {column!r} marks no row \"test\"")
+    return np.nonzero(~test)[0], np.nonzero(test)[0]
 
 
 @dataclass(frozen=True)
@@ -88,14 +168,18 @@ def _read_csv(path: Path) -> _Table:
     return _Table(path, header, rows)
 
 
-def _default_features(tables: dict[str, _Table], label: str) -> list[str]:
+def _default_features(tables: dict[str, _Table], columns: CsvColumns) -> list[str]:
     first = next(iter(tables.values()))
     for table in tables.values():
         if set(table.header) != set(first.header):
             raise DataError(f"{table.path}: columns differ from {first.path} "
                             f"(only here: {sorted(set(table.header) - set(first.header))}, "
                             f"missing: {sorted(set(first.header) - set(table.header))}); list the features to use")
-    return [c for c in first.header if c != label]
+    skipped = {*columns.labels, *columns.exclude, columns.split_column}
+    missing = [c for c in columns.exclude if c not in first.header]
+    if missing:
+        raise DataError(f"{first.path}: no column {missing[0]!r} to exclude (columns: {', '.join(first.header)})")
+    return [c for c in first.header if c not in skipped]
 
 
 def _number(path: Path, line: int, column: str, text: str) -> float:
@@ -122,14 +206,17 @@ def _check_standardized(path: Path, columns: Sequence[str], raw: np.ndarray, cli
                         f"magnitude {np.abs(raw[:, k]).max():g}); rescale it, e.g. to other units")
 
 
-def _label_texts(table: _Table, label: str) -> list[str]:
-    """The label column as text, after checking no value is missing or a non-finite number."""
-    k = table.header.index(label)
+def _label_texts(table: _Table, labels: Sequence[str]) -> list[tuple[str, ...]]:
+    """The label cells of each row, after checking none is missing or a non-finite number."""
+    where = [(col, table.header.index(col)) for col in labels]
+    texts = []
     for line, cells in table.rows:
-        text = cells[k]
-        if text == "" or (_is_float(text) and not math.isfinite(float(text))):
-            raise DataError(f"{table.path}: line {line}, label column {label!r} has no usable value ({text!r})")
-    return [cells[k] for _, cells in table.rows]
+        for col, k in where:
+            text = cells[k]
+            if text == "" or (_is_float(text) and not math.isfinite(float(text))):
+                raise DataError(f"{table.path}: line {line}, label column {col!r} has no usable value ({text!r})")
+        texts.append(tuple(cells[k] for _, k in where))
+    return texts
 
 
 def _is_float(text: str) -> bool:
@@ -140,15 +227,59 @@ def _is_float(text: str) -> bool:
     return True
 
 
-def _label_encoder(label: str, labels: dict[str, list[str]], tables: dict[str, _Table]) -> dict[str, float]:
-    """Map each label text to 0.0 or 1.0, consistently across all files."""
-    texts = {v for values in labels.values() for v in values}
+def _label_encoder(columns: CsvColumns, labels: dict[str, list[tuple[str, ...]]], tables: dict[str, _Table]):
+    """The function from a row's label cells to its label: a float, or for survival (time, event)."""
+    texts = {v[0] for values in labels.values() for v in values}
+    files = ", ".join(str(t.path) for t in tables.values())
+    if columns.task == "binary":
+        return _binary_encoder(columns.label, texts, files)
+    if columns.task == "multiclass":
+        return _class_encoder(columns, texts, files)
+    if columns.task == "regression":
+        return lambda v: _value(columns.label, v[0], files)
+    return lambda v: (_time(columns.time, v[0], files), _event(columns.event, v[1], files))
+
+
+def _binary_encoder(label: str, texts: set[str], files: str):
     # Numbers compare as numbers ("1" and "1.0" are one label); otherwise as text.
     keys: dict[str, float | str] = {t: float(t) for t in texts} if all(map(_is_float, texts)) else {t: t for t in texts}
     distinct = sorted(set(keys.values()))
     if len(distinct) != 2:
         shown = ", ".join(map(str, distinct[:5])) + (", ..." if len(distinct) > 5 else "")
-        files = ", ".join(str(t.path) for t in tables.values())
         raise DataError(f"label column {label!r} must hold exactly two distinct values across {files}, "
                         f"found {len(distinct)}: {shown}")
-    return {t: float(keys[t] == distinct[1]) for t in texts}
+    mapping = {t: float(keys[t] == distinct[1]) for t in texts}
+    return lambda v: mapping[v[0]]
+
+
+def _class_encoder(columns: CsvColumns, texts: set[str], files: str):
+    """Each label text to the index of the class it is ("2" and "2.0" are one class)."""
+    def key(text: str) -> float | str:
+        return float(text) if _is_float(text) else text
+    index = {key(c): i for i, c in enumerate(columns.classes)}
+    unknown = sorted(t for t in texts if key(t) not in index)
+    if unknown:
+        raise DataError(f"label column {columns.label!r} holds {unknown[0]!r} in {files}, which is not among "
+                        f"[data].classes ({', '.join(columns.classes)})")
+    return lambda v: float(index[key(v[0])])
+
+
+def _value(column: str, text: str, files: str) -> float:
+    if not _is_float(text):
+        raise DataError(f"label column {column!r} holds {text!r} in {files}: a regression label must be a number")
+    return float(text)
+
+
+def _time(column: str, text: str, files: str) -> float:
+    value = float(text) if _is_float(text) else -1.0
+    if not value >= 0:
+        raise DataError(f"time column {column!r} holds {text!r} in {files}: times must be numbers, zero or positive")
+    return value
+
+
+def _event(column: str, text: str, files: str) -> float:
+    value = EVENT_VALUES.get(text.lower(), float(text) if _is_float(text) else None)
+    if value not in (0.0, 1.0):
+        raise DataError(f"event column {column!r} holds {text!r} in {files}: an event is 1 (observed) or 0 "
+                        "(censored), or true/false, yes/no")
+    return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -14,8 +15,9 @@ from fedledger.errors import DataError
 class ClientData:
     """One institution's local data, ready to train on.
 
-    Features are float32 of shape (n, d), already standardized; labels are float32 of shape (n,)
-    holding 0.0 or 1.0. `feature_mean` and `feature_std`, shape (d,), when given, are what the
+    Features are float32 of shape (n, d), already standardized; labels are float32, of shape (n,)
+    (binary: 0.0 or 1.0; multiclass: the class index; regression: the value) or, for survival,
+    (n, 2): time and event (1.0 observed, 0.0 censored). `feature_mean` and `feature_std`, shape (d,), when given, are what the
     raw features were standardized with (x = (raw - mean) / std): what a site needs to score new
     records, and what the pooled baseline needs to rescale rows as FLamby does.
     """
@@ -39,9 +41,9 @@ class ClientData:
             if x.dtype != np.float32 or y.dtype != np.float32:
                 raise DataError(f"client {self.name!r}: {part} arrays must be float32, "
                                 f"got x {x.dtype} and y {y.dtype}")
-            if x.ndim != 2 or y.ndim != 1 or len(x) != len(y):
-                raise DataError(f"client {self.name!r}: {part} needs x of shape (n, d) and y of shape (n,), "
-                                f"got {x.shape} and {y.shape}")
+            if x.ndim != 2 or not (y.ndim == 1 or y.ndim == 2 and y.shape[1] == 2) or len(x) != len(y):
+                raise DataError(f"client {self.name!r}: {part} needs x of shape (n, d) and y of shape (n,) "
+                                f"or (n, 2), got {x.shape} and {y.shape}")
         if self.x_test.shape[1] != self.x_train.shape[1]:
             raise DataError(f"client {self.name!r}: test has {self.x_test.shape[1]} features, "
                             f"train has {self.x_train.shape[1]}")
@@ -63,18 +65,20 @@ class ClientData:
         return self.x_train.shape[1]
 
 
-def split_indices(y: np.ndarray, test_fraction: float, seed: int, *, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """Shuffled train/test row indices, stratified on y when every class has more than 2 rows.
+def split_indices(y: np.ndarray | None, test_fraction: float, seed: int, *, where: str,
+                  n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffled train/test row indices of n rows, stratified on y (when given) when every class
+    has more than 2 rows.
 
     This is FLamby's rule for Fed-Heart-Disease; with 2 rows or fewer in a class a stratified
     split is impossible or leaves that class out of one side anyway. Stratifying also needs a
     row of each class on each side, so tiny sets fall back to a plain shuffle.
     """
-    n = len(y)
+    n = len(y) if y is not None else int(n or 0)
     n_test = int(np.ceil(test_fraction * n))   # scikit-learn rounds the test side up
     if n_test < 1 or n - n_test < 2:
         raise DataError(f"{where}: {n} rows are too few to split with test fraction {test_fraction}")
-    levels, counts = np.unique(y, return_counts=True)
+    levels, counts = np.unique(y if y is not None else np.zeros(n), return_counts=True)
     stratifiable = len(levels) > 1 and counts.min() > 2 and min(n_test, n - n_test) >= len(levels)
     stratify = y if stratifiable else None
     # scikit-learn takes 32-bit seeds; study seeds may be wider.
@@ -83,15 +87,18 @@ def split_indices(y: np.ndarray, test_fraction: float, seed: int, *, where: str)
     return np.sort(train), np.sort(test)
 
 
-def hold_out_validation(data: ClientData, fraction: float, seed: int) -> ClientData:
+def hold_out_validation(data: ClientData, fraction: float, seed: int,
+                        stratify: Callable[[np.ndarray], np.ndarray | None] = lambda y: y) -> ClientData:
     """The same client with `fraction` of its training rows moved to a validation set.
 
-    Split as train/test are (stratified where possible), from a seed of its own so that the
-    split does not depend on anything else the study draws.
+    Split as train/test are (stratified on `stratify(y)` where possible: the task's
+    `Task.stratify`), from a seed of its own so that the split does not depend on anything else
+    the study draws.
     """
     if fraction == 0.0:
         return data
-    keep, held = split_indices(data.y_train, fraction, seed, where=f"{data.name} (validation split)")
+    keep, held = split_indices(stratify(data.y_train), fraction, seed, where=f"{data.name} (validation split)",
+                               n=data.num_train)
     return replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep],
                    x_val=data.x_train[held], y_val=data.y_train[held])
 
@@ -108,9 +115,13 @@ def standardize(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, std
 
 
-def make_client(name: str, x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> ClientData:
-    """Split one institution's rows, standardize with its own training statistics, wrap them."""
-    train, test = split_indices(y, test_fraction, seed, where=name)
+def make_client(name: str, x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int,
+                stratify: Callable[[np.ndarray], np.ndarray | None] = lambda y: y,
+                split: tuple[np.ndarray, np.ndarray] | None = None) -> ClientData:
+    """Split one institution's rows (stratified on `stratify(y)`; or as `split` gives: train and
+    test row indices), standardize with its own training statistics, wrap them."""
+    train, test = split if split is not None else split_indices(stratify(y), test_fraction, seed, where=name,
+                                                               n=len(y))
     mean, std = standardize(x[train])
     return ClientData(name, ((x[train] - mean) / std).astype(np.float32), y[train].astype(np.float32),
                       ((x[test] - mean) / std).astype(np.float32), y[test].astype(np.float32), mean, std)

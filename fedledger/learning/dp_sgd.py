@@ -16,13 +16,13 @@ from itertools import chain, islice, repeat
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
 from fedledger.errors import ConfigError, DataError
 from fedledger.learning.data import ClientData
 from fedledger.learning.models import get_flat_params
-from fedledger.learning.training import TrainConfig
+from fedledger.learning.tasks import SurvivalTask
+from fedledger.learning.training import TrainConfig, class_weights
 
 
 class _EmptyBatchNotice(logging.Filter):
@@ -59,6 +59,10 @@ def train_dp_sgd(model: nn.Module, data: ClientData, cfg: TrainConfig, *, noise_
     if not (noise_multiplier > 0 and max_grad_norm > 0 and 0 < sample_rate <= 1):
         raise ConfigError(f"DP-SGD needs a positive noise multiplier ({noise_multiplier}), clipping norm "
                           f"({max_grad_norm}) and a sampling rate in (0, 1] ({sample_rate})")
+    if isinstance(model.task, SurvivalTask):
+        raise ConfigError("DP-SGD clips each record's gradient, and Cox's partial likelihood is not a sum of "
+                          "per-record losses (each record's term depends on everyone at risk): use "
+                          "[privacy].mechanism = \"dp-fedavg\" for a survival study")
     if data.num_train == 0:
         raise DataError(f"client {data.name!r} has no training rows")
     # Imported here: Opacus loads in about a second, which every fedledger command would otherwise
@@ -77,6 +81,7 @@ def train_dp_sgd(model: nn.Module, data: ClientData, cfg: TrainConfig, *, noise_
     optimizer = DPOptimizer(base, noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
                             expected_batch_size=max(1, round(sample_rate * data.num_train)),
                             loss_reduction="mean", generator=noise)
+    task, weights = model.task, class_weights(model.task, data.y_train, cfg)
     private.train()
     batches = chain.from_iterable(repeat(loader))   # a fresh Poisson pass each time one ends
     with warnings.catch_warnings():
@@ -87,7 +92,7 @@ def train_dp_sgd(model: nn.Module, data: ClientData, cfg: TrainConfig, *, noise_
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
         for xb, yb in islice(batches, cfg.num_steps(data.num_train)):
             optimizer.zero_grad(set_to_none=True)
-            F.binary_cross_entropy(private(xb), yb).backward()
+            task.loss(private(xb), yb, weights).backward()
             optimizer.step()
     private._close()
     return get_flat_params(model)

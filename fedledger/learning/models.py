@@ -1,4 +1,5 @@
-"""Binary classifiers, and their parameters as one flat float32 vector.
+"""The study's model (a linear layer or an MLP whose output the task's link reads), and its
+parameters as one flat float32 vector.
 
 The federated core (aggregation, privacy, verification) only ever sees flat vectors, so the
 vector layout must be fixed: parameters in `named_parameters()` order, each flattened row-major.
@@ -13,29 +14,33 @@ import torch
 from torch import nn
 
 from fedledger.errors import ConfigError
+from fedledger.learning.tasks import BINARY, Task
 
 MODELS = ("logreg", "mlp")
 
 
-class BinaryClassifier(nn.Module):
-    """A network ending in one unit; forward returns P(y = 1) of shape (n,)."""
+class Predictor(nn.Module):
+    """A network and the task's link: forward returns what the task predicts (for a binary
+    task P(y = 1) of shape (n,))."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, task: Task) -> None:
         super().__init__()
         self.net = net
+        self.task = task
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.net(x)).squeeze(-1)
+        return self.task.link(self.net(x))
 
 
-def build_model(name: str, num_features: int, *, hidden: Sequence[int] = (32,), seed: int) -> BinaryClassifier:
-    """A freshly initialized model; the same (name, sizes, seed) always gives the same parameters.
+def build_model(name: str, num_features: int, *, hidden: Sequence[int] = (32,), seed: int,
+                task: Task = BINARY) -> Predictor:
+    """A freshly initialized model; the same (name, sizes, task, seed) always gives the same parameters.
 
-    "logreg" is one linear layer (num_features to 1), "mlp" is Linear/ReLU layers of the `hidden`
-    widths then a linear layer to 1; both end in a sigmoid and output probabilities of shape (n,).
-    Layers get torch's default initialization drawn right after torch.manual_seed(seed), as in
-    FLamby, so "logreg" for seed s starts where FLamby's Fed-Heart-Disease model for seed s does.
-    The global torch RNG is left as it was.
+    "logreg" is one linear layer (num_features to the task's outputs), "mlp" is Linear/ReLU
+    layers of the `hidden` widths then a linear layer to the task's outputs (one unit, or one
+    per class). Layers get torch's default initialization drawn right after
+    torch.manual_seed(seed), as in FLamby, so a binary "logreg" for seed s starts where FLamby's
+    Fed-Heart-Disease model for seed s does. The global torch RNG is left as it was.
     """
     if name not in MODELS:
         raise ConfigError(f"model name must be one of {', '.join(MODELS)}, got {name!r}")
@@ -46,12 +51,12 @@ def build_model(name: str, num_features: int, *, hidden: Sequence[int] = (32,), 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if name == "logreg":
-            return BinaryClassifier(nn.Linear(num_features, 1))
+            return Predictor(nn.Linear(num_features, task.outputs), task)
         widths = [num_features, *hidden]
         layers: list[nn.Module] = []
         for fan_in, fan_out in zip(widths, widths[1:]):
             layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
-        return BinaryClassifier(nn.Sequential(*layers, nn.Linear(widths[-1], 1)))
+        return Predictor(nn.Sequential(*layers, nn.Linear(widths[-1], task.outputs)), task)
 
 
 def get_flat_params(model: nn.Module) -> np.ndarray:

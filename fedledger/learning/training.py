@@ -9,15 +9,15 @@ from itertools import islice
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 from torch import nn
-from torch.nn import functional as F
 
 from fedledger.errors import ConfigError, DataError
 from fedledger.learning.data import ClientData
 from fedledger.learning.models import get_flat_params
+from fedledger.learning.tasks import BinaryTask, MulticlassTask, Task, weights_for
 
 OPTIMIZERS = ("sgd", "adam")
+CLASS_WEIGHTS = ("none", "balanced")
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,9 @@ class TrainConfig:
     The length of training is `epochs` passes over the data when set, otherwise `local_steps`
     minibatch steps; either way the data is reshuffled at each pass and the last batch of a pass
     may be short, as with a PyTorch DataLoader (shuffle=True) that is restarted when exhausted.
-    `prox_mu` > 0 adds FedProx's mu/2 * ||w - w_global||^2 to the loss.
+    `prox_mu` > 0 adds FedProx's mu/2 * ||w - w_global||^2 to the loss. `class_weight` =
+    "balanced" weighs each class of a binary or multiclass task by n / (classes x its count)
+    in the institution's own training rows, so that a rare class counts as much as a common one.
     """
 
     optimizer: str = "sgd"
@@ -36,8 +38,11 @@ class TrainConfig:
     local_steps: int | None = 100
     epochs: int | None = None
     prox_mu: float = 0.0
+    class_weight: str = "none"
 
     def __post_init__(self) -> None:
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise ConfigError(f"class_weight must be one of {', '.join(CLASS_WEIGHTS)}, got {self.class_weight!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if not self.lr > 0:
@@ -62,7 +67,8 @@ class TrainConfig:
 
 def train_local(model: nn.Module, data: ClientData, cfg: TrainConfig, *, seed: int,
                 global_params: np.ndarray | None = None) -> np.ndarray:
-    """Train the model in place on data's training set; return its new flat parameters.
+    """Train the model in place on data's training set, with its task's loss; return its new
+    flat parameters.
 
     The minibatch order comes from a torch.Generator seeded with `seed`, so the same model, data,
     config and seed give the same parameters. With cfg.prox_mu > 0 the proximal term anchors to
@@ -78,15 +84,25 @@ def train_local(model: nn.Module, data: ClientData, cfg: TrainConfig, *, seed: i
     optimizer = (torch.optim.SGD(params, lr=cfg.lr) if cfg.optimizer == "sgd"
                  else torch.optim.Adam(params, lr=cfg.lr))
     generator = torch.Generator().manual_seed(seed)
+    task, weights = model.task, class_weights(model.task, data.y_train, cfg)
     model.train()
     for xb, yb in islice(_batches(x, y, cfg.batch_size, generator), cfg.num_steps(data.num_train)):
         optimizer.zero_grad(set_to_none=True)
-        loss = F.binary_cross_entropy(model(xb), yb)
+        loss = task.loss(model(xb), yb, weights)
         if anchor is not None:
             loss = loss + 0.5 * cfg.prox_mu * sum(((p - a) ** 2).sum() for p, a in zip(params, anchor))
         loss.backward()
         optimizer.step()
     return get_flat_params(model)
+
+
+def class_weights(task: Task, y: np.ndarray, cfg: TrainConfig) -> torch.Tensor | None:
+    """The loss's class weights under cfg.class_weight (None: every record weighs 1)."""
+    if cfg.class_weight == "none":
+        return None
+    if not isinstance(task, BinaryTask | MulticlassTask):
+        raise ConfigError(f"class_weight = \"balanced\" weighs classes: a {task.kind} task has none")
+    return torch.from_numpy(weights_for(y, task.outputs if isinstance(task, MulticlassTask) else 2))
 
 
 def _anchor(params: list[torch.Tensor], global_params: np.ndarray | None) -> list[torch.Tensor]:
@@ -112,30 +128,13 @@ def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int,
 
 
 def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Scores of the model on (x, y), predicting class 1 when P(y = 1) > 0.5.
-
-    Returns accuracy, f1, loss (mean binary cross-entropy), auc (only when y holds both classes),
-    and the counts n, tp, fp, tn, fn, from which pooled figures over institutions are computed
-    without moving any test record.
-    """
+    """The figures of the model on (x, y), as its task scores them (`Task.evaluate`): for a
+    binary task accuracy, f1, auc and the confusion counts, from which pooled figures over
+    institutions are computed without moving any test record."""
     if len(x) == 0 or len(x) != len(y):
         raise DataError(f"evaluate needs a non-empty test set with one label per row, "
                         f"got {len(x)} rows and {len(y)} labels")
     model.eval()
     with torch.no_grad():
-        prob = model(torch.from_numpy(np.asarray(x, dtype=np.float32)))
-        target = torch.from_numpy(np.asarray(y, dtype=np.float32))
-        loss = F.binary_cross_entropy(prob, target).item()
-    prob_np, truth = prob.numpy(), np.asarray(y) > 0.5
-    pred = prob_np > 0.5
-    tp, fp = int(np.sum(pred & truth)), int(np.sum(pred & ~truth))
-    tn, fn = int(np.sum(~pred & ~truth)), int(np.sum(~pred & truth))
-    scores = {
-        "accuracy": (tp + tn) / len(y),
-        "f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0,
-        "loss": loss,
-        "n": float(len(y)), "tp": float(tp), "fp": float(fp), "tn": float(tn), "fn": float(fn),
-    }
-    if truth.any() and not truth.all():
-        scores["auc"] = float(roc_auc_score(truth, prob_np))
-    return scores
+        pred = model(torch.from_numpy(np.asarray(x, dtype=np.float32))).numpy()
+    return model.task.evaluate(pred, y)

@@ -24,6 +24,7 @@ from fedledger.protocol.messages import RoundTask, SignedUpdate
 from fedledger.protocol.node import InstitutionNode
 from fedledger.protocol.scheme import UpdateScheme
 from fedledger.protocol.evaluation import read_evaluation
+from fedledger.protocol.setup import study_task
 from fedledger.report import summarize_evaluations
 from fedledger.store import check_digest
 from fedledger.validation import Reason, Rejection, ValidationRules, penalized
@@ -272,16 +273,17 @@ class Coordinator:
         summarized, with their digests under "evaluations" (the audit re-derives the summary from
         them), and, under "left_out", why any of them was not used."""
         reported, digests, left_out = {}, {}, {}
+        study_kind = study_task(self.ctx.cfg)
         for update in accepted:
             name, digest = self.ctx.name(update.institution), self.collected[update.institution].metrics
             evaluation = read_evaluation(self.ctx.store, digest, update.institution, task.global_model,
-                                         task.chain_id, task.ledger)
+                                         task.chain_id, task.ledger, study_kind)
             if isinstance(evaluation, str):
                 left_out[name] = evaluation
                 self.ctx.log.warning("round %d: the evaluation of %s is left out: %s", self.round, name, evaluation)
             else:
                 reported[name], digests[name] = evaluation, digest
-        return {"evaluated_model": task.global_model, **(summarize_evaluations(reported) if reported else {}),
+        return {"evaluated_model": task.global_model, **(summarize_evaluations(reported, study_kind) if reported else {}),
                 **({"evaluations": digests} if digests else {}), **({"left_out": left_out} if left_out else {})}
 
 

@@ -19,7 +19,9 @@ from eth_account.signers.local import LocalAccount
 from fedledger.crypto import UpdateCommitment, sign_commitment, verify_proof
 from fedledger.errors import DataError, StoreError
 from fedledger.learning import (
+    BINARY,
     ClientData,
+    Task,
     TrainConfig,
     build_model,
     evaluate,
@@ -44,6 +46,7 @@ class ModelSpec:
     name: str
     num_features: int
     hidden: tuple[int, ...] = (32,)
+    task: Task = BINARY
 
 
 def derive_seed(seed: int, *parts: object) -> int:
@@ -81,7 +84,7 @@ class InstitutionNode:
 
     def _model_with(self, params: np.ndarray) -> torch.nn.Module:
         model = build_model(self.model_spec.name, self.model_spec.num_features,
-                            hidden=self.model_spec.hidden, seed=self.seed)
+                            hidden=self.model_spec.hidden, seed=self.seed, task=self.model_spec.task)
         set_flat_params(model, params)
         return model
 
@@ -148,8 +151,9 @@ class InstitutionNode:
         return digest
 
     def score(self, update_digest: str) -> int:
-        """Validation accuracy of an update, in parts per million (what the full
-        contract records); 0 for an update that cannot be loaded or does not fit the model.
+        """The validation score of an update (`Task.score`: accuracy, R^2 or C-index), in parts
+        per million (what the full contract records); 0 for an update that cannot be loaded or
+        does not fit the model.
         """
         if self.data.num_validation == 0:
             raise DataError(f"{self.name} has no validation data to score updates on; "
@@ -159,8 +163,8 @@ class InstitutionNode:
             model = self._model_with(params)
         except (StoreError, ValueError):   # missing, corrupt, or the wrong size
             return 0
-        accuracy = evaluate(model, self.data.x_val, self.data.y_val)["accuracy"]
-        return round(accuracy * SCORE_SCALE)
+        score = self.model_spec.task.score(evaluate(model, self.data.x_val, self.data.y_val))
+        return round(score * SCORE_SCALE)
 
     def check_inclusion(self, update: SignedUpdate, proof: Sequence[str], root: str) -> bool:
         """Was my update counted? Checks the coordinator's Merkle proof against the anchored root."""

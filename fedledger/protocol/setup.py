@@ -27,10 +27,11 @@ from fedledger.chain import (
     StudyTerms,
 )
 from fedledger.chain.local import LocalFullStudy, LocalLooseStudy, LocalSemiStudy
-from fedledger.config import Config
+from fedledger.config import Config, study_task_kind
 from fedledger.errors import ConfigError
 from fedledger.learning import (
     ClientData,
+    Task,
     TrainConfig,
     build_model,
     get_flat_params,
@@ -38,7 +39,10 @@ from fedledger.learning import (
     load_breast_cancer,
     load_csv_clients,
     load_fed_heart_disease,
+    make_task,
 )
+from fedledger.learning.csv_clients import CsvColumns
+from fedledger.learning.survival_data import SURVIVAL_DATASETS, load_survival_dataset
 from fedledger.protocol.node import ModelSpec, derive_seed
 from fedledger.protocol.privacy import PrivacyPlan
 from fedledger.protocol.scheme import UpdateScheme
@@ -55,24 +59,44 @@ class ChainSetup:
     study: LooseStudy | SemiStudy | FullStudy   # the study's contract, by architecture
 
 
-def load_clients(cfg: Config, institution: str | None = None, csv_file: str | Path | None = None
-                 ) -> list[ClientData]:
+def study_task(cfg: Config) -> Task:
+    """What the study's model predicts ([data].task, else the dataset's own), and how it is scored."""
+    return make_task(study_task_kind(cfg), classes=len(cfg.data.classes), threshold=cfg.model.threshold)
+
+
+def csv_columns(cfg: Config) -> CsvColumns:
+    d = cfg.data
+    return CsvColumns(study_task_kind(cfg), d.label, d.time, d.event, tuple(d.classes), tuple(d.features),
+                      tuple(d.exclude), d.split_column)
+
+
+def load_clients(cfg: Config, institution: str | None = None, csv_file: str | Path | None = None,
+                 test_file: str | Path | None = None) -> list[ClientData]:
     """The institutions' data, with validation rows held out when the config asks for them.
 
     A deployed node loads only its own: `institution` names it, and in a CSV study `csv_file`
-    (the node's own file) stands in for the config's [data].clients entry.
+    (the node's own file) stands in for the config's [data].clients entry, and `test_file` for
+    its [data].test_clients entry.
     """
     data = cfg.data
     if data.dataset == "csv":
         paths = {name: cfg.resolve_path(p) for name, p in data.clients.items()}
+        tests = {name: cfg.resolve_path(p) for name, p in data.test_clients.items()} or None
         if institution is not None:
             if csv_file is None and institution not in paths:
                 raise ConfigError(f"no CSV file for {institution}: give the node its file ([node].data)")
             paths = {institution: Path(csv_file) if csv_file is not None else paths[institution]}
-        clients = load_csv_clients(paths, data.label, data.features or None, data.test_fraction, cfg.study.seed)
+            if tests is not None:
+                if test_file is None and institution not in tests:
+                    raise ConfigError(f"no test file for {institution}: give the node its file ([node].test_data)")
+                tests = {institution: Path(test_file) if test_file is not None else tests[institution]}
+        clients = load_csv_clients(paths, csv_columns(cfg), data.test_fraction, cfg.study.seed, tests)
     else:
         if data.dataset == "fed_heart_disease":
             clients = load_fed_heart_disease()
+        elif data.dataset in SURVIVAL_DATASETS:
+            clients = load_survival_dataset(data.dataset, data.num_clients, data.alpha, cfg.study.seed,
+                                            data.test_fraction)
         else:
             clients = load_breast_cancer(data.num_clients, data.alpha, cfg.study.seed, data.test_fraction)
         if institution is not None:
@@ -81,8 +105,9 @@ def load_clients(cfg: Config, institution: str | None = None, csv_file: str | Pa
                 raise ConfigError(f"{data.dataset} has no institution {institution!r} "
                                   f"(its institutions: {', '.join(names)})")
             clients = [clients[names.index(institution)]]
-    return [hold_out_validation(c, data.validation_fraction, derive_seed(cfg.study.seed, "validation", c.name))
-            for c in clients]
+    stratify = study_task(cfg).stratify
+    return [hold_out_validation(c, data.validation_fraction, derive_seed(cfg.study.seed, "validation", c.name),
+                                stratify) for c in clients]
 
 
 def feature_count(cfg: Config) -> int:
@@ -96,18 +121,20 @@ def feature_count(cfg: Config) -> int:
 
 
 def model_spec(cfg: Config, num_features: int) -> ModelSpec:
-    return ModelSpec(cfg.model.name, num_features, tuple(cfg.model.hidden))
+    return ModelSpec(cfg.model.name, num_features, tuple(cfg.model.hidden), study_task(cfg))
 
 
 def train_config(cfg: Config) -> TrainConfig:
     t = cfg.training
-    return TrainConfig(optimizer=t.optimizer, lr=t.lr, batch_size=t.batch_size, local_steps=t.local_steps)
+    return TrainConfig(optimizer=t.optimizer, lr=t.lr, batch_size=t.batch_size, local_steps=t.local_steps,
+                       class_weight=t.class_weight)
 
 
 def initial_params(cfg: Config, spec: ModelSpec) -> np.ndarray:
     """The study's initial model: a function of the config alone, so every node can rebuild it
     and check it against the digest on chain."""
-    return get_flat_params(build_model(spec.name, spec.num_features, hidden=spec.hidden, seed=cfg.study.seed))
+    return get_flat_params(build_model(spec.name, spec.num_features, hidden=spec.hidden, seed=cfg.study.seed,
+                                       task=spec.task))
 
 
 def validation_rules(cfg: Config) -> ValidationRules:

@@ -17,15 +17,18 @@ def metrics_title(study_name: str, strategy: Any) -> str:
     return f"{study_name}: {strategy.name}"
 
 
-def plot_metrics(rounds: Sequence[Mapping[str, Any]], path: Path, title: str) -> None:
-    """One panel per metric (accuracy, loss); one line per institution plus the pooled figure."""
+def plot_metrics(rounds: Sequence[Mapping[str, Any]], path: Path, title: str, headline: str = "accuracy") -> None:
+    """One panel per figure (the task's headline, e.g. accuracy, and the loss); one line per
+    institution plus the pooled figure."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     xs = [r["round"] for r in rounds]
     names = list(rounds[0]["metrics"]["per_institution"]) if rounds else []
-    for ax, key in zip(axes, ("accuracy", "loss")):
+    for ax, key in zip(axes, (headline, "loss")):
         for name in names:
-            ax.plot(xs, [r["metrics"]["per_institution"][name][key] for r in rounds], marker=".", label=name)
-        ax.plot(xs, [r["metrics"]["pooled"][key] for r in rounds], color="black", linewidth=2, label="pooled")
+            ax.plot(xs, [r["metrics"]["per_institution"][name].get(key, float("nan")) for r in rounds], marker=".",
+                    label=name)
+        ax.plot(xs, [r["metrics"]["pooled"].get(key, float("nan")) for r in rounds], color="black", linewidth=2,
+                label="pooled")
         ax.set_xlabel("round")
         ax.set_ylabel(f"test {key}")
         ax.grid(alpha=0.3)

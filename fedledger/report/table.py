@@ -5,6 +5,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fedledger.learning import BINARY, Task
+
+# (header, figure) per task; a figure an institution lacks (AUC on a one-class test set) is blank
+COLUMNS = {
+    "binary": (("accuracy", "accuracy"), ("balanced acc.", "balanced_accuracy"), ("F1", "f1"), ("AUC", "auc"),
+               ("loss", "loss")),
+    "multiclass": (("accuracy", "accuracy"), ("balanced acc.", "balanced_accuracy"), ("macro F1", "macro_f1"),
+                   ("loss", "loss")),
+    "regression": (("RMSE", "rmse"), ("MAE", "mae"), ("R2", "r2")),
+    "survival": (("events", "events"), ("C-index", "c_index"), ("loss", "loss")),
+}
+POOLED_AUC_NOTE = ("pooled AUC: from each institution's histogram of P(y = 1) in 100 bins, exact but for "
+                   "ties within a bin (no score leaves a site)")
+
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A Markdown-compatible table; floats with 4 decimals."""
@@ -14,15 +28,24 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join([line([str(h) for h in header]), line(["-" * w for w in widths]), *map(line, cells)])
 
 
-def results_table(summary: Mapping[str, Any]) -> str:
-    """Final test metrics per institution, their average and the pooled figures."""
-    rows = []
-    for name, m in summary["per_institution"].items():
-        rows.append([name, int(m["n"]), m["accuracy"], m["f1"], m.get("auc", float("nan")), m["loss"]])
-    avg, pooled = summary["client_average"], summary["pooled"]
-    rows.append(["client average", "", avg["accuracy"], avg["f1"], avg.get("auc", float("nan")), avg["loss"]])
-    rows.append(["pooled", int(pooled["n"]), pooled["accuracy"], pooled["f1"], "", pooled["loss"]])
-    return format_table(["institution", "test n", "accuracy", "F1", "AUC", "loss"], rows)
+def results_table(summary: Mapping[str, Any], task: Task = BINARY) -> str:
+    """Final test figures per institution, their client average and the pooled figures."""
+    columns = COLUMNS[task.kind]
+    pooled = dict(summary["pooled"])
+    if "auc_binned" in pooled:
+        pooled["auc"] = pooled["auc_binned"]
+
+    def row(name: str, n: Any, figures: Mapping[str, Any]) -> list[Any]:
+        return [name, n, *(_figure(figures.get(key, "")) for _, key in columns)]
+
+    rows = [row(name, int(m["n"]), m) for name, m in summary["per_institution"].items()]
+    rows += [row("client average", "", summary["client_average"]), row("pooled", int(pooled["n"]), pooled)]
+    table = format_table(["institution", "test n", *(header for header, _ in columns)], rows)
+    return table + (f"\n{POOLED_AUC_NOTE}" if "auc_binned" in pooled else "")
+
+
+def _figure(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() and value > 1 else value
 
 
 def _cell(value: Any) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 from fedledger.audit import verify_run
 from fedledger.chain import open_chain, study_contract
-from fedledger.config import ARCHITECTURES, Config, FaultsSection, config_from_dict
+from fedledger.config import ARCHITECTURES, Config, FaultsSection, config_from_dict, study_task_kind
 from fedledger.errors import ConfigError, FedLedgerError
 from fedledger.protocol.setup import load_clients
 from fedledger.report.compare import comparison_report, plot_comparison
@@ -62,6 +62,9 @@ def compare_architectures(cfg: Config, *, out_dir: Path | None = None, fault_rou
                           "validation data: set [data].validation_fraction above 0, e.g. 0.2")
     if fault_rounds < 1:
         raise ConfigError(f"--fault-rounds must be at least 1, got {fault_rounds}")
+    if study_task_kind(cfg) not in ("binary", "multiclass"):
+        raise ConfigError(f"compare sets the architectures side by side by accuracy, which a {study_task_kind(cfg)} "
+                          "study has none of: run each architecture with `fedledger run` and compare its results")
     say = log or (lambda _: None)
     out = _out_dir(cfg, out_dir)
     honest: dict[str, dict[str, Any]] = {}

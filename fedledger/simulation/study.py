@@ -133,7 +133,7 @@ def _evaluate(nodes: list[InstitutionNode], study: Any, store: ArtifactStore, mo
     summary of them is the round's metrics, their digests let `audit verify` re-derive it."""
     digests = {node.name: node.signed_evaluation(model, study.chain_id, study.address) for node in nodes}
     figures = {name: store.get_json(digest)["figures"] for name, digest in digests.items()}
-    return {"metrics": summarize_evaluations(figures), "evaluations": digests}
+    return {"metrics": summarize_evaluations(figures, nodes[0].model_spec.task), "evaluations": digests}
 
 
 def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True) -> StudyResult:
@@ -184,7 +184,7 @@ def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True
             chain.backend.close()
     result.privacy = {n.name: privacy_summary(n.privacy) for n in nodes if n.privacy is not None}
     result.wall_seconds = time.perf_counter() - started
-    plot_metrics(result.rounds, run.path / "metrics.png", metrics_title(cfg.study.name, strategy))
+    plot_metrics(result.rounds, run.path / "metrics.png", metrics_title(cfg.study.name, strategy), spec.task.headline)
     run.write_json("results.json", {"final": result.final, "setup_chain": result.setup_chain,
                                     "final_evaluations": result.final_evaluations,
                                     "chain_head": result.chain_head, "attackers": result.attackers,
@@ -221,14 +221,15 @@ def _run_rounds(cfg: Config, run: RunDir, scheduler: Scheduler, study: Any, stor
             result.rounds.append(entry)
             metrics_file.write(json.dumps(entry, sort_keys=True) + "\n")
             metrics_file.flush()
-            bar.set_postfix(accuracy=f"{entry['metrics']['pooled']['accuracy']:.3f}")
+            headline = nodes[0].model_spec.task.headline
+            bar.set_postfix({headline: f"{entry['metrics']['pooled'].get(headline, float('nan')):.3f}"})
     # the members' last steps: loose institutions check their inclusion in the last round
     if result.stopped is None:
         scheduler.run_until(scheduler.all_done, len(result.rounds))
     else:
         scheduler.sweep()
     if progress:
-        print(results_table(result.final))
+        print(results_table(result.final, nodes[0].model_spec.task))
 
 
 def _budget_covers_round(cfg: Config, nodes: list[InstitutionNode], round: int = 1) -> bool:

@@ -5,6 +5,7 @@ import pytest
 
 from fedledger.errors import ConfigError, DataError
 from fedledger.learning import load_csv_clients
+from fedledger.learning.csv_clients import CsvColumns
 
 
 def write(path, text):
@@ -27,7 +28,7 @@ def two_sites(tmp_path):
 
 
 def test_happy_path(two_sites):
-    clients = load_csv_clients(two_sites, "outcome", None, 0.25, seed=1)
+    clients = load_csv_clients(two_sites, CsvColumns(label="outcome"), 0.25, seed=1)
     assert [c.name for c in clients] == ["north", "south"]
     north, south = clients
     assert (north.num_train, len(north.y_test)) == (30, 10)
@@ -39,16 +40,16 @@ def test_happy_path(two_sites):
 
 
 def test_features_select_and_order_columns(two_sites):
-    (north, _) = load_csv_clients(two_sites, "outcome", ["bp"], 0.25, seed=1)
+    (north, _) = load_csv_clients(two_sites, CsvColumns(label="outcome", features=["bp"]), 0.25, seed=1)
     assert north.num_features == 1
-    both = load_csv_clients(two_sites, "outcome", ["bp", "age"], 0.25, seed=1)[0]
+    both = load_csv_clients(two_sites, CsvColumns(label="outcome", features=["bp", "age"]), 0.25, seed=1)[0]
     np.testing.assert_array_equal(both.x_train[:, 0], north.x_train[:, 0])
 
 
 def test_same_seed_same_split_other_seed_differs(two_sites):
-    a = load_csv_clients(two_sites, "outcome", None, 0.25, seed=1)[0]
-    b = load_csv_clients(two_sites, "outcome", None, 0.25, seed=1)[0]
-    c = load_csv_clients(two_sites, "outcome", None, 0.25, seed=2)[0]
+    a = load_csv_clients(two_sites, CsvColumns(label="outcome"), 0.25, seed=1)[0]
+    b = load_csv_clients(two_sites, CsvColumns(label="outcome"), 0.25, seed=1)[0]
+    c = load_csv_clients(two_sites, CsvColumns(label="outcome"), 0.25, seed=2)[0]
     np.testing.assert_array_equal(a.x_train, b.x_train)
     assert not np.array_equal(a.x_train, c.x_train)
 
@@ -57,11 +58,11 @@ def test_two_valued_label_maps_larger_value_to_one(tmp_path):
     rng = np.random.default_rng(0)
     paths = {"a": write(tmp_path / "a.csv", table(rng, 20, ("benign", "malignant"))),
              "b": write(tmp_path / "b.csv", table(rng, 20, ("benign", "benign")))}
-    a, b = load_csv_clients(paths, "outcome", None, 0.3, seed=0)
+    a, b = load_csv_clients(paths, CsvColumns(label="outcome"), 0.3, seed=0)
     assert a.y_train.sum() + a.y_test.sum() == 10      # malignant -> 1
     assert b.y_train.sum() + b.y_test.sum() == 0
     numeric = {"a": write(tmp_path / "n.csv", table(rng, 20, ("2", "4")))}
-    (n,) = load_csv_clients(numeric, "outcome", None, 0.3, seed=0)
+    (n,) = load_csv_clients(numeric, CsvColumns(label="outcome"), 0.3, seed=0)
     assert n.y_train.sum() + n.y_test.sum() == 10
 
 
@@ -85,40 +86,50 @@ GOOD = "age,bp,outcome\n" + "".join(f"{30 + i},{100 + i},{i % 2}\n" for i in ran
 def test_bad_file_gives_a_data_error_naming_it(tmp_path, two_sites, text, message):
     bad = write(tmp_path / "bad.csv", text)
     with pytest.raises(DataError, match=message) as info:
-        load_csv_clients({**two_sites, "bad": bad}, "outcome", None, 0.25, seed=0)
+        load_csv_clients({**two_sites, "bad": bad}, CsvColumns(label="outcome"), 0.25, seed=0)
     assert "\n" not in str(info.value)
     assert "bad.csv" in str(info.value)
 
 
 def test_missing_file_and_missing_column(tmp_path, two_sites):
     with pytest.raises(DataError, match="nowhere.csv: file not found"):
-        load_csv_clients({"x": tmp_path / "nowhere.csv"}, "outcome", None, 0.25, seed=0)
+        load_csv_clients({"x": tmp_path / "nowhere.csv"}, CsvColumns(label="outcome"), 0.25, seed=0)
     with pytest.raises(DataError, match="north.csv: no column 'label'"):
-        load_csv_clients(two_sites, "label", None, 0.25, seed=0)
+        load_csv_clients(two_sites, CsvColumns(label="label"), 0.25, seed=0)
     with pytest.raises(DataError, match="no column 'weight'"):
-        load_csv_clients(two_sites, "outcome", ["weight"], 0.25, seed=0)
+        load_csv_clients(two_sites, CsvColumns(label="outcome", features=["weight"]), 0.25, seed=0)
 
 
 def test_line_numbers_count_blank_lines(tmp_path):
     bad = write(tmp_path / "gaps.csv", "a,outcome\n\n1,0\n\nx,1\n")
     with pytest.raises(DataError, match="gaps.csv: line 5, column 'a'"):
-        load_csv_clients({"g": bad}, "outcome", None, 0.25, seed=0)
+        load_csv_clients({"g": bad}, CsvColumns(label="outcome"), 0.25, seed=0)
 
 
 def test_too_few_rows_to_split(tmp_path):
     tiny = write(tmp_path / "tiny.csv", "age,outcome\n1,0\n2,1\n")
     with pytest.raises(DataError, match="too few to split"):
-        load_csv_clients({"tiny": tiny}, "outcome", None, 0.25, seed=0)
+        load_csv_clients({"tiny": tiny}, CsvColumns(label="outcome"), 0.25, seed=0)
 
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"paths": {}}, "at least one"),
     ({"test_fraction": 0.0}, "test_fraction"),
-    ({"features": ["age", "outcome"]}, "also listed as a feature"),
     ({"seed": -3}, "seed"),
-    ({"features": "age"}, "list of column names"),
 ])
 def test_bad_arguments_give_config_error(two_sites, kwargs, message):
-    args = {"paths": two_sites, "label": "outcome", "features": None, "test_fraction": 0.25, "seed": 0, **kwargs}
+    args = {"paths": two_sites, "columns": CsvColumns(label="outcome"), "test_fraction": 0.25, "seed": 0, **kwargs}
     with pytest.raises(ConfigError, match=message):
         load_csv_clients(**args)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"features": ("age", "outcome")}, "also listed as a feature"),
+    ({"features": "age"}, "list of column names"),
+    ({"task": "survival"}, "time and event"),
+    ({"task": "multiclass", "classes": ("a",)}, "2 to 32 classes"),
+    ({"task": "ranking"}, "task must be one of"),
+])
+def test_bad_columns_give_config_error(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        CsvColumns(**{"label": "outcome", **kwargs})

@@ -105,7 +105,8 @@ def test_a_hostile_evaluation_is_left_out_with_its_reason_and_the_round_goes_on(
     good = [n.train(study.task()) for n in nodes]
     for update in good[1:]:
         study.offer(update)
-    hostile = {k: 1e308 for k in ("accuracy", "f1", "loss", "n", "tp", "fp", "tn", "fn")}
+    hostile = {**nodes[0].evaluate(study.initial), **{k: 1e308 for k in ("accuracy", "f1", "loss", "n", "tp", "fp",
+                                                                         "tn", "fn")}}
     chain = study.chain.study
     signed = sign_evaluation(nodes[0].account, chain.chain_id, chain.address, study.initial, hostile)
     study.post(nodes[0].address, {**good[0].to_dict(), "metrics": study.store.put_json(signed)})
@@ -114,8 +115,8 @@ def test_a_hostile_evaluation_is_left_out_with_its_reason_and_the_round_goes_on(
     metrics = study.store.get_json(record.metrics_digest)
     name = study.coordinator.ctx.name
     assert sorted(metrics["per_institution"]) == sorted(name(n.address) for n in nodes[1:])
-    assert metrics["left_out"] == {name(nodes[0].address): "not a signed evaluation: the counts n, tp, fp, tn, fn must "
-                                                           "be whole numbers from 0 to 1,000,000,000"}
+    assert metrics["left_out"] == {name(nodes[0].address): "not a signed evaluation: n must be a whole number "
+                                                           "from 0 to 1,000,000,000"}
 
 
 def test_an_evaluation_not_signed_by_its_institution_is_left_out(loose_round):
