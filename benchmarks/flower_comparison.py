@@ -40,7 +40,7 @@ from _report import add_smoke_flag, cpu_description, end_smoke, write_section  #
 
 from fedledger.config import Config, load_config  # noqa: E402
 from fedledger.learning import ClientData, TrainConfig, build_model, evaluate, set_flat_params, train_local  # noqa: E402
-from fedledger.learning.models import BinaryClassifier  # noqa: E402
+from fedledger.learning.models import Predictor  # noqa: E402
 from fedledger.protocol.node import ModelSpec, derive_seed  # noqa: E402
 from fedledger.protocol.setup import initial_params, load_clients, model_spec, train_config  # noqa: E402
 from fedledger.report import format_table, summarize_evaluations  # noqa: E402
@@ -73,7 +73,7 @@ class HeartClient(NumPyClient):
     def __init__(self, data: ClientData, spec: ModelSpec, training: TrainConfig, seed: int) -> None:
         self.data, self.spec, self.training, self.seed = data, spec, training, seed
 
-    def _model(self, flat: np.ndarray) -> BinaryClassifier:
+    def _model(self, flat: np.ndarray) -> Predictor:
         model = build_model(self.spec.name, self.spec.num_features, hidden=self.spec.hidden, seed=self.seed)
         set_flat_params(model, flat)
         return model

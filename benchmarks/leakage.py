@@ -47,7 +47,7 @@ from fedledger.learning import (  # noqa: E402
     train_local,
 )
 from fedledger.learning.dp_sgd import train_dp_sgd  # noqa: E402
-from fedledger.learning.models import BinaryClassifier  # noqa: E402
+from fedledger.learning.models import Predictor  # noqa: E402
 from fedledger.privacy.accountant import calibrate_noise  # noqa: E402
 from fedledger.privacy.client_dp import privatize_update  # noqa: E402
 from fedledger.privacy.leakage import reconstruction_error  # noqa: E402
@@ -68,7 +68,7 @@ def one_record_members(limit: int) -> list[ClientData]:
             for h, i in rows]
 
 
-def initial_model(features: int) -> BinaryClassifier:
+def initial_model(features: int) -> Predictor:
     """The global model every member starts from: the round the aggregator attacks."""
     return build_model("logreg", features, seed=0)
 

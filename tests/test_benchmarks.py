@@ -119,3 +119,8 @@ def test_secure_aggregation_benchmark_smoke():
         for protocol in ("SecAgg ", "SecAgg+"):
             assert re.search(rf"\| 10 +\| {dropout} +\| {re.escape(protocol)} +\| k=", out), out
     assert "wrote section" not in out
+
+
+def test_survival_benchmark_smoke():
+    out = smoke("survival.py")
+    assert re.search(r"\| gbsg2 +\| 42 +\| \d+/\d+/\d+/\d+ +\| 0\.\d+ +\| 0\.\d+ +\|", out), out

@@ -28,6 +28,9 @@ def verify_outputs(auditor: Auditor, run: RunDir) -> None:
         report.record(SUBJECT, "config.json is the anchored config",
                       _digest(config) == auditor.contract.config_digest(),
                       "config.json does not hash to the config digest on chain")
+    if (run.path / "preprocessing.json").is_file():
+        report.not_verified("preprocessing.json: the features' names and each institution's scaling statistics, "
+                            "the institutions' own account (only they hold their records)")
     if not run.metrics.is_file():
         report.not_verified("each round's figures: the run directory has no metrics.jsonl (a deployed consortium's "
                             "has none); the final model's evaluations on chain are checked")

@@ -7,6 +7,7 @@ that finds a problem exits with status 1.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -170,6 +171,34 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0 if result.audit.ok else 1
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from fedledger.bundle import export_bundle
+
+    exported = export_bundle(args.run, args.out, args.round)
+    print(f"wrote {exported.path}: the model {exported.model} of round {exported.round}"
+          f"{', with model.onnx' if exported.onnx else ' (no model.onnx: torch could not export it)'}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import csv
+
+    from fedledger.bundle import load_bundle, predict_csv
+
+    bundle = load_bundle(args.bundle)
+    header, rows = predict_csv(bundle, args.csv, args.institution, args.keep)
+    out = open(args.out, "w", newline="") if args.out else sys.stdout
+    try:
+        writer = csv.writer(out)
+        writer.writerow(header)
+        writer.writerows(rows)
+    finally:
+        if args.out:
+            out.close()
+    print(f"scored {len(rows)} rows with the {bundle.describe()}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fedledger",
@@ -281,6 +310,28 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rpc", metavar="URL", default=None, help="use this JSON-RPC node instead of starting one")
     demo.add_argument("--quiet", action="store_true", help="only the final table and audit")
     demo.set_defaults(handler=_cmd_demo)
+
+    export = commands.add_parser(
+        "export", help="write a run's model with its task, features and scaling, to score new records with",
+        description="Write a bundle: model.safetensors (the ledger's artifact: its sha-256 is the model digest on "
+                    "chain), model.onnx where torch exports it, and bundle.json (study, run, round, task, features, "
+                    "each institution's scaling).")
+    export.add_argument("run", type=Path, help="a run directory of `fedledger run`")
+    export.add_argument("--round", type=int, default=None, metavar="N", help="the model of round N (default: the last)")
+    export.add_argument("--out", type=Path, default=None, help="new or empty directory (default: RUN/bundle-round-N)")
+    export.set_defaults(handler=_cmd_export)
+
+    predict = commands.add_parser(
+        "predict", help="score the rows of a CSV file with an exported model",
+        description="Score every row of CSV (the bundle's feature columns, by name) and write the predictions as CSV.")
+    predict.add_argument("bundle", type=Path, help="a directory written by `fedledger export`")
+    predict.add_argument("csv", type=Path, help="records to score, with a header row")
+    predict.add_argument("--institution", default=None,
+                         help="whose feature scaling to use (needed when the institutions scaled theirs differently)")
+    predict.add_argument("--keep", nargs="+", default=[], metavar="COLUMN",
+                         help="columns copied into the output as they are, e.g. a patient id")
+    predict.add_argument("--out", type=Path, default=None, help="write the predictions here (default: stdout)")
+    predict.set_defaults(handler=_cmd_predict)
     return parser
 
 
@@ -294,6 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fedledger: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:     # the reader stopped early (`fedledger predict ... | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -33,13 +33,15 @@ def load_breast_cancer(num_clients: int, alpha: float, seed: int, test_fraction:
         raise ConfigError(f"test_fraction must be between 0 and 1, got {test_fraction}")
     if seed < 0:
         raise ConfigError(f"seed must be zero or positive, got {seed}")
-    x, y = _sklearn_breast_cancer(return_X_y=True)
+    bunch = _sklearn_breast_cancer()
+    x, y = bunch.data, bunch.target
+    names = {"feature_names": tuple(map(str, bunch.feature_names)), "classes": tuple(map(str, bunch.target_names))}
     parts = dirichlet_partition(y, num_clients, alpha, seed)
     splits = [split_indices(y[rows], test_fraction, seed, where=f"hospital_{i}") for i, rows in enumerate(parts)]
     mean, std = standardize(np.concatenate([x[rows][train] for rows, (train, _) in zip(parts, splits)]))
     scale = lambda rows: ((x[rows] - mean) / std).astype(np.float32)  # noqa: E731
     return [ClientData(f"hospital_{i}", scale(rows[train]), y[rows[train]].astype(np.float32),
-                       scale(rows[test]), y[rows[test]].astype(np.float32), mean, std)
+                       scale(rows[test]), y[rows[test]].astype(np.float32), mean, std, **names)
             for i, (rows, (train, test)) in enumerate(zip(parts, splits))]
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,8 +76,8 @@ def load_csv_clients(paths: Mapping[str, Path], columns: CsvColumns, test_fracti
         raise ConfigError(f"seed must be zero or positive, got {seed}")
     if test_paths is not None and (set(test_paths) != set(paths) or columns.split_column):
         raise ConfigError("test_paths must name one test file for each institution, and no split column with them")
-    tables = {name: _read_csv(Path(path)) for name, path in paths.items()}
-    tests = {name: _read_csv(Path(path)) for name, path in (test_paths or {}).items()}
+    tables = {name: read_table(Path(path)) for name, path in paths.items()}
+    tests = {name: read_table(Path(path)) for name, path in (test_paths or {}).items()}
     features = list(columns.features) or _default_features(tables, columns)
     rows = {name: _rows(table, tests.get(name), columns, features) for name, table in tables.items()}
     encode = _label_encoder(columns, {name: r.labels for name, r in rows.items()}, tables)
@@ -87,7 +88,8 @@ def load_csv_clients(paths: Mapping[str, Path], columns: CsvColumns, test_fracti
         y = np.array([encode(v) for v in r.labels], dtype=np.float32)
         # an overflow is reported below as a DataError naming the column, not as a RuntimeWarning
         with np.errstate(over="ignore", invalid="ignore"):
-            client = make_client(name, r.x, y, test_fraction, seed, task.stratify, r.split)
+            client = make_client(name, r.x, y, test_fraction, seed, task.stratify, r.split, features,
+                                 encode.classes)
         _check_standardized(table.path, features, r.x, client)
         clients.append(client)
     return clients
@@ -100,7 +102,7 @@ class _Rows:
     split: tuple[np.ndarray, np.ndarray] | None     # given train and test row indices, if any
 
 
-def _rows(table: _Table, test: _Table | None, columns: CsvColumns, features: Sequence[str]) -> _Rows:
+def _rows(table: Table, test: Table | None, columns: CsvColumns, features: Sequence[str]) -> _Rows:
     parts = [table] if test is None else [table, test]
     needed = [*columns.labels, *features] + ([columns.split_column] if columns.split_column else [])
     x, labels = [], []
@@ -109,7 +111,7 @@ def _rows(table: _Table, test: _Table | None, columns: CsvColumns, features: Seq
             if col not in part.header:
                 raise DataError(f"{part.path}: no column {col!r} (columns: {', '.join(part.header)})")
         where = [(col, part.header.index(col)) for col in features]
-        x += [[_number(part.path, line, col, cells[k]) for col, k in where] for line, cells in part.rows]
+        x += [[number_cell(part.path, line, col, cells[k]) for col, k in where] for line, cells in part.rows]
         labels += _label_texts(part, columns.labels)
     split = None
     if test is not None:
@@ -119,7 +121,7 @@ def _rows(table: _Table, test: _Table | None, columns: CsvColumns, features: Seq
     return _Rows(np.array(x, dtype=np.float64).reshape(len(labels), len(features)), labels, split)
 
 
-def _split_of(table: _Table, column: str) -> tuple[np.ndarray, np.ndarray]:
+def _split_of(table: Table, column: str) -> tuple[np.ndarray, np.ndarray]:
     k = table.header.index(column)
     sides = []
     for line, cells in table.rows:
@@ -138,13 +140,13 @@ def _split_of(table: _Table, column: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(frozen=True)
-class _Table:
+class Table:
     path: Path
     header: list[str]
     rows: list[tuple[int, list[str]]]     # (line number in the file, stripped cells)
 
 
-def _read_csv(path: Path) -> _Table:
+def read_table(path: Path) -> Table:
     """Header and rows as stripped text; every row must have one value per header column."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -165,10 +167,10 @@ def _read_csv(path: Path) -> _Table:
     for line, cells in rows:
         if len(cells) != len(header):
             raise DataError(f"{path}: line {line} has {len(cells)} values, the header has {len(header)} columns")
-    return _Table(path, header, rows)
+    return Table(path, header, rows)
 
 
-def _default_features(tables: dict[str, _Table], columns: CsvColumns) -> list[str]:
+def _default_features(tables: dict[str, Table], columns: CsvColumns) -> list[str]:
     first = next(iter(tables.values()))
     for table in tables.values():
         if set(table.header) != set(first.header):
@@ -182,7 +184,7 @@ def _default_features(tables: dict[str, _Table], columns: CsvColumns) -> list[st
     return [c for c in first.header if c not in skipped]
 
 
-def _number(path: Path, line: int, column: str, text: str) -> float:
+def number_cell(path: Path, line: int, column: str, text: str) -> float:
     if text == "":
         raise DataError(f"{path}: line {line}, column {column!r} is empty")
     try:
@@ -206,7 +208,7 @@ def _check_standardized(path: Path, columns: Sequence[str], raw: np.ndarray, cli
                         f"magnitude {np.abs(raw[:, k]).max():g}); rescale it, e.g. to other units")
 
 
-def _label_texts(table: _Table, labels: Sequence[str]) -> list[tuple[str, ...]]:
+def _label_texts(table: Table, labels: Sequence[str]) -> list[tuple[str, ...]]:
     """The label cells of each row, after checking none is missing or a non-finite number."""
     where = [(col, table.header.index(col)) for col in labels]
     texts = []
@@ -227,20 +229,30 @@ def _is_float(text: str) -> bool:
     return True
 
 
-def _label_encoder(columns: CsvColumns, labels: dict[str, list[tuple[str, ...]]], tables: dict[str, _Table]):
-    """The function from a row's label cells to its label: a float, or for survival (time, event)."""
+@dataclass(frozen=True)
+class _Encoder:
+    """A row's label cells to its label (a float, or for survival (time, event)), and the
+    classes' names in index order (binary and multiclass)."""
+    encode: Callable[[tuple[str, ...]], Any]
+    classes: tuple[str, ...] = ()
+
+    def __call__(self, cells: tuple[str, ...]) -> Any:
+        return self.encode(cells)
+
+
+def _label_encoder(columns: CsvColumns, labels: dict[str, list[tuple[str, ...]]], tables: dict[str, Table]) -> _Encoder:
     texts = {v[0] for values in labels.values() for v in values}
     files = ", ".join(str(t.path) for t in tables.values())
     if columns.task == "binary":
         return _binary_encoder(columns.label, texts, files)
     if columns.task == "multiclass":
-        return _class_encoder(columns, texts, files)
+        return _Encoder(_class_encoder(columns, texts, files), columns.classes)
     if columns.task == "regression":
-        return lambda v: _value(columns.label, v[0], files)
-    return lambda v: (_time(columns.time, v[0], files), _event(columns.event, v[1], files))
+        return _Encoder(lambda v: _value(columns.label, v[0], files))
+    return _Encoder(lambda v: (_time(columns.time, v[0], files), _event(columns.event, v[1], files)))
 
 
-def _binary_encoder(label: str, texts: set[str], files: str):
+def _binary_encoder(label: str, texts: set[str], files: str) -> _Encoder:
     # Numbers compare as numbers ("1" and "1.0" are one label); otherwise as text.
     keys: dict[str, float | str] = {t: float(t) for t in texts} if all(map(_is_float, texts)) else {t: t for t in texts}
     distinct = sorted(set(keys.values()))
@@ -249,7 +261,8 @@ def _binary_encoder(label: str, texts: set[str], files: str):
         raise DataError(f"label column {label!r} must hold exactly two distinct values across {files}, "
                         f"found {len(distinct)}: {shown}")
     mapping = {t: float(keys[t] == distinct[1]) for t in texts}
-    return lambda v: mapping[v[0]]
+    named = [min((t for t in texts if keys[t] == d), key=len) for d in distinct]   # "1" before "1.0"
+    return _Encoder(lambda v: mapping[v[0]], tuple(named))
 
 
 def _class_encoder(columns: CsvColumns, texts: set[str], files: str):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -33,6 +33,10 @@ class ClientData:
     # unless the study asks for them
     x_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
+    # what the columns of x are, and the label's classes in index order (binary: the value
+    # labelled 0, then 1): what a bundle needs to score new records (empty where unknown)
+    feature_names: tuple[str, ...] = ()
+    classes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Nodes hand these arrays straight to torch; catching a bad shape here names the client
@@ -47,6 +51,9 @@ class ClientData:
         if self.x_test.shape[1] != self.x_train.shape[1]:
             raise DataError(f"client {self.name!r}: test has {self.x_test.shape[1]} features, "
                             f"train has {self.x_train.shape[1]}")
+        if self.feature_names and len(self.feature_names) != self.num_features:
+            raise DataError(f"client {self.name!r}: {len(self.feature_names)} feature names for "
+                            f"{self.num_features} features")
         stats = (self.feature_mean, self.feature_std)
         if any(s is not None for s in stats) and any(s is None or s.shape != (self.num_features,) for s in stats):
             raise DataError(f"client {self.name!r}: feature_mean and feature_std must both be given, "
@@ -117,11 +124,13 @@ def standardize(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def make_client(name: str, x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int,
                 stratify: Callable[[np.ndarray], np.ndarray | None] = lambda y: y,
-                split: tuple[np.ndarray, np.ndarray] | None = None) -> ClientData:
+                split: tuple[np.ndarray, np.ndarray] | None = None, feature_names: Sequence[str] = (),
+                classes: Sequence[str] = ()) -> ClientData:
     """Split one institution's rows (stratified on `stratify(y)`; or as `split` gives: train and
     test row indices), standardize with its own training statistics, wrap them."""
     train, test = split if split is not None else split_indices(stratify(y), test_fraction, seed, where=name,
                                                                n=len(y))
     mean, std = standardize(x[train])
     return ClientData(name, ((x[train] - mean) / std).astype(np.float32), y[train].astype(np.float32),
-                      ((x[test] - mean) / std).astype(np.float32), y[test].astype(np.float32), mean, std)
+                      ((x[test] - mean) / std).astype(np.float32), y[test].astype(np.float32), mean, std,
+                      feature_names=tuple(feature_names), classes=tuple(classes))

@@ -26,6 +26,7 @@ DROPPED = ("slope", "ca", "thal")
 PLAIN = ("age", "sex", "trestbps", "chol", "fbs", "thalach", "exang", "oldpeak")
 DUMMIES = (("cp", (2, 3, 4)), ("restecg", (1, 2)))
 FEATURES = PLAIN + tuple(f"{col}_{level}" for col, levels in DUMMIES for level in levels)
+CLASSES = ("num = 0", "num > 0")    # no heart disease, heart disease
 TRAIN_FRACTION = 0.66
 SPLIT_SEED = 43
 
@@ -43,7 +44,7 @@ def _load_center(name: str) -> ClientData:
     dummies = [(col[c] == level) for c, levels in DUMMIES for level in levels]
     x = np.column_stack([col[c] for c in PLAIN] + dummies).astype(np.float64)
     y = (col["num"] > 0).astype(np.float32)
-    return make_client(name, x, y, 1.0 - TRAIN_FRACTION, SPLIT_SEED)
+    return make_client(name, x, y, 1.0 - TRAIN_FRACTION, SPLIT_SEED, feature_names=FEATURES, classes=CLASSES)
 
 
 def _read_raw(name: str) -> dict[str, np.ndarray]:

@@ -91,8 +91,9 @@ def load_survival_dataset(name: str, num_clients: int, alpha: float, seed: int,
               for i, rows in enumerate(parts)]
     mean, std = standardize(np.concatenate([x[rows][train] for rows, (train, _) in zip(parts, splits)]))
     scale = lambda rows: ((x[rows] - mean) / std).astype(np.float32)  # noqa: E731
+    names = tuple(survival_feature_names(name))
     return [ClientData(f"hospital_{i}", scale(rows[train]), y[rows[train]], scale(rows[test]), y[rows[test]],
-                       mean, std)
+                       mean, std, feature_names=names)
             for i, (rows, (train, test)) in enumerate(zip(parts, splits))]
 
 

@@ -76,6 +76,11 @@ class Task(ABC):
         """What to stratify a train/test split on (None: a plain shuffle)."""
         return y
 
+    def aggregation_weight(self, y: np.ndarray) -> int:
+        """How much an institution's update with training labels `y` weighs in a weighted
+        average (FedAvg): the number of records its loss sums over."""
+        return len(y)
+
     def average_keys(self) -> tuple[str, ...]:
         """The figures that the client average (each institution counting once) is taken of."""
         return (self.headline, "loss")
@@ -401,6 +406,11 @@ class SurvivalTask(Task):
 
     def score(self, figures: Mapping[str, Any]) -> float:
         return float(figures.get("c_index", 0.5))
+
+    def aggregation_weight(self, y: np.ndarray) -> int:
+        """The events: the partial likelihood sums over them, so a hospital with many censored
+        records and few events knows little (at least 1, so that every update counts)."""
+        return max(1, int(np.sum(y[:, 1] > 0.5)))
 
     def stratify(self, y: np.ndarray) -> np.ndarray | None:
         return y[:, 1]

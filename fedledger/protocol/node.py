@@ -127,7 +127,8 @@ class InstitutionNode:
         """Put `params` in the store and sign the commitment binding them to `task`'s round,
         parent model and ledger (UpdateRejected if they are not a finite float32 vector); under
         differential privacy, count the release and attach its spend record."""
-        num_samples = self.privacy.plan.committed_samples(self.data.num_train) if self.privacy else self.data.num_train
+        weight = self.model_spec.task.aggregation_weight(self.data.y_train)   # survival: its events
+        num_samples = self.privacy.plan.committed_samples(weight) if self.privacy else weight
         digest = self.store.put_params(params) if protect is None else protect(params, num_samples, self.store)
         commitment = UpdateCommitment(chain_id=task.chain_id, ledger=task.ledger, round=task.round,
                                       parent_model=task.global_model, update=digest, num_samples=num_samples)

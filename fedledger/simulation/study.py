@@ -45,6 +45,7 @@ from fedledger.protocol.setup import (
     train_config,
     update_scheme,
 )
+from fedledger.learning.preprocessing import preprocessing_record
 from fedledger.report import metrics_title, plot_metrics, results_table, summarize_evaluations
 from fedledger.simulation.attacks import build_nodes
 from fedledger.simulation.faults import Faults, coordinator_with_faults, with_faults
@@ -136,11 +137,11 @@ def _evaluate(nodes: list[InstitutionNode], study: Any, store: ArtifactStore, mo
     return {"metrics": summarize_evaluations(figures, nodes[0].model_spec.task), "evaluations": digests}
 
 
-def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True) -> StudyResult:
+def run_study(cfg: Config, *, run_dir: str | Path | None = None, progress: bool = True) -> StudyResult:
     """Run the configured study and write its run directory (created under [study].output_dir)."""
     started = time.perf_counter()
     clients = load_clients(cfg)
-    run = RunDir(run_dir) if run_dir else RunDir.create(cfg.resolve_path(cfg.study.output_dir), cfg.study.name)
+    run = RunDir(Path(run_dir)) if run_dir else RunDir.create(cfg.resolve_path(cfg.study.output_dir), cfg.study.name)
     run.path.mkdir(parents=True, exist_ok=True)
     store = ArtifactStore(run.store)
     strategy = make_strategy(cfg.aggregation.strategy, **cfg.aggregation.params)
@@ -156,6 +157,7 @@ def run_study(cfg: Config, *, run_dir: Path | None = None, progress: bool = True
     initial = store.put_params(initial_params(cfg, spec))
     config_digest = store.put_json(cfg.to_dict())
     run.write_json("config.json", cfg.to_dict())
+    run.write_json("preprocessing.json", preprocessing_record(clients, spec.task, cfg.data.classes))
 
     chain = None
     if cfg.chain.enabled:

@@ -169,8 +169,8 @@ def test_an_example_ends_on_the_same_model_simulated_and_deployed(example, dev_c
 
 
 def test_nodes_ride_out_a_chain_outage_and_count_it_apart_from_their_errors(dev_chain, tmp_path):
-    """The JSON-RPC node goes silent for longer than web3's own retries wait (about 2 s): every
-    node's step fails on it, waits and tries again; the study ends on the model the simulation
+    """The JSON-RPC node goes silent for longer than web3's own retries wait (about 2 s): the
+    steps that meet it fail, wait and try again; the study ends on the model the simulation
     makes, and the outage is counted as such (`chain_outages`), not as the node's error."""
     cfg = shortened(load_config(EXAMPLES[0].with_name("fed_heart_disease.toml")))
     simulated = run_study(cfg, run_dir=tmp_path / "simulated", progress=False)
@@ -182,5 +182,6 @@ def test_nodes_ride_out_a_chain_outage_and_count_it_apart_from_their_errors(dev_
         relay.close()
     assert report.ok, report.summary()
     assert final == simulated.rounds[-1]["model"]
-    assert all(r.chain_outages >= 1 for r in runtimes), {r.me.name: r.chain_outages for r in runtimes}
+    # a node busy off chain (training, aggregating) through the outage may never have met it
+    assert sum(r.chain_outages for r in runtimes) >= 1, {r.me.name: r.chain_outages for r in runtimes}
     assert all(r.status()["chain_outages"] == r.chain_outages for r in runtimes)

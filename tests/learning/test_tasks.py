@@ -199,3 +199,10 @@ def test_a_survival_study_refuses_dp_sgd():
     with pytest.raises(ConfigError, match="not a sum of per-record losses"):
         train_dp_sgd(build_model("logreg", 2, seed=0, task=make_task("survival")), client(RNG.normal(size=(20, 2)), y),
                      TrainConfig(), noise_multiplier=1.0, max_grad_norm=1.0, sample_rate=0.2, seed=0)
+
+
+def test_a_survival_update_weighs_its_events():
+    y = np.column_stack([np.arange(10.0), [1, 0, 0, 1, 0, 0, 0, 1, 0, 0]])
+    assert make_task("survival").aggregation_weight(y) == 3
+    assert make_task("survival").aggregation_weight(np.column_stack([np.arange(4.0), np.zeros(4)])) == 1
+    assert make_task("binary").aggregation_weight(np.zeros(7)) == 7
