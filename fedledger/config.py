@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 import types
 import typing
@@ -81,6 +82,11 @@ class DataSection:
     # "test" on each row, or each institution's test rows in a file of their own
     split_column: str = ""
     test_clients: dict[str, str] = field(default_factory=dict)
+    # a dataset every institution adds to its training rows (two-stage non-IID remedy): a CSV
+    # file named by its sha-256, or (breast_cancer) this share of all rows set apart first
+    shared_data: str = ""
+    shared_sha256: str = ""
+    shared_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -352,8 +358,18 @@ def _check_task(c: Config) -> None:
     if task == "survival" and c.privacy.mechanism == "dp-sgd":
         raise ConfigError("[privacy].mechanism = \"dp-sgd\" clips each record's gradient, and Cox's partial "
                           "likelihood is not a sum of per-record losses: use \"dp-fedavg\" for a survival study")
+    if not 0.0 <= d.shared_fraction < 0.5:
+        raise ConfigError(f"[data].shared_fraction must be at least 0 and below 0.5, got {d.shared_fraction}")
+    if d.shared_fraction and d.dataset != "breast_cancer":
+        raise ConfigError("[data].shared_fraction sets part of breast_cancer's rows apart as a shared dataset; "
+                          "a CSV study names its shared file with [data].shared_data and shared_sha256")
+    if bool(d.shared_data) != bool(d.shared_sha256) or (
+            d.shared_sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", d.shared_sha256)):
+        raise ConfigError("[data].shared_data needs [data].shared_sha256, the sha-256 of the file in hex (64 "
+                          "characters), so that every institution trains on the same shared rows")
     if d.dataset != "csv":
-        set_keys = [k for k in ("label", "time", "event", "classes", "exclude", "split_column", "test_clients")
+        set_keys = [k for k in ("label", "time", "event", "classes", "exclude", "split_column", "test_clients",
+                                "shared_data")
                     if getattr(d, k)]
         if set_keys:
             raise ConfigError(f"[data].{set_keys[0]} is for dataset = \"csv\"; {d.dataset} has its own columns")

@@ -9,16 +9,22 @@ import numpy as np
 from sklearn.datasets import load_breast_cancer as _sklearn_breast_cancer
 
 from fedledger.errors import ConfigError
-from fedledger.learning.data import ClientData, split_indices, standardize
+from fedledger.learning.data import ClientData, mix_shared, split_indices, standardize
 
 MIN_ROWS = 10          # per hospital, so that its test set is not a handful of rows
 MIN_PER_CLASS = 3      # per hospital and class: more than 2 lets the split stratify, so both
                        # classes reach the training side
 
 
-def load_breast_cancer(num_clients: int, alpha: float, seed: int, test_fraction: float = 0.3) -> list[ClientData]:
+def load_breast_cancer(num_clients: int, alpha: float, seed: int, test_fraction: float = 0.3,
+                       shared_fraction: float = 0.0) -> list[ClientData]:
     """num_clients hospitals named hospital_0.., each with its own stratified train/test split.
     Smaller alpha means more skewed label mixes; the same seed always gives the same split.
+
+    With `shared_fraction` > 0, that share of all rows (stratified, drawn from the seed) is a
+    dataset every hospital trains on besides its own (`mix_shared`): the hospitals are dealt
+    their rows as without it, less the shared ones, so that a study with and one without a
+    shared dataset differ in nothing else.
 
     All hospitals z-score with the statistics of all training rows together. Under label skew a
     hospital's own statistics would centre each site on its majority class and erase the signal;
@@ -33,16 +39,23 @@ def load_breast_cancer(num_clients: int, alpha: float, seed: int, test_fraction:
         raise ConfigError(f"test_fraction must be between 0 and 1, got {test_fraction}")
     if seed < 0:
         raise ConfigError(f"seed must be zero or positive, got {seed}")
+    if not 0.0 <= shared_fraction < 0.5:
+        raise ConfigError(f"shared_fraction must be at least 0 and below 0.5, got {shared_fraction}")
     bunch = _sklearn_breast_cancer()
     x, y = bunch.data, bunch.target
     names = {"feature_names": tuple(map(str, bunch.feature_names)), "classes": tuple(map(str, bunch.target_names))}
     parts = dirichlet_partition(y, num_clients, alpha, seed)
+    shared = np.empty(0, dtype=int)
+    if shared_fraction > 0:
+        _, shared = split_indices(y, shared_fraction, seed + 1, where="the shared dataset")
+        parts = [np.setdiff1d(rows, shared) for rows in parts]
     splits = [split_indices(y[rows], test_fraction, seed, where=f"hospital_{i}") for i, rows in enumerate(parts)]
     mean, std = standardize(np.concatenate([x[rows][train] for rows, (train, _) in zip(parts, splits)]))
     scale = lambda rows: ((x[rows] - mean) / std).astype(np.float32)  # noqa: E731
-    return [ClientData(f"hospital_{i}", scale(rows[train]), y[rows[train]].astype(np.float32),
-                       scale(rows[test]), y[rows[test]].astype(np.float32), mean, std, **names)
-            for i, (rows, (train, test)) in enumerate(zip(parts, splits))]
+    clients = [ClientData(f"hospital_{i}", scale(rows[train]), y[rows[train]].astype(np.float32),
+                          scale(rows[test]), y[rows[test]].astype(np.float32), mean, std, **names)
+               for i, (rows, (train, test)) in enumerate(zip(parts, splits))]
+    return [mix_shared(c, x[shared], y[shared]) for c in clients] if len(shared) else clients
 
 
 def dirichlet_partition(y: np.ndarray, num_clients: int, alpha: float, seed: int) -> list[np.ndarray]:

@@ -4,6 +4,7 @@ split, its test rows in a file of their own or marked in a column)."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from fedledger.errors import ConfigError, DataError
-from fedledger.learning.data import ClientData, make_client
+from fedledger.learning.data import ClientData, make_client, mix_shared
 from fedledger.learning.tasks import TASKS, make_task
 
 SPLIT_VALUES = ("train", "test")
@@ -57,7 +58,8 @@ class CsvColumns:
 
 
 def load_csv_clients(paths: Mapping[str, Path], columns: CsvColumns, test_fraction: float, seed: int,
-                     test_paths: Mapping[str, Path] | None = None) -> list[ClientData]:
+                     test_paths: Mapping[str, Path] | None = None,
+                     shared: tuple[Path, str] | None = None) -> list[ClientData]:
     """One client per (name, CSV path), in the mapping's order.
 
     Feature values must be finite numbers, small enough to standardize; without listed
@@ -66,7 +68,8 @@ def load_csv_clients(paths: Mapping[str, Path], columns: CsvColumns, test_fracti
     numbers, else as text) to 0 and the larger to 1. Each file is split at random (stratified
     on the label, or the event), unless `columns.split_column` or `test_paths` (name -> the
     institution's test rows) give the split; each institution standardizes with its own
-    training rows.
+    training rows. `shared` = (path, sha-256 of the file) names a dataset every institution
+    adds to its training rows (`mix_shared`), refused unless the file has that digest.
     """
     if not paths:
         raise ConfigError("load_csv_clients needs at least one CSV path")
@@ -80,7 +83,9 @@ def load_csv_clients(paths: Mapping[str, Path], columns: CsvColumns, test_fracti
     tests = {name: read_table(Path(path)) for name, path in (test_paths or {}).items()}
     features = list(columns.features) or _default_features(tables, columns)
     rows = {name: _rows(table, tests.get(name), columns, features) for name, table in tables.items()}
-    encode = _label_encoder(columns, {name: r.labels for name, r in rows.items()}, tables)
+    shared_rows = _rows(_shared_table(*shared), None, columns, features) if shared else None
+    labelled = {name: r.labels for name, r in rows.items()} | ({"": shared_rows.labels} if shared_rows else {})
+    encode = _label_encoder(columns, labelled, tables)
     task = make_task(columns.task, classes=len(columns.classes))
     clients = []
     for name, table in tables.items():
@@ -91,8 +96,22 @@ def load_csv_clients(paths: Mapping[str, Path], columns: CsvColumns, test_fracti
             client = make_client(name, r.x, y, test_fraction, seed, task.stratify, r.split, features,
                                  encode.classes)
         _check_standardized(table.path, features, r.x, client)
+        if shared_rows is not None:
+            client = mix_shared(client, shared_rows.x, np.array([encode(v) for v in shared_rows.labels], np.float32))
         clients.append(client)
     return clients
+
+
+def _shared_table(path: Path, sha256: str) -> Table:
+    """The shared dataset's table, once its file is the one the study names by digest."""
+    try:
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the shared dataset ({exc.strerror})") from None
+    if digest != sha256.lower():
+        raise DataError(f"{path} is not the shared dataset the study names: its sha-256 is {digest}, "
+                        f"the study's [data].shared_sha256 is {sha256}")
+    return read_table(Path(path))
 
 
 @dataclass(frozen=True)

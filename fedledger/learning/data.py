@@ -134,3 +134,17 @@ def make_client(name: str, x: np.ndarray, y: np.ndarray, test_fraction: float, s
     return ClientData(name, ((x[train] - mean) / std).astype(np.float32), y[train].astype(np.float32),
                       ((x[test] - mean) / std).astype(np.float32), y[test].astype(np.float32), mean, std,
                       feature_names=tuple(feature_names), classes=tuple(classes))
+
+
+def mix_shared(data: ClientData, x_shared: np.ndarray, y_shared: np.ndarray) -> ClientData:
+    """The institution with a shared dataset's rows (raw features) added to its training rows,
+    standardized with its own scaling: the two-stage remedy for skewed data (Lian et al., 2022),
+    where a small dataset its donors consented to share is mixed into every site's training."""
+    if data.feature_mean is None or data.feature_std is None:
+        raise DataError(f"client {data.name!r} has no scaling to standardize the shared rows with")
+    if x_shared.ndim != 2 or x_shared.shape[1] != data.num_features or len(x_shared) != len(y_shared):
+        raise DataError(f"the shared dataset has shape {x_shared.shape} with {len(y_shared)} labels; "
+                        f"{data.name} has {data.num_features} features")
+    shared = ((x_shared - data.feature_mean) / data.feature_std).astype(np.float32)
+    return replace(data, x_train=np.concatenate([data.x_train, shared]),
+                   y_train=np.concatenate([data.y_train, y_shared.astype(np.float32)]))

@@ -90,7 +90,8 @@ def load_clients(cfg: Config, institution: str | None = None, csv_file: str | Pa
                 if test_file is None and institution not in tests:
                     raise ConfigError(f"no test file for {institution}: give the node its file ([node].test_data)")
                 tests = {institution: Path(test_file) if test_file is not None else tests[institution]}
-        clients = load_csv_clients(paths, csv_columns(cfg), data.test_fraction, cfg.study.seed, tests)
+        shared = (cfg.resolve_path(data.shared_data), data.shared_sha256) if data.shared_data else None
+        clients = load_csv_clients(paths, csv_columns(cfg), data.test_fraction, cfg.study.seed, tests, shared)
     else:
         if data.dataset == "fed_heart_disease":
             clients = load_fed_heart_disease()
@@ -98,7 +99,8 @@ def load_clients(cfg: Config, institution: str | None = None, csv_file: str | Pa
             clients = load_survival_dataset(data.dataset, data.num_clients, data.alpha, cfg.study.seed,
                                             data.test_fraction)
         else:
-            clients = load_breast_cancer(data.num_clients, data.alpha, cfg.study.seed, data.test_fraction)
+            clients = load_breast_cancer(data.num_clients, data.alpha, cfg.study.seed, data.test_fraction,
+                                         data.shared_fraction)
         if institution is not None:
             names = [c.name for c in clients]
             if institution not in names:
