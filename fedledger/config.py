@@ -27,6 +27,7 @@ TASKS = ("binary", "multiclass", "regression", "survival")
 DATASET_TASKS = {"fed_heart_disease": "binary", "breast_cancer": "binary", "gbsg2": "survival",
                  "whas500": "survival", "flchain": "survival", "csv": "binary"}
 CLASS_WEIGHTS = ("none", "balanced")
+STANDARDIZE = ("consortium", "site")
 MODELS = ("logreg", "mlp")
 OPTIMIZERS = ("sgd", "adam")
 # simulated misbehaviour of some institutions ([attack]; fedledger/simulation/attacks.py)
@@ -87,6 +88,10 @@ class DataSection:
     shared_data: str = ""
     shared_sha256: str = ""
     shared_fraction: float = 0.0
+    # csv: "consortium" standardizes every site's features with the statistics of all sites'
+    # training rows, computed in the study from each site's counts, sums and sums of squares;
+    # "site": each with its own (the vendored datasets come standardized as documented)
+    standardize: str = "consortium"
 
 
 @dataclass(frozen=True)
@@ -367,10 +372,17 @@ def _check_task(c: Config) -> None:
             d.shared_sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", d.shared_sha256)):
         raise ConfigError("[data].shared_data needs [data].shared_sha256, the sha-256 of the file in hex (64 "
                           "characters), so that every institution trains on the same shared rows")
+    _one_of("[data].standardize", d.standardize, STANDARDIZE)
+    if d.dataset == "csv" and d.standardize == "consortium" and c.privacy.secure_aggregation != "none":
+        raise ConfigError("[data].standardize = \"consortium\" shares each site's feature sums unmasked, which "
+                          f"[privacy].secure_aggregation = {c.privacy.secure_aggregation!r} is meant to avoid: set "
+                          "[data].standardize = \"site\" (each site standardizes with its own statistics)")
     if d.dataset != "csv":
         set_keys = [k for k in ("label", "time", "event", "classes", "exclude", "split_column", "test_clients",
                                 "shared_data")
                     if getattr(d, k)]
+        if d.standardize != "consortium":
+            raise ConfigError(f"[data].standardize is for dataset = \"csv\"; {d.dataset} comes standardized")
         if set_keys:
             raise ConfigError(f"[data].{set_keys[0]} is for dataset = \"csv\"; {d.dataset} has its own columns")
         if d.task and d.task != DATASET_TASKS[d.dataset]:

@@ -30,7 +30,7 @@ def write_site(path, rng, n, task):
             w.writerow([f"{path.stem}-{i}", f"{age:.1f}", f"{bp:.1f}", label, "test" if i >= 2 * n // 3 else "train"])
 
 
-def study(tmp_path, task):
+def study(tmp_path, task, standardize):
     rng = np.random.default_rng(5)
     for site, n in zip(SITES, (90, 60)):
         write_site(tmp_path / f"{site}.csv", rng, n, task)
@@ -46,6 +46,7 @@ task = "{task}"
 label = "outcome"
 {classes}features = ["age", "bp"]
 split_column = "split"
+standardize = "{standardize}"
 [training]
 optimizer = "adam"
 lr = 0.05
@@ -59,7 +60,7 @@ local_steps = 20
 @pytest.fixture(scope="module")
 def binary_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("binary")
-    result = study(tmp, "binary")
+    result = study(tmp, "binary", "site")
     return tmp, result, export_bundle(result.run_dir)
 
 
@@ -131,11 +132,13 @@ def test_bad_requests_get_clear_errors(binary_run, tmp_path):
 
 
 def test_multiclass_predictions_name_the_classes_through_the_cli(tmp_path, capsys):
-    result = study(tmp_path, "multiclass")
+    result = study(tmp_path, "multiclass", "consortium")
     assert main(["export", str(result.run_dir), "--out", str(tmp_path / "bundle")]) == 0
+    scaling = json.loads((tmp_path / "bundle" / "bundle.json").read_text())["scaling"]
+    assert scaling["north"] == scaling["south"]      # the consortium's: no institution to name
     out = tmp_path / "predictions.csv"
-    assert main(["predict", str(tmp_path / "bundle"), str(tmp_path / "south.csv"), "--institution", "south",
-                 "--keep", "outcome", "--out", str(out)]) == 0
+    assert main(["predict", str(tmp_path / "bundle"), str(tmp_path / "south.csv"), "--keep", "outcome",
+                 "--out", str(out)]) == 0
     rows = list(csv.reader(open(out)))
     assert rows[0] == ["outcome", "p_low", "p_mid", "p_high", "predicted"]
     assert all(r[4] in ("low", "mid", "high") and abs(sum(map(float, r[1:4])) - 1) < 1e-4 for r in rows[1:])

@@ -8,6 +8,7 @@ from fedledger.config import attacker_count, config_from_dict, load_config
 from fedledger.errors import ConfigError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+CSV = {"dataset": "csv", "clients": {"a": "a.csv", "b": "b.csv"}}
 
 
 def test_example_config_loads_with_paths_relative_to_the_file():
@@ -54,6 +55,33 @@ def test_integers_are_accepted_where_numbers_are_expected():
     ({"chain": {"enabled": "yes"}}, "[chain].enabled must be true or false"),
     ({"study": {"name": "a/b"}}, "[study].name must be a non-empty name without slashes"),
     ({"study": []}, "[study] must be a table"),
+    ({"data": {"task": "survival"}}, "fed_heart_disease is a binary task"),
+    ({"data": {"task": "ranking"}}, "[data].task is 'ranking'; allowed: binary, multiclass, regression, survival"),
+    ({"data": {**CSV, "task": "survival", "label": "y"}}, "set [data].time and [data].event"),
+    ({"data": {**CSV, "task": "survival", "time": "t", "event": "e", "label": "y"}}, "not [data].label"),
+    ({"data": {**CSV, "task": "multiclass", "label": "y"}}, "needs [data].classes"),
+    ({"data": {**CSV, "task": "multiclass", "label": "y", "classes": ["a", "a"]}}, "needs [data].classes"),
+    ({"data": {**CSV, "label": "y", "classes": ["a", "b"]}}, "[data].classes is for task = \"multiclass\""),
+    ({"data": {**CSV, "label": "y", "exclude": ["y"]}}, "[data].exclude names 'y', which is also a label"),
+    ({"data": {**CSV, "label": "y", "split_column": "s", "test_clients": {"a": "t.csv", "b": "u.csv"}}},
+     "give the split once"),
+    ({"data": {**CSV, "label": "y", "test_clients": {"a": "t.csv"}}}, "a test file for every institution"),
+    ({"data": {**CSV, "task": "regression", "label": "y"}, "training": {"class_weight": "balanced"}},
+     "a regression task has none"),
+    ({"training": {"class_weight": "inverse"}}, "[training].class_weight is 'inverse'; allowed: none, balanced"),
+    ({"model": {"threshold": 1.0}}, "[model].threshold must be between 0 and 1"),
+    ({"data": {"dataset": "gbsg2"}, "privacy": {"mechanism": "dp-sgd", "epsilon": 1.0}},
+     "not a sum of per-record losses"),
+    ({"data": {"dataset": "gbsg2"}, "attack": {"kind": "label_flip", "fraction": 0.2}}, "a survival study has none"),
+    ({"data": {"label": "y"}}, "[data].label is for dataset = \"csv\""),
+    ({"data": {"shared_data": "s.csv"}}, "needs [data].shared_sha256"),
+    ({"data": {**CSV, "label": "y", "shared_data": "s.csv", "shared_sha256": "abc"}}, "needs [data].shared_sha256"),
+    ({"data": {"shared_fraction": 0.1}}, "sets part of breast_cancer's rows apart"),
+    ({"data": {**CSV, "label": "y"}, "privacy": {"secure_aggregation": "secagg"}},
+     "shares each site's feature sums unmasked"),
+    ({"data": {"standardize": "site"}}, "[data].standardize is for dataset = \"csv\""),
+    ({"data": {**CSV, "label": "y", "standardize": "global"}}, "[data].standardize is 'global'; allowed"),
+    ({"data": {"dataset": "breast_cancer", "shared_fraction": 0.5}}, "[data].shared_fraction must be at least 0"),
 ])
 def test_bad_values_name_the_key(raw, message):
     with pytest.raises(ConfigError) as err:

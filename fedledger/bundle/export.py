@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import warnings
@@ -22,7 +23,7 @@ import torch
 
 from fedledger.config import config_from_dict
 from fedledger.errors import ConfigError, FedLedgerError
-from fedledger.learning import build_model, set_flat_params
+from fedledger.learning import build_model, make_task, set_flat_params
 from fedledger.learning.preprocessing import PREPROCESSING_FORMAT
 from fedledger.learning.tasks import RegressionTask
 from fedledger.protocol.setup import model_spec
@@ -65,6 +66,9 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path | None = None, round:
     model_bytes = ArtifactStore(run.store).get(rounds[n])     # re-hashed on read
     params = ArtifactStore(run.store).get_params(rounds[n])
     spec = model_spec(cfg, len(preprocessing["features"]))
+    if spec.task.kind == "regression":     # learnt in the label's scaling the run recorded
+        spec = dataclasses.replace(spec, task=make_task("regression", label_mean=preprocessing.get("label_mean", 0.0),
+                                                        label_std=preprocessing.get("label_std", 1.0)))
     model = build_model(spec.name, spec.num_features, hidden=spec.hidden, seed=0, task=spec.task)
     set_flat_params(model, params)           # ValueError if the vector does not fit the architecture
     out = Path(out_dir) if out_dir is not None else run.path / f"bundle-round-{n}"
@@ -128,6 +132,7 @@ def _write_onnx(model: torch.nn.Module, num_features: int, path: Path) -> bool:
             # the TorchScript exporter, deprecated for torch.export's, which needs onnxscript on top
             # of onnx; these models (linear layers, ReLU, sigmoid) are well within what it exports
             warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*legacy TorchScript-based ONNX")
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
             torch.onnx.export(model, (torch.zeros(1, num_features),), str(path), dynamo=False, input_names=["x"],
                               output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
     except Exception as exc:   # an exporter limit is no reason to lose the rest of the bundle

@@ -5,10 +5,11 @@ from fedledger.crypto.merkle import merkle_leaf, merkle_proof, merkle_root, veri
 from fedledger.crypto.signing import (
     CheckpointStatement,
     EvaluationStatement,
+    StatisticsStatement,
     UpdateCommitment,
     recover_signer,
     sign_commitment,
 )
 
-__all__ = ["CheckpointStatement", "EvaluationStatement", "UpdateCommitment", "merkle_leaf", "merkle_proof", "merkle_root", "recover_signer",
+__all__ = ["CheckpointStatement", "EvaluationStatement", "StatisticsStatement", "UpdateCommitment", "merkle_leaf", "merkle_proof", "merkle_root", "recover_signer",
            "sign_commitment", "verify_proof"]

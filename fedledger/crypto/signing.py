@@ -19,6 +19,7 @@ from eth_utils import keccak
 _DOMAIN = "FedLedger update v1"
 _EVALUATION_DOMAIN = "FedLedger evaluation v1"
 _CHECKPOINT_DOMAIN = "FedLedger checkpoint v1"
+_STATISTICS_DOMAIN = "FedLedger statistics v1"
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,20 @@ class CheckpointStatement:
                               bytes.fromhex(self.block_hash.removeprefix("0x"))]))
 
 
-Statement = UpdateCommitment | EvaluationStatement | CheckpointStatement
+@dataclass(frozen=True)
+class StatisticsStatement:
+    """'My training rows have the counts, sums and sums of squares hashing to S', bound to one
+    study ledger on one chain: an institution's share of the consortium's standardization."""
+    chain_id: int
+    ledger: str
+    statistics: str      # sha-256 of the canonical JSON of the statistics
+
+    def message_hash(self) -> bytes:
+        return keccak(encode(["string", "uint256", "address", "bytes32"],
+                             [_STATISTICS_DOMAIN, self.chain_id, self.ledger, bytes.fromhex(self.statistics)]))
+
+
+Statement = UpdateCommitment | EvaluationStatement | CheckpointStatement | StatisticsStatement
 
 
 def sign_commitment(account: LocalAccount, commitment: Statement) -> str:

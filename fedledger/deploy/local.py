@@ -8,6 +8,8 @@ member (no node) holds the key the demo audits and watches the nodes with: they 
 
 from __future__ import annotations
 
+import json
+
 import os
 import secrets
 import signal
@@ -80,6 +82,10 @@ class LocalConsortium:
 
     def _write_node_file(self, name: str) -> None:
         (self.dir / "nodes").mkdir(exist_ok=True)
+        # a CSV study's institution reads its own files, named in the study config
+        data = self.cfg.data
+        files = [(key, self.cfg.resolve_path(table[name])) for key, table in
+                 (("data", data.clients), ("test_data", data.test_clients)) if name in table]
         (self.dir / "nodes" / f"{name}.toml").write_text(
             "[node]\n"
             f'name = "{name}"\n'
@@ -87,7 +93,8 @@ class LocalConsortium:
             f'keystore = "../keys/{name}.json"\n'
             f'password_file = "../keys/{name}.password"\n'
             f'state_dir = "../state/{name}"\n'
-            f"poll_seconds = {self.poll_seconds}\n")
+            f"poll_seconds = {self.poll_seconds}\n"
+            + "".join(f"{key} = {json.dumps(str(path))}\n" for key, path in files))
 
     def password_file(self, name: str) -> Path:
         """The file holding member `name`'s keystore password (its owner alone reads it)."""

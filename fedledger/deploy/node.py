@@ -262,8 +262,9 @@ class NodeRuntime:
             self.final_evaluation = {"model": model, **self.node.evaluate(model)}
         (self.node_cfg.state_dir / "final.json").write_text(json.dumps(self.final_evaluation, sort_keys=True))
         self.done = True     # last: /status says done only once the final evaluation is there
-        log.info("the study is complete: final model %s, accuracy %.4f on my test set", model[:12],
-                 self.final_evaluation["accuracy"])
+        headline = self.node.model_spec.task.headline
+        log.info("the study is complete: final model %s, %s %.4f on my test set", model[:12], headline,
+                 self.final_evaluation.get(headline, float("nan")))
 
 
 def _rounded(seconds: dict[str, float]) -> dict[str, float]:

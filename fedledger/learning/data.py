@@ -148,3 +148,19 @@ def mix_shared(data: ClientData, x_shared: np.ndarray, y_shared: np.ndarray) -> 
     shared = ((x_shared - data.feature_mean) / data.feature_std).astype(np.float32)
     return replace(data, x_train=np.concatenate([data.x_train, shared]),
                    y_train=np.concatenate([data.y_train, y_shared.astype(np.float32)]))
+
+
+def raw_features(data: ClientData, x: np.ndarray) -> np.ndarray:
+    """Rows of `data`'s features as they were before its standardization (float64)."""
+    if data.feature_mean is None or data.feature_std is None:
+        raise DataError(f"client {data.name!r} keeps no scaling to undo")
+    return x.astype(np.float64) * data.feature_std + data.feature_mean
+
+
+def rescaled(data: ClientData, mean: np.ndarray, std: np.ndarray) -> ClientData:
+    """The same institution standardized with (mean, std) instead of its own statistics (the
+    consortium's, once they are known)."""
+    def scale(x: np.ndarray | None) -> np.ndarray | None:
+        return None if x is None else ((raw_features(data, x) - mean) / std).astype(np.float32)
+    return replace(data, x_train=scale(data.x_train), x_test=scale(data.x_test), x_val=scale(data.x_val),
+                   feature_mean=np.asarray(mean, np.float64), feature_std=np.asarray(std, np.float64))

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fedledger.learning.data import ClientData
-from fedledger.learning.tasks import Task
+from fedledger.learning.tasks import RegressionTask, Task
 
 PREPROCESSING_FORMAT = "fedledger.preprocessing/1"
 
@@ -16,9 +16,10 @@ PREPROCESSING_FORMAT = "fedledger.preprocessing/1"
 def preprocessing_record(clients: Sequence[ClientData], task: Task, classes: Sequence[str] = ()) -> dict[str, Any]:
     """The features' names (x0, x1... where the data names none), the label's classes in index
     order, and per institution the mean and standard deviation its features were standardized
-    with (x = (raw - mean) / std)."""
+    with (x = (raw - mean) / std); for regression, the label's scaling too."""
     first = clients[0]
-    return {
+    label = {"label_mean": task.label_mean, "label_std": task.label_std} if isinstance(task, RegressionTask) else {}
+    return {**label,
         "format": PREPROCESSING_FORMAT,
         "task": task.kind,
         "features": list(first.feature_names) or [f"x{i}" for i in range(first.num_features)],

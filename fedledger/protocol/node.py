@@ -25,9 +25,11 @@ from fedledger.learning import (
     TrainConfig,
     build_model,
     evaluate,
+    make_task,
     set_flat_params,
     train_local,
 )
+from fedledger.learning.data import rescaled
 from fedledger.learning.dp_sgd import train_dp_sgd
 from fedledger.privacy.client_dp import privatize_update
 from fedledger.protocol.evaluation import sign_evaluation
@@ -77,12 +79,34 @@ class InstitutionNode:
         # metrics and the next round's update both carry this institution's evaluation of the
         # same model, and signing is deterministic, so the second is the same document.
         self._last_evaluation: tuple[tuple[str, int, str], str] | None = None
+        # under the consortium's standardization, the data is not usable until it is done
+        self._awaiting_standardization = False
 
     @property
     def address(self) -> str:
         return self.account.address
 
+    def await_standardization(self) -> None:
+        """Refuse to train, evaluate or score until `standardize` has been called."""
+        self._awaiting_standardization = True
+
+    def standardize(self, mean: np.ndarray, std: np.ndarray, label_mean: float | None = None,
+                    label_std: float | None = None) -> None:
+        """Standardize this institution's rows with the consortium's statistics (and, for
+        regression, learn the label in the consortium's standardized units)."""
+        self.data = rescaled(self.data, mean, std)
+        if label_mean is not None and label_std is not None:
+            self.model_spec = dataclasses.replace(self.model_spec, task=make_task(
+                self.model_spec.task.kind, label_mean=label_mean, label_std=label_std))
+        self._awaiting_standardization = False
+        self._last_evaluation = None
+
+    def _check_standardized(self) -> None:
+        if self._awaiting_standardization:
+            raise DataError(f"{self.name}'s rows are not standardized with the consortium's statistics yet")
+
     def _model_with(self, params: np.ndarray) -> torch.nn.Module:
+        self._check_standardized()
         model = build_model(self.model_spec.name, self.model_spec.num_features,
                             hidden=self.model_spec.hidden, seed=self.seed, task=self.model_spec.task)
         set_flat_params(model, params)

@@ -110,7 +110,6 @@ class AttackingNode(InstitutionNode):
             raise ValueError("a Sybil attacker needs the SybilGroup it colludes with")
         self.attack = attack
         self.sybils = sybils
-        self._flipped = flip_labels(data) if attack.kind == "label_flip" else None
 
     def local_params(self, task: RoundTask) -> np.ndarray:
         a = self.attack
@@ -118,8 +117,7 @@ class AttackingNode(InstitutionNode):
             return super().local_params(task)
         g = self.store.get_params(task.global_model)
         if a.kind == "label_flip":
-            assert self._flipped is not None
-            return self._train_from(task, g, self._flipped)
+            return self._train_from(task, g, flip_labels(self.data))
         if a.kind in ("noise", "free_rider"):
             return add_noise(g, a.noise_std, derive_seed(self.seed, "attack", a.kind, task.round, self.name))
         if a.kind == "sybil":

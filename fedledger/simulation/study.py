@@ -157,7 +157,6 @@ def run_study(cfg: Config, *, run_dir: str | Path | None = None, progress: bool 
     initial = store.put_params(initial_params(cfg, spec))
     config_digest = store.put_json(cfg.to_dict())
     run.write_json("config.json", cfg.to_dict())
-    run.write_json("preprocessing.json", preprocessing_record(clients, spec.task, cfg.data.classes))
 
     chain = None
     if cfg.chain.enabled:
@@ -184,6 +183,9 @@ def run_study(cfg: Config, *, run_dir: str | Path | None = None, progress: bool 
     finally:
         if chain:
             chain.backend.close()
+    # the institutions' scaling as they trained with it (the consortium's, once standardized)
+    run.write_json("preprocessing.json", preprocessing_record([n.data for n in nodes], nodes[0].model_spec.task,
+                                                              cfg.data.classes))
     result.privacy = {n.name: privacy_summary(n.privacy) for n in nodes if n.privacy is not None}
     result.wall_seconds = time.perf_counter() - started
     plot_metrics(result.rounds, run.path / "metrics.png", metrics_title(cfg.study.name, strategy), spec.task.headline)

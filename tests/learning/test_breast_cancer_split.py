@@ -69,3 +69,22 @@ def test_bad_arguments_raise_config_error(kwargs, word):
     args = {"num_clients": 5, "alpha": 0.5, "seed": 0, **kwargs}
     with pytest.raises(ConfigError, match=word):
         load_breast_cancer(**args)
+
+
+def test_a_shared_share_of_the_rows_joins_every_hospital_and_leaves_the_split_alone():
+    plain = load_breast_cancer(5, 0.1, 42)
+    mixed = load_breast_cancer(5, 0.1, 42, shared_fraction=0.05)
+
+    everyone = sklearn_breast_cancer().data
+
+    def raw(c, x):      # which of the dataset's rows these are (the nearest to each, unscaled)
+        unscaled = x.astype(np.float64) * c.feature_std + c.feature_mean
+        return {int(np.argmin(np.abs(everyone - r).max(axis=1))) for r in unscaled}
+
+    shared = raw(mixed[0], mixed[0].x_train[-29:])
+    assert len(shared) == 29      # ceil(0.05 x 569) rows, the same at every hospital
+    for p, m in zip(plain, mixed):
+        assert raw(m, m.x_train[-29:]) == shared
+        before = raw(p, p.x_train) | raw(p, p.x_test)
+        after = raw(m, m.x_train[:-29]) | raw(m, m.x_test)
+        assert after == before - shared      # the same hospital's rows, less the shared ones

@@ -133,3 +133,22 @@ def test_bad_arguments_give_config_error(two_sites, kwargs, message):
 def test_bad_columns_give_config_error(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         CsvColumns(**{"label": "outcome", **kwargs})
+
+
+def test_a_shared_dataset_named_by_digest_joins_every_sites_training(two_sites, tmp_path):
+    import hashlib
+
+    rng = np.random.default_rng(3)
+    shared = write(tmp_path / "shared.csv", table(rng, 10, ("0", "1")))
+    digest = hashlib.sha256(shared.read_bytes()).hexdigest()
+    plain = load_csv_clients(two_sites, CsvColumns(label="outcome"), 0.25, seed=1)
+    mixed = load_csv_clients(two_sites, CsvColumns(label="outcome"), 0.25, seed=1, shared=(shared, digest))
+    for p, m in zip(plain, mixed):
+        assert m.num_train == p.num_train + 10
+        np.testing.assert_array_equal(m.x_train[:p.num_train], p.x_train)
+        np.testing.assert_array_equal(m.x_test, p.x_test)
+        raw = np.loadtxt(shared, delimiter=",", skiprows=1)
+        np.testing.assert_allclose(m.x_train[p.num_train:], (raw[:, :2] - p.feature_mean) / p.feature_std, rtol=1e-5)
+        np.testing.assert_array_equal(m.y_train[p.num_train:], raw[:, 2])
+    with pytest.raises(DataError, match=f"is not the shared dataset the study names: its sha-256 is {digest}"):
+        load_csv_clients(two_sites, CsvColumns(label="outcome"), 0.25, seed=1, shared=(shared, "0" * 64))

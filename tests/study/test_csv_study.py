@@ -53,3 +53,44 @@ def test_values_too_large_to_standardize_are_refused_naming_file_and_column(tmp_
         run_study(cfg, run_dir=tmp_path / "run", progress=False)
     assert str(path) in str(err.value) and "column 'marker'" in str(err.value)
     assert "too large to standardize" in str(err.value)
+
+
+def _write_task_site(path, rng, n, task):
+    """Rows with an id, three features and the task's labels (learnable from the first two)."""
+    x = rng.normal(size=(n, 3))
+    signal = x[:, 0] - 0.7 * x[:, 1]
+    if task == "survival":
+        time = rng.exponential(10 / np.exp(signal))
+        censored = rng.exponential(15, size=n)
+        labels = [f"{min(t, c):.3f},{int(t <= c)}" for t, c in zip(time, censored)]
+        header = "days,died"
+    else:
+        value = {"multiclass": lambda s: ("stable", "serious", "critical")[int(np.digitize(s, [-0.6, 0.6]))],
+                 "regression": lambda s: f"{120 + 15 * s + rng.normal(0, 2):.2f}"}[task]
+        labels, header = [value(s) for s in signal], "target"
+    rows = [f"id,a,b,c,{header}"] + [f"p{i},{a:.4f},{b:.4f},{c:.4f},{lab}" for i, ((a, b, c), lab) in
+                                      enumerate(zip(x, labels))]
+    path.write_text("\n".join(rows) + "\n")
+
+
+@pytest.mark.parametrize("task, architecture", [("multiclass", "full"), ("regression", "semi"),
+                                                ("survival", "loose")])
+def test_each_task_runs_as_a_study_and_audits(tmp_path, task, architecture):
+    rng = np.random.default_rng(4)
+    for name, n in (("north", 150), ("south", 120)):
+        _write_task_site(tmp_path / f"{name}.csv", rng, n, task)
+    labels = {"multiclass": {"label": "target", "classes": ["stable", "serious", "critical"]},
+              "regression": {"label": "target"}, "survival": {"time": "days", "event": "died"}}[task]
+    cfg = config_from_dict({
+        "study": {"name": task, "rounds": 3, "seed": 5, "architecture": architecture},
+        "data": {"dataset": "csv", "task": task, "exclude": ["id"], "validation_fraction": 0.2,
+                 "clients": {"north": "north.csv", "south": "south.csv"}, **labels},
+        "training": {"optimizer": "adam", "lr": 0.05, "local_steps": 30, "batch_size": 32},
+    }, base_dir=tmp_path)
+    result = run_study(cfg, run_dir=tmp_path / "run", progress=False)
+    pooled = result.final["pooled"]
+    learnt = {"multiclass": lambda: pooled["balanced_accuracy"] > 0.7, "regression": lambda: pooled["r2"] > 0.8,
+              "survival": lambda: pooled["c_index"] > 0.7}[task]
+    assert learnt(), pooled
+    report = verify_run(result.run_dir)
+    assert report.ok, report.summary()

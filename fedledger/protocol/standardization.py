@@ -1,0 +1,147 @@
+"""The consortium's standardization ([data] standardize = "consortium"): before its first round,
+every institution shares the count, sums and sums of squares of its training rows' features
+(and, for regression, of its labels), signed; once it holds every institution's, it computes
+the consortium's means and standard deviations and standardizes its own rows with them. Every
+feature then means the same at every site, as if one data holder had standardized all rows, and
+no row leaves its site.
+
+The statistics travel as notices (round 0, kind "statistics"), as other documents members hand
+each other do; each institution checks each one's signature and shape, and waits for every
+institution on the roster (the result must be the same at every site, so none is left out).
+What the notices cannot rule out: an institution could sign different statistics for different
+peers, or untrue ones; the sums are not masked, so each institution's feature means are seen by
+the other members (which is why secure aggregation refuses this for now).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from web3 import Web3
+
+from fedledger.crypto import StatisticsStatement, recover_signer, sign_commitment
+from fedledger.learning.data import ClientData, raw_features
+from fedledger.protocol.context import ACTED, MemberContext, Step, waiting
+from fedledger.protocol.node import InstitutionNode
+from fedledger.store import canonical_json, sha256_hex
+
+ROUND, KIND = 0, "statistics"        # a notice before the first round
+MAX_ROWS = 10**9
+KEYS = {"institution", "chain_id", "ledger", "statistics", "signature"}
+
+
+def site_statistics(data: ClientData, with_labels: bool) -> dict[str, Any]:
+    """The count, sums and sums of squares of the institution's training rows (validation rows
+    included: they are training rows held back), raw, in float64."""
+    parts = [data.x_train] + ([data.x_val] if data.x_val is not None else [])
+    raw = np.concatenate([raw_features(data, x) for x in parts])
+    stats: dict[str, Any] = {"n": len(raw), "sum": raw.sum(axis=0).tolist(), "sum_sq": (raw ** 2).sum(axis=0).tolist()}
+    if with_labels:
+        y = np.concatenate([data.y_train] + ([data.y_val] if data.y_val is not None else [])).astype(np.float64)
+        stats |= {"label_sum": float(y.sum()), "label_sum_sq": float((y ** 2).sum())}
+    return stats
+
+
+def statistics_problem(doc: Any, institution: str, chain_id: int, ledger: str, features: int,
+                       with_labels: bool) -> str | None:
+    """Why `doc` is not `institution`'s signed statistics for this study (None if it is)."""
+    if not isinstance(doc, dict) or set(doc) != KEYS or not isinstance(doc["statistics"], dict):
+        return f"not a signed statistics document (it needs exactly the keys {', '.join(sorted(KEYS))})"
+    if (str(doc["institution"]).lower(), doc["chain_id"], str(doc["ledger"]).lower()) != (
+            institution.lower(), chain_id, ledger.lower()):
+        return "it is another institution's, or another study's"
+    s = doc["statistics"]
+    expected = {"n", "sum", "sum_sq"} | ({"label_sum", "label_sum_sq"} if with_labels else set())
+    if set(s) != expected:
+        return f"its statistics need exactly the keys {', '.join(sorted(expected))}"
+    n = s["n"]
+    if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= MAX_ROWS:
+        return f"n must be a whole number of rows from 2 to {MAX_ROWS:,}"
+    for key in ("sum", "sum_sq"):
+        values = s[key]
+        if not isinstance(values, list) or len(values) != features or not all(_finite(v) for v in values):
+            return f"{key} must be {features} finite numbers"
+    labels = [s[k] for k in ("label_sum", "label_sum_sq") if k in s]
+    if not all(_finite(v) for v in labels):
+        return "the label sums must be finite numbers"
+    # a sum of squares is at least the square of the sum over n (Cauchy-Schwarz), up to rounding
+    pairs = list(zip(s["sum"], s["sum_sq"])) + ([tuple(labels)] if labels else [])
+    if any(q < -1e-9 or q - t * t / n < -1e-6 * max(1.0, q) for t, q in pairs):
+        return "a sum of squares is smaller than its sum allows"
+    statement = StatisticsStatement(chain_id, Web3.to_checksum_address(ledger), sha256_hex(canonical_json(s)))
+    if recover_signer(statement, str(doc["signature"])) != Web3.to_checksum_address(institution):
+        return "the signature is not the institution's"
+    return None
+
+
+def _finite(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
+
+
+def consortium_scaling(statistics: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Means and sample standard deviations over every institution's rows together (a constant
+    column keeps a scale of 1, as `standardize` does), and for regression the label's."""
+    n = sum(s["n"] for s in statistics)
+
+    def moments(total: np.ndarray, squares: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean = total / n
+        var = np.maximum(squares - n * mean ** 2, 0.0) / (n - 1)
+        std = np.sqrt(var)
+        std[std <= 1e-12 * np.maximum(1.0, np.abs(mean))] = 1.0
+        return mean, std
+
+    mean, std = moments(np.sum([s["sum"] for s in statistics], axis=0), np.sum([s["sum_sq"] for s in statistics], axis=0))
+    scaling: dict[str, Any] = {"n": n, "mean": mean, "std": std}
+    if "label_sum" in statistics[0]:
+        label_mean, label_std = moments(np.array([sum(s["label_sum"] for s in statistics)]),
+                                        np.array([sum(s["label_sum_sq"] for s in statistics)]))
+        scaling |= {"label_mean": float(label_mean[0]), "label_std": float(label_std[0])}
+    return scaling
+
+
+class Standardization:
+    """One institution's part (see the module docstring): `step()` is None once its node's rows
+    are standardized with the consortium's statistics, else what it did or waits for."""
+
+    def __init__(self, ctx: MemberContext, node: InstitutionNode) -> None:
+        self.ctx, self.node = ctx, node
+        self.with_labels = node.model_spec.task.kind == "regression"
+        self.done = False
+        self.refused: dict[str, str] = {}      # institution -> why its statistics were refused (said once)
+
+    def step(self) -> Step | None:
+        if self.done:
+            return None
+        ctx, study = self.ctx, self.ctx.study
+        if ctx.notices.mine(ROUND, KIND) is None:
+            stats = site_statistics(self.node.data, self.with_labels)
+            statement = StatisticsStatement(study.chain_id, study.address, sha256_hex(canonical_json(stats)))
+            ctx.notices.post(ROUND, KIND, {"institution": ctx.address, "chain_id": study.chain_id,
+                                           "ledger": study.address, "statistics": stats,
+                                           "signature": sign_commitment(ctx.account, statement)})
+            ctx.log.info("posted the statistics of my %d training rows for the consortium's standardization",
+                         stats["n"])
+            return ACTED
+        found, missing = [], []
+        for member in ctx.roster:
+            doc = ctx.notices.mine(ROUND, KIND) if member == ctx.address else ctx.notices.read(member, ROUND, KIND)
+            problem = None if doc is None else statistics_problem(doc, member, study.chain_id, study.address,
+                                                                  self.node.data.num_features, self.with_labels)
+            if doc is None or problem:
+                missing.append(ctx.name(member))
+                if problem and self.refused.get(member) != problem:
+                    self.refused[member] = problem
+                    ctx.log.warning("the statistics %s posted are refused: %s", ctx.name(member), problem)
+                continue
+            found.append(doc["statistics"])
+        if missing:
+            return waiting(f"the consortium's standardization: the statistics of {', '.join(missing)}")
+        scaling = consortium_scaling(found)
+        self.node.standardize(scaling["mean"], scaling["std"], scaling.get("label_mean"), scaling.get("label_std"))
+        self.done = True
+        ctx.log.info("standardized my rows with the consortium's statistics (%d rows at %d institutions)",
+                     scaling["n"], len(found))
+        return ACTED
