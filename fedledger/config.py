@@ -193,6 +193,16 @@ class PrivacySection:
 
 
 @dataclass(frozen=True)
+class PersonalizationSection:
+    """After the last round each institution fine-tunes the final model on its own training rows
+    for each of `steps` minibatch steps (0: the model as it is), keeps the one its validation
+    rows score best, and evaluates it on its test rows; the fine-tuned models never leave their
+    sites. Empty `steps`: no personalization."""
+    steps: list[int] = field(default_factory=list)
+    lr: float = 0.0        # the fine-tuning learning rate (0: [training].lr)
+
+
+@dataclass(frozen=True)
 class ChainSection:
     # false runs the same study without any ledger writes (to measure the ledger's overhead)
     enabled: bool = True
@@ -217,6 +227,7 @@ class Config:
     faults: FaultsSection = field(default_factory=FaultsSection)
     attack: AttackSection = field(default_factory=AttackSection)
     privacy: PrivacySection = field(default_factory=PrivacySection)
+    personalization: PersonalizationSection = field(default_factory=PersonalizationSection)
     chain: ChainSection = field(default_factory=ChainSection)
     # directory that relative paths in the config are resolved against
     base_dir: str = "."
@@ -339,6 +350,7 @@ def _check_values(c: Config) -> None:
     for width in c.model.hidden:
         _positive("[model].hidden", width)
     _check_task(c)
+    _check_personalization(c)
     if c.chain.rpc_url and not c.chain.rpc_url.startswith(("http://", "https://")):
         raise ConfigError(f"[chain].rpc_url must be an http:// or https:// URL, got {c.chain.rpc_url!r}")
     if c.chain.engine not in ("", "py-evm", "revm"):
@@ -424,6 +436,18 @@ def _check_task(c: Config) -> None:
     if d.test_clients and (missing or set(d.test_clients) != set(d.clients)):
         raise ConfigError("[data].test_clients must name a test file for every institution in [data].clients "
                           f"and none other ({'unknown: ' + missing[0] if missing else 'some are missing'})")
+
+
+def _check_personalization(c: Config) -> None:
+    p = c.personalization
+    if len(p.steps) > 16 or any(not 0 <= k <= 100_000 for k in p.steps):
+        raise ConfigError(f"[personalization].steps must list at most 16 step counts from 0 to 100000, got {p.steps}")
+    if not 0.0 <= p.lr <= MAX_LR:
+        raise ConfigError(f"[personalization].lr must be 0 (the training lr) or positive and at most {MAX_LR:g}, "
+                          f"got {p.lr:g}")
+    if p.steps and c.data.validation_fraction == 0.0:
+        raise ConfigError("[personalization] chooses each institution's fine-tuning on its validation rows: set "
+                          "[data].validation_fraction, e.g. 0.2")
 
 
 def _check_protocol(c: Config) -> None:

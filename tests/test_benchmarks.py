@@ -124,3 +124,8 @@ def test_secure_aggregation_benchmark_smoke():
 def test_survival_benchmark_smoke():
     out = smoke("survival.py")
     assert re.search(r"\| gbsg2 +\| 42 +\| \d+/\d+/\d+/\d+ +\| 0\.\d+ +\| 0\.\d+ +\|", out), out
+
+
+def test_personalization_benchmark_smoke():
+    out = smoke("personalization.py")
+    assert re.search(r"\| 42 +\| 0\.\d+ +\| 0\.\d+ +\| 0\.\d+ +\| 0\.\d+ +\| \d+/\d+/\d+/\d+ +\|", out), out

@@ -127,6 +127,9 @@ def _verify_results(auditor: Auditor, path: Path, entries: list[Any]) -> None:
     if told:
         auditor.report.not_verified(f"results.json's {' and '.join(told)}: the simulation's own account (each "
                                     "member's privacy spends are checked on chain)")
+    if isinstance(results, dict) and results.get("personalized"):
+        auditor.report.not_verified("results.json's personalized figures: each institution's fine-tuned model "
+                                    "stays at its site, and so does the evidence for its figures")
 
 
 def _verify_plot(auditor: Auditor, path: Path, entries: list[Any]) -> None:

@@ -260,6 +260,9 @@ class NodeRuntime:
         model = self.ctx.study.latest_model()
         with self.ctx.timings.measure("evaluate"):
             self.final_evaluation = {"model": model, **self.node.evaluate(model)}
+            p = self.cfg.personalization
+            if p.steps:     # this site's own fine-tuned model: its figures, kept with the final evaluation
+                self.final_evaluation["personalized"] = self.node.personalize(model, p.steps, p.lr)
         (self.node_cfg.state_dir / "final.json").write_text(json.dumps(self.final_evaluation, sort_keys=True))
         self.done = True     # last: /status says done only once the final evaluation is there
         headline = self.node.model_spec.task.headline

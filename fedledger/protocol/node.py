@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import secrets
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -162,6 +163,29 @@ class InstitutionNode:
     def evaluate(self, model_digest: str) -> dict[str, float]:
         """Metrics of a global model on this institution's own test set."""
         return evaluate(self._model_with(self.store.get_params(model_digest)), self.data.x_test, self.data.y_test)
+
+    def personalize(self, model_digest: str, steps: Sequence[int], lr: float) -> dict[str, Any]:
+        """Fine-tune a global model on this institution's training rows for each number of
+        `steps` (0: as it is), keep the one its validation rows score best (ties: fewer steps)
+        and evaluate that on its test rows: {"steps", "validation_score", "figures"}. The
+        fine-tuned model stays here; only its figures leave the site."""
+        if self.data.num_validation == 0:
+            raise DataError(f"{self.name} has no validation rows to choose its fine-tuning on; "
+                            "set [data].validation_fraction")
+        start = self.store.get_params(model_digest)
+        task, best = self.model_spec.task, None
+        for k in sorted(set(steps)):
+            model = self._model_with(start)
+            if k:
+                cfg = dataclasses.replace(self.training, local_steps=k, epochs=None, lr=lr or self.training.lr,
+                                          prox_mu=0.0)
+                train_local(model, self.data, cfg, seed=derive_seed(self.seed, "personalize", self.name))
+            score = task.score(evaluate(model, self.data.x_val, self.data.y_val))
+            if best is None or score > best[0]:
+                best = (score, k, model)
+        assert best is not None, "steps is not empty"
+        score, k, model = best
+        return {"steps": k, "validation_score": score, "figures": evaluate(model, self.data.x_test, self.data.y_test)}
 
     def signed_evaluation(self, model_digest: str, chain_id: int, ledger: str) -> str:
         """Evaluate a global model on this institution's own test set and store the evaluation,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,8 @@ class StudyResult:
     # under differential privacy: institution -> its spend (epsilon, delta, releases, noise multiplier)
     privacy: dict[str, dict[str, float]] = field(default_factory=dict)
     stopped: str | None = None   # why the study ended before [study].rounds, if it did
+    # [personalization]: each institution's fine-tuned final model, scored at its site (its own account)
+    personalized: dict[str, Any] = field(default_factory=dict)
 
     @property
     def final(self) -> dict[str, Any]:
@@ -137,6 +140,14 @@ def _evaluate(nodes: list[InstitutionNode], study: Any, store: ArtifactStore, mo
     return {"metrics": summarize_evaluations(figures, nodes[0].model_spec.task), "evaluations": digests}
 
 
+def personalized(nodes: Sequence[InstitutionNode], model: str, cfg: Config) -> dict[str, Any]:
+    """Each institution's personalization of the final model ([personalization]): the steps it
+    chose on its validation rows, and the summary of its fine-tuned models' test figures."""
+    chosen = {n.name: n.personalize(model, cfg.personalization.steps, cfg.personalization.lr) for n in nodes}
+    return {"steps": {name: c["steps"] for name, c in chosen.items()},
+            **summarize_evaluations({name: c["figures"] for name, c in chosen.items()}, nodes[0].model_spec.task)}
+
+
 def run_study(cfg: Config, *, run_dir: str | Path | None = None, progress: bool = True) -> StudyResult:
     """Run the configured study and write its run directory (created under [study].output_dir)."""
     started = time.perf_counter()
@@ -183,6 +194,12 @@ def run_study(cfg: Config, *, run_dir: str | Path | None = None, progress: bool 
     finally:
         if chain:
             chain.backend.close()
+    if cfg.personalization.steps and result.rounds:
+        result.personalized = personalized(nodes, result.rounds[-1]["model"], cfg)
+        if progress:
+            steps = ", ".join(f"{name} {k}" for name, k in result.personalized["steps"].items())
+            print(f"\npersonalized (each site fine-tunes the final model; steps chosen on its validation rows: "
+                  f"{steps}):\n{results_table(result.personalized, nodes[0].model_spec.task)}")
     # the institutions' scaling as they trained with it (the consortium's, once standardized)
     run.write_json("preprocessing.json", preprocessing_record([n.data for n in nodes], nodes[0].model_spec.task,
                                                               cfg.data.classes))
@@ -193,6 +210,7 @@ def run_study(cfg: Config, *, run_dir: str | Path | None = None, progress: bool 
                                     "final_evaluations": result.final_evaluations,
                                     "chain_head": result.chain_head, "attackers": result.attackers,
                                     "suspended": result.suspended, "privacy": result.privacy,
+                                    "personalized": result.personalized,
                                     "stopped": result.stopped,
                                     "rounds": [{k: v for k, v in r.items() if k != "metrics"} for r in result.rounds],
                                     "wall_seconds": result.wall_seconds})
