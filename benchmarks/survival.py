@@ -86,7 +86,8 @@ def main() -> None:
     met = all(abs(s[4]) <= TARGET for s in summary)
     body = (f"{cpu_description()}. {HOSPITALS} hospitals per dataset, Dirichlet alpha {ALPHA} on the event indicator (none of the "
             f"three records its hospitals); linear Cox model, Adam lr {LR}, batch {BATCH}. Federated: FedAvg, "
-            f"{ROUNDS} rounds of {LOCAL_STEPS} local steps per hospital, loose, embedded EVM. Pooled: the same "
+            f"{ROUNDS} rounds of {LOCAL_STEPS} local steps per hospital, each update weighing its hospital's events, "
+            f"loose, embedded EVM. Pooled: the same "
             f"number of steps in all ({ROUNDS} x {LOCAL_STEPS} x {HOSPITALS}) on every hospital's training rows. "
             f"C-index over all hospitals' test rows, pairs counted within each hospital.\n\n{table}\n\n{means}\n\n"
             f"Target (issue 16): the federated C-index within {TARGET} of the pooled one, on the mean over "

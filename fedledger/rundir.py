@@ -46,14 +46,20 @@ class RunDir:
     def write_json(self, name: str, data: Any) -> None:
         (self.path / name).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
-    def read_run_info(self) -> dict[str, Any]:
-        path = self.path / "run.json"
+    def read_json(self, name: str, missing: str) -> Any:
+        """The JSON document `name` of the run; FedLedgerError saying `missing` if it is not
+        there, or why it cannot be read."""
+        path = self.path / name
         try:
-            info = json.loads(path.read_text())
+            return json.loads(path.read_text())
         except FileNotFoundError:
-            raise FedLedgerError(f"{self.path} is not a FedLedger run directory (no run.json)") from None
+            raise FedLedgerError(missing) from None
         except (OSError, ValueError) as exc:
             raise FedLedgerError(f"cannot read {path}: {exc}") from None
+
+    def read_run_info(self) -> dict[str, Any]:
+        path = self.path / "run.json"
+        info = self.read_json("run.json", f"{self.path} is not a FedLedger run directory (no run.json)")
         if not isinstance(info, dict) or info.get("format") != RUN_FORMAT:
             raise FedLedgerError(f"{path} is not a {RUN_FORMAT} run description")
         _check_run_info(path, info)

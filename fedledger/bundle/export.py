@@ -53,10 +53,10 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path | None = None, round:
     to `out_dir` (default RUN/bundle-round-N; it must be new or empty)."""
     run = RunDir(Path(run_dir))
     info = run.read_run_info()
-    config = _read_json(run.path / "config.json", "the run's config")
+    config = _object(run, "config.json", "the run's config")
     cfg = config_from_dict(config)
-    preprocessing = _read_json(run.path / "preprocessing.json", "the run's preprocessing record (runs made before "
-                                                                 "FedLedger wrote one cannot be exported: run the study again)")
+    preprocessing = _object(run, "preprocessing.json", "the run's preprocessing record (runs made before FedLedger "
+                                                       "wrote one cannot be exported: run the study again)")
     if preprocessing.get("format") != PREPROCESSING_FORMAT:
         raise FedLedgerError(f"{run.path / 'preprocessing.json'} is not a {PREPROCESSING_FORMAT} record")
     rounds = _models(run)
@@ -96,15 +96,10 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path | None = None, round:
     return Exported(out, n, rounds[n], onnx)
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FedLedgerError(f"{path} is missing: {what}") from None
-    except (OSError, ValueError) as exc:
-        raise FedLedgerError(f"cannot read {path}: {exc}") from None
+def _object(run: RunDir, name: str, what: str) -> dict[str, Any]:
+    doc = run.read_json(name, f"{run.path / name} is missing: {what}")
     if not isinstance(doc, dict):
-        raise FedLedgerError(f"{path} is not a JSON object")
+        raise FedLedgerError(f"{run.path / name} is not a JSON object")
     return doc
 
 

@@ -31,14 +31,7 @@ def load_breast_cancer(num_clients: int, alpha: float, seed: int, test_fraction:
     consortium-wide means and variances are what a federated standardization step computes from
     each site's count, sum and sum of squares, without any row leaving its site.
     """
-    if num_clients < 2:
-        raise ConfigError(f"num_clients must be at least 2, got {num_clients}")
-    if not alpha > 0:
-        raise ConfigError(f"alpha must be positive, got {alpha}")
-    if not 0.0 < test_fraction < 1.0:
-        raise ConfigError(f"test_fraction must be between 0 and 1, got {test_fraction}")
-    if seed < 0:
-        raise ConfigError(f"seed must be zero or positive, got {seed}")
+    check_split(num_clients, alpha, seed, test_fraction)
     if not 0.0 <= shared_fraction < 0.5:
         raise ConfigError(f"shared_fraction must be at least 0 and below 0.5, got {shared_fraction}")
     bunch = _sklearn_breast_cancer()
@@ -56,6 +49,18 @@ def load_breast_cancer(num_clients: int, alpha: float, seed: int, test_fraction:
                           scale(rows[test]), y[rows[test]].astype(np.float32), mean, std, **names)
                for i, (rows, (train, test)) in enumerate(zip(parts, splits))]
     return [mix_shared(c, x[shared], y[shared]) for c in clients] if len(shared) else clients
+
+
+def check_split(num_clients: int, alpha: float, seed: int, test_fraction: float) -> None:
+    """ConfigError naming the first argument of a seeded Dirichlet split that is out of range."""
+    if num_clients < 2:
+        raise ConfigError(f"num_clients must be at least 2, got {num_clients}")
+    if not alpha > 0:
+        raise ConfigError(f"alpha must be positive, got {alpha}")
+    if not 0.0 < test_fraction < 1.0:
+        raise ConfigError(f"test_fraction must be between 0 and 1, got {test_fraction}")
+    if seed < 0:
+        raise ConfigError(f"seed must be zero or positive, got {seed}")
 
 
 def dirichlet_partition(y: np.ndarray, num_clients: int, alpha: float, seed: int) -> list[np.ndarray]:

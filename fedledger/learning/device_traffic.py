@@ -302,7 +302,8 @@ def _injection(f: dict[str, np.ndarray], s: np.ndarray, rng: np.random.Generator
                out: dict[str, np.ndarray], rows: np.ndarray) -> None:
     n = len(s)
     direction = rng.choice([-1.0, 1.0], n)   # scripted plaintext (lower) or packed payloads (higher)
-    out["commands_per_min"][rows] = f["commands_per_min"] * (1.0 + s * rng.uniform(1.0, 5.0, n))
+    out["commands_per_min"][rows] = (f["commands_per_min"] * (1.0 + s * rng.uniform(1.0, 5.0, n))
+                                     + s * rng.uniform(0.5, 3.0, n))
     out["payload_entropy_bits"][rows] = np.clip(f["payload_entropy_bits"] + direction * s * rng.uniform(1.5, 3.5, n),
                                                 0.0, 8.0)
     out["bytes_per_packet_std"][rows] = f["bytes_per_packet_std"] * (1.0 + s * rng.uniform(0.5, 2.0, n))

@@ -22,7 +22,7 @@ from importlib.resources import files
 import numpy as np
 
 from fedledger.errors import ConfigError, DataError
-from fedledger.learning.breast_cancer import dirichlet_partition
+from fedledger.learning.breast_cancer import check_split, dirichlet_partition
 from fedledger.learning.data import ClientData, split_indices, standardize
 
 
@@ -76,14 +76,7 @@ def load_survival_dataset(name: str, num_clients: int, alpha: float, seed: int,
     federated standardization step computes from each site's count, sum and sum of squares.
     """
     spec = _spec(name)
-    if num_clients < 2:
-        raise ConfigError(f"num_clients must be at least 2, got {num_clients}")
-    if not alpha > 0:
-        raise ConfigError(f"alpha must be positive, got {alpha}")
-    if not 0.0 < test_fraction < 1.0:
-        raise ConfigError(f"test_fraction must be between 0 and 1, got {test_fraction}")
-    if seed < 0:
-        raise ConfigError(f"seed must be zero or positive, got {seed}")
+    check_split(num_clients, alpha, seed, test_fraction)
     x, y = _read(name, spec)
     event = y[:, 1]
     parts = dirichlet_partition(event, num_clients, alpha, seed)

@@ -73,9 +73,12 @@ def _write_task_site(path, rng, n, task):
     path.write_text("\n".join(rows) + "\n")
 
 
-@pytest.mark.parametrize("task, architecture", [("multiclass", "full"), ("regression", "semi"),
-                                                ("survival", "loose")])
-def test_each_task_runs_as_a_study_and_audits(tmp_path, task, architecture):
+@pytest.mark.parametrize("task, architecture, privacy", [
+    ("multiclass", "full", {}), ("regression", "semi", {}), ("survival", "loose", {}),
+    ("multiclass", "loose", {"mechanism": "dp-sgd", "epsilon": 5.0}),
+    ("survival", "semi", {"mechanism": "dp-fedavg", "epsilon": 5.0}),
+])
+def test_each_task_runs_as_a_study_and_audits(tmp_path, task, architecture, privacy):
     rng = np.random.default_rng(4)
     for name, n in (("north", 150), ("south", 120)):
         _write_task_site(tmp_path / f"{name}.csv", rng, n, task)
@@ -86,11 +89,14 @@ def test_each_task_runs_as_a_study_and_audits(tmp_path, task, architecture):
         "data": {"dataset": "csv", "task": task, "exclude": ["id"], "validation_fraction": 0.2,
                  "clients": {"north": "north.csv", "south": "south.csv"}, **labels},
         "training": {"optimizer": "adam", "lr": 0.05, "local_steps": 30, "batch_size": 32},
+        "privacy": privacy,
     }, base_dir=tmp_path)
     result = run_study(cfg, run_dir=tmp_path / "run", progress=False)
     pooled = result.final["pooled"]
+    # under client-level DP (noise on two members' updates) a survival model learns little in 3 rounds
+    c_index = 0.5 if privacy.get("mechanism") == "dp-fedavg" else 0.7
     learnt = {"multiclass": lambda: pooled["balanced_accuracy"] > 0.7, "regression": lambda: pooled["r2"] > 0.8,
-              "survival": lambda: pooled["c_index"] > 0.7}[task]
+              "survival": lambda: pooled["c_index"] > c_index}[task]
     assert learnt(), pooled
     report = verify_run(result.run_dir)
     assert report.ok, report.summary()
