@@ -1,7 +1,8 @@
 """What a user reads in a run directory, checked against the chain and the signed evaluations:
 config.json against the anchored config digest; each line of metrics.jsonl against its round's
 model and manifest on chain and the institutions' signed evaluations it names; the final model's
-evaluations against those logged on chain; results.json and metrics.png against metrics.jsonl."""
+evaluations against those logged on chain; results.json and metrics.png against metrics.jsonl;
+preprocessing.json against the vendored data it came from."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from fedledger.audit.base import Auditor
+from fedledger.config import config_from_dict
 from fedledger.errors import FedLedgerError
+from fedledger.learning.preprocessing import preprocessing_record
+from fedledger.protocol.setup import load_clients, study_task
 from fedledger.report import metrics_title, plot_metrics, summarize_evaluations
 from fedledger.rundir import RunDir
 from fedledger.store import canonical_json, sha256_hex
@@ -28,9 +32,7 @@ def verify_outputs(auditor: Auditor, run: RunDir) -> None:
         report.record(SUBJECT, "config.json is the anchored config",
                       _digest(config) == auditor.contract.config_digest(),
                       "config.json does not hash to the config digest on chain")
-    if (run.path / "preprocessing.json").is_file():
-        report.not_verified("preprocessing.json: the features' names and each institution's scaling statistics, "
-                            "the institutions' own account (only they hold their records)")
+    _verify_preprocessing(auditor, run.path / "preprocessing.json")
     if not run.metrics.is_file():
         report.not_verified("each round's figures: the run directory has no metrics.jsonl (a deployed consortium's "
                             "has none); the final model's evaluations on chain are checked")
@@ -130,6 +132,28 @@ def _verify_results(auditor: Auditor, path: Path, entries: list[Any]) -> None:
     if isinstance(results, dict) and results.get("personalized"):
         auditor.report.not_verified("results.json's personalized figures: each institution's fine-tuned model "
                                     "stays at its site, and so does the evidence for its figures")
+
+
+def _verify_preprocessing(auditor: Auditor, path: Path) -> None:
+    """preprocessing.json is what the anchored config's data gives, where that data is public
+    (a vendored dataset, loaded again); a CSV study's is the institutions' own account."""
+    if not path.is_file():
+        return
+    study = auditor.study
+    config = study.config if study is not None else None
+    if not isinstance(config, dict) or config.get("data", {}).get("dataset") == "csv":
+        auditor.report.not_verified("preprocessing.json: the features' names and each institution's scaling "
+                                    "statistics, the institutions' own account (only they hold their records)")
+        return
+    try:
+        cfg = config_from_dict(config)
+        expected = json.loads(json.dumps(preprocessing_record(load_clients(cfg), study_task(cfg), cfg.data.classes)))
+    except FedLedgerError as exc:
+        auditor.report.record(SUBJECT, "preprocessing.json is what the study's public data gives", False, str(exc))
+        return
+    auditor.report.record(SUBJECT, "preprocessing.json is what the study's public data gives",
+                          _read_json(auditor, path) == expected,
+                          "preprocessing.json's features or scaling differ from the vendored data's")
 
 
 def _verify_plot(auditor: Auditor, path: Path, entries: list[Any]) -> None:

@@ -62,18 +62,18 @@ DEVICE_TYPES = ("infusion_pump", "patient_monitor", "wearable_gateway", "ventila
 # mismatch: mean ratios; cmd, auth: mean per minute; entropy: mean and sd, bits per byte.
 _PROFILES = {
     "rate":     np.array([2.0, 30.0, 12.0, 6.0]),
-    "size":     np.array([140.0, 700.0, 260.0, 200.0]),
-    "size_cv":  np.array([0.15, 0.35, 0.6, 0.2]),
-    "iat_cv":   np.array([0.3, 0.15, 0.9, 0.25]),
+    "size":     np.array([120.0, 700.0, 260.0, 360.0]),
+    "size_cv":  np.array([0.15, 0.35, 0.6, 0.1]),
+    "iat_cv":   np.array([0.3, 0.15, 0.9, 0.1]),
     "dsts":     np.array([1.5, 3.0, 8.0, 2.0]),
-    "tcp":      np.array([0.92, 0.35, 0.85, 0.9]),
-    "udp":      np.array([0.06, 0.62, 0.12, 0.08]),
-    "tls":      np.array([0.55, 0.3, 0.92, 0.4]),
+    "tcp":      np.array([0.92, 0.35, 0.85, 0.97]),
+    "udp":      np.array([0.06, 0.62, 0.12, 0.02]),
+    "tls":      np.array([0.55, 0.3, 0.92, 0.15]),
     "stale":    np.array([0.01, 0.02, 0.015, 0.005]),
     "repeat":   np.array([0.40, 0.06, 0.08, 0.25]),
     "cmd":      np.array([0.8, 0.1, 0.3, 1.5]),
-    "entropy":  np.array([4.6, 6.3, 7.5, 5.2]),
-    "entropy_sd": np.array([0.35, 0.3, 0.2, 0.3]),
+    "entropy":  np.array([4.4, 6.3, 7.5, 5.6]),
+    "entropy_sd": np.array([0.3, 0.3, 0.2, 0.25]),
     "auth":     np.array([0.05, 0.03, 0.6, 0.05]),
     "mismatch": np.array([0.005, 0.005, 0.04, 0.005]),
 }
@@ -218,7 +218,7 @@ class _Site:
         n = len(device)
         lognormal = lambda sd: np.exp(rng.normal(0.0, sd, n))  # noqa: E731
         rate = p["rate"] * self.rate * lognormal(0.35)
-        size = p["size"] * lognormal(0.15)
+        size = p["size"] * lognormal(0.1)
         iat = 1000.0 / rate * self.latency * lognormal(0.1)
         tcp = _beta(rng, p["tcp"], 40.0)
         udp = np.minimum(_beta(rng, p["udp"], 40.0), 1.0 - tcp)

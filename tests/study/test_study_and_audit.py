@@ -200,6 +200,7 @@ def test_every_file_a_reader_sees_is_checked(finished_run):
     assert {("run directory", "config.json is the anchored config"),
             ("run directory", "results.json's final figures and rounds are metrics.jsonl's"),
             ("run directory", "metrics.png plots metrics.jsonl"),
+            ("run directory", "preprocessing.json is what the study's public data gives"),
             ("round 3", "metrics.jsonl's figures summarize signed evaluations"),
             ("round 3", "the final model's evaluations on chain are metrics.jsonl's"),
             ("round 2", "metrics summarize signed evaluations of the parent")} <= checks
@@ -209,6 +210,12 @@ def test_an_edited_final_table_is_caught(run_copy):
     _edit_json(run_copy / "results.json", lambda d: d["final"]["pooled"].update(accuracy=0.97))
     assert [f[:2] for f in _failures(run_copy)] == [
         ("run directory", "results.json's final figures and rounds are metrics.jsonl's")]
+
+
+def test_an_edited_scaling_of_a_vendored_dataset_is_caught(run_copy):
+    _edit_json(run_copy / "preprocessing.json", lambda d: next(iter(d["scaling"].values()))["mean"].__setitem__(0, 1.0))
+    assert [f[:2] for f in _failures(run_copy)] == [
+        ("run directory", "preprocessing.json is what the study's public data gives")]
 
 
 def test_edited_round_figures_are_caught_even_when_every_file_agrees(run_copy):
