@@ -21,14 +21,14 @@ from fedledger.errors import ConfigError
 # loose: a coordinator anchors each round; semi: the contract runs the round and a committee
 # aggregates; full: every member validates and votes (../docs/architectures.md)
 ARCHITECTURES = ("loose", "semi", "full")
-DATASETS = ("fed_heart_disease", "breast_cancer", "gbsg2", "whas500", "flchain", "csv")
+DATASETS = ("fed_heart_disease", "breast_cancer", "gbsg2", "whas500", "flchain", "csv", "images")
 # what the model predicts (fedledger/learning/tasks.py), and each vendored dataset's task
 TASKS = ("binary", "multiclass", "regression", "survival")
 DATASET_TASKS = {"fed_heart_disease": "binary", "breast_cancer": "binary", "gbsg2": "survival",
-                 "whas500": "survival", "flchain": "survival", "csv": "binary"}
+                 "whas500": "survival", "flchain": "survival", "csv": "binary", "images": "multiclass"}
 CLASS_WEIGHTS = ("none", "balanced")
 STANDARDIZE = ("consortium", "site")
-MODELS = ("logreg", "mlp")
+MODELS = ("logreg", "mlp", "cnn")
 OPTIMIZERS = ("sgd", "adam")
 # simulated misbehaviour of some institutions ([attack]; fedledger/simulation/attacks.py)
 ATTACKS = ("none", "label_flip", "sign_flip", "scale", "noise", "free_rider", "sybil")
@@ -65,8 +65,11 @@ class DataSection:
     # share of each institution's training rows held out as validation data (the full
     # architecture scores updates on it); applied alike under every architecture
     validation_fraction: float = 0.0
-    # csv: one file per institution, {name = "path"}, paths relative to the config file
+    # csv: one file per institution, {name = "path"}, paths relative to the config file;
+    # images: one folder per institution, with a subfolder of PNG or DICOM files per class
     clients: dict[str, str] = field(default_factory=dict)
+    # images: every image is resized to [height, width]
+    image_size: list[int] = field(default_factory=lambda: [32, 32])
     # what the model predicts from the CSV columns: "binary", "multiclass", "regression" (from
     # the `label` column) or "survival" (from the `time` and `event` columns); empty: the
     # dataset's own task (csv: binary)
@@ -358,7 +361,10 @@ def _check_values(c: Config) -> None:
 
 
 def study_task_kind(c: Config) -> str:
-    """What the study's model predicts: [data].task, else the dataset's own task."""
+    """What the study's model predicts: [data].task, else the dataset's own task (images: binary
+    for two classes, else multiclass)."""
+    if c.data.dataset == "images" and not c.data.task:
+        return "binary" if len(c.data.classes) == 2 else "multiclass"
     return c.data.task or DATASET_TASKS[c.data.dataset]
 
 
@@ -389,6 +395,12 @@ def _check_task(c: Config) -> None:
         raise ConfigError("[data].standardize = \"consortium\" shares each site's feature sums unmasked, which "
                           f"[privacy].secure_aggregation = {c.privacy.secure_aggregation!r} is meant to avoid: set "
                           "[data].standardize = \"site\" (each site standardizes with its own statistics)")
+    if (c.model.name == "cnn") != (d.dataset == "images"):
+        raise ConfigError("[model].name = \"cnn\" reads images: it takes dataset = \"images\", which takes it"
+                          if c.model.name == "cnn" else "dataset = \"images\" needs [model].name = \"cnn\"")
+    if d.dataset == "images":
+        _check_images(c, task)
+        return
     if d.dataset != "csv":
         set_keys = [k for k in ("label", "time", "event", "classes", "exclude", "split_column", "test_clients",
                                 "shared_data")
@@ -436,6 +448,25 @@ def _check_task(c: Config) -> None:
     if d.test_clients and (missing or set(d.test_clients) != set(d.clients)):
         raise ConfigError("[data].test_clients must name a test file for every institution in [data].clients "
                           f"and none other ({'unknown: ' + missing[0] if missing else 'some are missing'})")
+
+
+def _check_images(c: Config, task: str) -> None:
+    d = c.data
+    set_keys = [k for k in ("label", "time", "event", "exclude", "split_column", "shared_data") if getattr(d, k)]
+    if set_keys:
+        raise ConfigError(f"[data].{set_keys[0]} is for dataset = \"csv\"; images are labelled by their class folder")
+    if len(d.clients) < 2:
+        raise ConfigError("[data].clients must name at least two institutions' image folders for dataset = "
+                          "\"images\", e.g. clients = { a = \"a_images\", b = \"b_images\" }")
+    if not 2 <= len(d.classes) <= 32 or len(set(d.classes)) != len(d.classes):
+        raise ConfigError("dataset = \"images\" needs [data].classes: the 2 to 32 class subfolders' names, in the "
+                          "order the model's outputs stand for them")
+    if task not in ("binary", "multiclass") or (task == "binary") != (len(d.classes) == 2):
+        raise ConfigError(f"[data].task = {task!r} does not fit {len(d.classes)} image classes: leave it out")
+    if len(d.image_size) != 2 or not all(1 <= s <= 1024 for s in d.image_size):
+        raise ConfigError(f"[data].image_size must be [height, width], each 1 to 1024, got {d.image_size}")
+    if d.test_clients and set(d.test_clients) != set(d.clients):
+        raise ConfigError("[data].test_clients must name a test folder for every institution in [data].clients")
 
 
 def _check_personalization(c: Config) -> None:

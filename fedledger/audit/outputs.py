@@ -136,12 +136,12 @@ def _verify_results(auditor: Auditor, path: Path, entries: list[Any]) -> None:
 
 def _verify_preprocessing(auditor: Auditor, path: Path) -> None:
     """preprocessing.json is what the anchored config's data gives, where that data is public
-    (a vendored dataset, loaded again); a CSV study's is the institutions' own account."""
+    (a vendored dataset, loaded again); a CSV or image study's is the institutions' own account."""
     if not path.is_file():
         return
     study = auditor.study
     config = study.config if study is not None else None
-    if not isinstance(config, dict) or config.get("data", {}).get("dataset") == "csv":
+    if not isinstance(config, dict) or config.get("data", {}).get("dataset") in ("csv", "images"):
         auditor.report.not_verified("preprocessing.json: the features' names and each institution's scaling "
                                     "statistics, the institutions' own account (only they hold their records)")
         return

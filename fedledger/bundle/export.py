@@ -69,7 +69,7 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path | None = None, round:
     if spec.task.kind == "regression":     # learnt in the label's scaling the run recorded
         spec = dataclasses.replace(spec, task=make_task("regression", label_mean=preprocessing.get("label_mean", 0.0),
                                                         label_std=preprocessing.get("label_std", 1.0)))
-    model = build_model(spec.name, spec.num_features, hidden=spec.hidden, seed=0, task=spec.task)
+    model = build_model(spec.name, spec.num_features, hidden=spec.hidden, seed=0, task=spec.task, shape=spec.shape)
     set_flat_params(model, params)           # ValueError if the vector does not fit the architecture
     out = Path(out_dir) if out_dir is not None else run.path / f"bundle-round-{n}"
     if out.exists() and any(out.iterdir()):
@@ -83,6 +83,7 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path | None = None, round:
         "config_digest": sha256_hex(canonical_json(config)),
         "chain": info.get("chain"), "contracts": info.get("contracts"),
         "model": {"name": spec.name, "hidden": list(spec.hidden), "num_features": spec.num_features,
+                  "shape": list(spec.shape),
                   "file": MODEL_FILE, "sha256": sha256_hex(model_bytes)},
         "task": {"kind": spec.task.kind, "classes": preprocessing["classes"], "threshold": cfg.model.threshold,
                  "output": OUTPUTS[spec.task.kind],

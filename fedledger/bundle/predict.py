@@ -63,7 +63,8 @@ def load_bundle(path: str | Path) -> Bundle:
             raise DataError(f"{path / MODEL_FILE} is not the model {doc['model_digest']} the bundle names")
         task = make_task(task_doc["kind"], classes=len(task_doc["classes"]), threshold=task_doc["threshold"],
                          label_mean=task_doc.get("label_mean", 0.0), label_std=task_doc.get("label_std", 1.0))
-        model = build_model(spec["name"], spec["num_features"], hidden=spec["hidden"], seed=0, task=task)
+        model = build_model(spec["name"], spec["num_features"], hidden=spec["hidden"], seed=0, task=task,
+                            shape=spec.get("shape", ()))
         set_flat_params(model, decode_params(data))
     except (OSError, ValueError, KeyError, TypeError, UpdateRejected, FedLedgerError) as exc:
         if isinstance(exc, DataError):

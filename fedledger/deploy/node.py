@@ -16,8 +16,8 @@ Node file (paths relative to it):
     password_env = "FEDLEDGER_PASSWORD"   # or password_file = "..."
     state_dir = "state"             # its artifact store, journal and TLS key (tls.key.pem, 0600)
     listen = "127.0.0.1:8701"       # default: host and port of its roster endpoint
-    data = "cleveland.csv"          # CSV studies only: this institution's file
-    test_data = "cleveland-test.csv"  # CSV studies with [data].test_clients: its test rows
+    data = "cleveland.csv"          # CSV and image studies only: this institution's file or folder
+    test_data = "cleveland-test.csv"  # with [data].test_clients: its test rows (file or folder)
     poll_seconds = 0.5              # the longest wait between two steps (it also steps on each new block)
 """
 
@@ -148,7 +148,7 @@ class NodeRuntime:
                                  {m.address: m.name for m in consortium.members})
         self.node: InstitutionNode | None = None
         if me.role == "institution":
-            data = load_clients(cfg, institution=me.name, csv_file=node_cfg.data, test_file=node_cfg.test_data)[0]
+            data = load_clients(cfg, institution=me.name, own_data=node_cfg.data, own_test=node_cfg.test_data)[0]
             if data.num_features != spec.num_features:
                 raise ConfigError(f"{me.name}'s data has {data.num_features} features; the study's model takes "
                                   f"{spec.num_features}")

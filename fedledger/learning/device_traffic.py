@@ -87,7 +87,7 @@ MAX_CLIENTS = 1000
 MAX_SEEN_ATTACKS = 3              # every hospital trains without at least one attack
 COVERAGE = 2                      # hospitals that train on each attack (where there are more than 2)
 INTENSITY = (0.3, 1.0)            # an attack's strength per row, drawn uniformly: weak ones overlap normal traffic
-DEVICE_MIX_ALPHA = 0.8            # Dirichlet concentration of each hospital's device mix
+DEVICE_MIX_ALPHA = 2.0            # Dirichlet concentration of each hospital's device mix
 
 
 def load_device_traffic(num_clients: int, seed: int, test_fraction: float = 0.3,
@@ -281,7 +281,7 @@ def _flooding(f: dict[str, np.ndarray], s: np.ndarray, rng: np.random.Generator,
     TCP (large packets, TCP up): packet size and protocol shares move either way, the rate
     always up, by a multiple of the device's own rate."""
     n = len(s)
-    faster = 1.0 + s * rng.uniform(2.0, 20.0, n)
+    faster = 1.0 + s * rng.uniform(1.5, 8.0, n)
     volumetric = rng.uniform(0.0, 1.0, n) < 0.5
     towards = 0.7 * s * rng.uniform(0.5, 1.0, n)               # how far size and protocol move
     target_size = np.where(volumetric, 80.0, 1200.0)

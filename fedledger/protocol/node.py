@@ -50,6 +50,7 @@ class ModelSpec:
     num_features: int
     hidden: tuple[int, ...] = (32,)
     task: Task = BINARY
+    shape: tuple[int, ...] = ()      # "cnn": each row's input shape
 
 
 def derive_seed(seed: int, *parts: object) -> int:
@@ -109,7 +110,8 @@ class InstitutionNode:
     def _model_with(self, params: np.ndarray) -> torch.nn.Module:
         self._check_standardized()
         model = build_model(self.model_spec.name, self.model_spec.num_features,
-                            hidden=self.model_spec.hidden, seed=self.seed, task=self.model_spec.task)
+                            hidden=self.model_spec.hidden, seed=self.seed, task=self.model_spec.task,
+                            shape=self.model_spec.shape)
         set_flat_params(model, params)
         return model
 

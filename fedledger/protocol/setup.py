@@ -42,6 +42,7 @@ from fedledger.learning import (
     make_task,
 )
 from fedledger.learning.csv_clients import CsvColumns
+from fedledger.learning.images import load_image_folders
 from fedledger.learning.survival_data import SURVIVAL_DATASETS, load_survival_dataset
 from fedledger.protocol.node import ModelSpec, derive_seed
 from fedledger.protocol.privacy import PrivacyPlan
@@ -70,28 +71,32 @@ def csv_columns(cfg: Config) -> CsvColumns:
                       tuple(d.exclude), d.split_column)
 
 
-def load_clients(cfg: Config, institution: str | None = None, csv_file: str | Path | None = None,
-                 test_file: str | Path | None = None) -> list[ClientData]:
+def load_clients(cfg: Config, institution: str | None = None, own_data: str | Path | None = None,
+                 own_test: str | Path | None = None) -> list[ClientData]:
     """The institutions' data, with validation rows held out when the config asks for them.
 
-    A deployed node loads only its own: `institution` names it, and in a CSV study `csv_file`
-    (the node's own file) stands in for the config's [data].clients entry, and `test_file` for
-    its [data].test_clients entry.
+    A deployed node loads only its own: `institution` names it, and in a CSV or image study
+    `own_data` (the node's own file or folder) stands in for the config's [data].clients entry,
+    and `own_test` for its [data].test_clients entry.
     """
     data = cfg.data
-    if data.dataset == "csv":
+    if data.dataset in ("csv", "images"):
         paths = {name: cfg.resolve_path(p) for name, p in data.clients.items()}
         tests = {name: cfg.resolve_path(p) for name, p in data.test_clients.items()} or None
         if institution is not None:
-            if csv_file is None and institution not in paths:
+            if own_data is None and institution not in paths:
                 raise ConfigError(f"no CSV file for {institution}: give the node its file ([node].data)")
-            paths = {institution: Path(csv_file) if csv_file is not None else paths[institution]}
+            paths = {institution: Path(own_data) if own_data is not None else paths[institution]}
             if tests is not None:
-                if test_file is None and institution not in tests:
+                if own_test is None and institution not in tests:
                     raise ConfigError(f"no test file for {institution}: give the node its file ([node].test_data)")
-                tests = {institution: Path(test_file) if test_file is not None else tests[institution]}
-        shared = (cfg.resolve_path(data.shared_data), data.shared_sha256) if data.shared_data else None
-        clients = load_csv_clients(paths, csv_columns(cfg), data.test_fraction, cfg.study.seed, tests, shared)
+                tests = {institution: Path(own_test) if own_test is not None else tests[institution]}
+        if data.dataset == "images":
+            clients = load_image_folders(paths, data.classes, (data.image_size[0], data.image_size[1]),
+                                         data.test_fraction, cfg.study.seed, tests)
+        else:
+            shared = (cfg.resolve_path(data.shared_data), data.shared_sha256) if data.shared_data else None
+            clients = load_csv_clients(paths, csv_columns(cfg), data.test_fraction, cfg.study.seed, tests, shared)
     else:
         if data.dataset == "fed_heart_disease":
             clients = load_fed_heart_disease()
@@ -114,6 +119,8 @@ def load_clients(cfg: Config, institution: str | None = None, csv_file: str | Pa
 
 def feature_count(cfg: Config) -> int:
     """How many features the model takes, known without any institution's private data."""
+    if cfg.data.dataset == "images":
+        return cfg.data.image_size[0] * cfg.data.image_size[1]      # one grey level per pixel
     if cfg.data.dataset != "csv":
         return load_clients(cfg)[0].num_features    # vendored public data
     if not cfg.data.features:
@@ -123,7 +130,8 @@ def feature_count(cfg: Config) -> int:
 
 
 def model_spec(cfg: Config, num_features: int) -> ModelSpec:
-    return ModelSpec(cfg.model.name, num_features, tuple(cfg.model.hidden), study_task(cfg))
+    shape = (1, *cfg.data.image_size) if cfg.model.name == "cnn" else ()    # grey images: one channel
+    return ModelSpec(cfg.model.name, num_features, tuple(cfg.model.hidden), study_task(cfg), shape)
 
 
 def train_config(cfg: Config) -> TrainConfig:
@@ -136,7 +144,7 @@ def initial_params(cfg: Config, spec: ModelSpec) -> np.ndarray:
     """The study's initial model: a function of the config alone, so every node can rebuild it
     and check it against the digest on chain."""
     return get_flat_params(build_model(spec.name, spec.num_features, hidden=spec.hidden, seed=cfg.study.seed,
-                                       task=spec.task))
+                                       task=spec.task, shape=spec.shape))
 
 
 def validation_rules(cfg: Config) -> ValidationRules:
