@@ -79,6 +79,9 @@ def predict_csv(bundle: Bundle, csv_path: str | Path, institution: str | None = 
     """The header and rows of the predictions for every row of `csv_path`: the `keep` columns
     as they are, then the task's outputs. Features are read by name and standardized with
     `institution`'s scaling (the one there is when the bundle has one, or all are the same)."""
+    if bundle.doc["model"]["name"] == "cnn":
+        raise DataError("this bundle's model reads images, and `predict` scores the rows of a CSV file: score "
+                        "images with model.onnx (input: grey levels in [0, 1], one row per image)")
     table = read_table(Path(csv_path))
     for col in [*bundle.features, *keep]:
         if col not in table.header:

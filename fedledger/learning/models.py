@@ -51,7 +51,7 @@ class ConvNet(nn.Module):
         self.head = nn.Linear(channels[-1] * int(np.prod(spatial)), outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x.view(len(x), *self.shape)).flatten(1))
+        return self.head(self.features(x.view(-1, *self.shape)).flatten(1))   # -1: any number of rows, in ONNX too
 
 
 def build_model(name: str, num_features: int, *, hidden: Sequence[int] = (32,), seed: int,

@@ -124,3 +124,28 @@ def test_bad_image_configs_are_named(data, model, message):
     with pytest.raises(ConfigError) as err:
         config_from_dict({"data": data, "model": model})
     assert message in str(err.value)
+
+
+def test_an_image_model_exports_and_predict_says_it_reads_images(tmp_path):
+    import onnxruntime
+
+    from fedledger.bundle import export_bundle, load_bundle, predict_csv
+
+    rng = np.random.default_rng(5)
+    for name in ("north", "south"):
+        make_site(tmp_path / name, rng, 16)
+    cfg = config_from_dict({
+        "study": {"name": "tiny", "rounds": 1}, "chain": {"enabled": True},
+        "data": {"dataset": "images", "clients": {"north": "north", "south": "south"}, "classes": list(CLASSES),
+                 "image_size": [16, 16]},
+        "model": {"name": "cnn", "hidden": [4]}, "training": {"local_steps": 2},
+    }, base_dir=tmp_path)
+    exported = export_bundle(run_study(cfg, run_dir=tmp_path / "run", progress=False).run_dir, tmp_path / "bundle")
+    bundle = load_bundle(exported.path)
+    x = rng.random((3, 256), dtype=np.float32)
+    (onnx_out,) = onnxruntime.InferenceSession(str(exported.path / "model.onnx")).run(None, {"x": x})
+    import torch
+    with torch.no_grad():
+        np.testing.assert_allclose(onnx_out, bundle.model(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(DataError, match="reads images"):
+        predict_csv(bundle, tmp_path / "any.csv")
