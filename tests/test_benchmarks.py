@@ -129,3 +129,14 @@ def test_survival_benchmark_smoke():
 def test_personalization_benchmark_smoke():
     out = smoke("personalization.py")
     assert re.search(r"\| 42 +\| 0\.\d+ +\| 0\.\d+ +\| 0\.\d+ +\| 0\.\d+ +\| \d+/\d+/\d+/\d+ +\|", out), out
+
+
+def test_intrusion_detection_benchmark_smoke():
+    out = smoke("intrusion_detection.py")
+    assert re.search(r"\| federated +\| [01]\.\d{4} +\| [01]\.\d{4} +\| [01]\.\d{4} +\| [01]\.\d{4} +\| [01]\.\d{4} +\|", out)
+    assert re.search(r"\| pooled, logistic regression +\| [01]\.\d{4} +\|", out)
+
+
+def test_non_iid_benchmark_smoke():
+    out = smoke("non_iid.py")
+    assert re.search(r"\| two-stage \(FedAvg, 5% shared\) +\| 0\.\d+ +\| 0\.\d+ +\|", out), out

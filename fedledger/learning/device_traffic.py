@@ -12,17 +12,18 @@ per row, so that weak attacks overlap normal traffic:
 - spoofing: a foreign source claims a device's identity: identity mismatches and authentication
   failures, more destinations, less TLS (the spoofer lacks the device's certificate);
 - replay: captured packets sent again: repeated payloads, stale (old) sequence numbers;
-- flooding: packet rate up many times, small packets, more UDP;
+- flooding: packet rate up several times, small UDP packets or large TCP ones;
 - injection: forged commands: command rate up, payload entropy off the device's norm in either
   direction (scripted plaintext below it, packed payloads above), more varied packet sizes.
 
 Because the shifts are relative to each device type's norm (a flooded pump sends at a rate
-that is normal for a monitor) and injection moves entropy either way, a linear model does not
-separate the classes fully and a small MLP does better. Hospitals differ (non-IID): each has its
-own device mix, network (latency, loss, TLS adoption, rate scale) and its own training attack
-mix, 1 to 3 of the 4 attacks; every attack is in some hospital's training rows, and every
-hospital's test rows hold all five classes, so per-attack detection is also measured on attacks
-a hospital never trained on, which is what federating should bring.
+that is normal for a monitor) and floods and injections move some features either way, a linear
+model does not separate the classes fully and a small MLP does better. Hospitals differ
+(non-IID): each has its own device mix, network (latency, loss, TLS adoption, rate scale) and
+training attack mix, 1 to 3 of the 4 attacks; every attack is in the training rows of at least two
+hospitals (of one where there are only two), and every hospital's test rows hold all five
+classes, so per-attack detection is also measured on attacks a hospital never trained on, which
+is what federating should bring.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ import numpy as np
 
 from fedledger.errors import ConfigError
 from fedledger.learning.data import ClientData, standardize
+
+Features = dict[str, np.ndarray]   # feature name -> one value per window
 
 DEVICE_TRAFFIC_CLASSES = ("normal", "spoofing", "replay", "flooding", "injection")
 DEVICE_TRAFFIC_FEATURES = (
@@ -81,7 +84,7 @@ TRAIN_NORMAL_SHARE = (0.5, 0.7)   # a hospital's share of normal training rows i
 TEST_NORMAL_SHARE = 0.5           # about half of each test set is normal, the rest split evenly over the attacks
 MIN_TEST_PER_CLASS = 4            # per hospital and class in the test set
 MIN_TRAIN_PER_ATTACK = 3          # per hospital and attack it trains on
-MIN_TRAIN_ROWS = 40               # per hospital: enough for the normal rows and 3 attacks
+MIN_TRAIN_ROWS = 40               # per hospital: its 30% or more attack rows then hold 3 x MIN_TRAIN_PER_ATTACK
 MAX_ROWS = 1_000_000              # per hospital: keeps memory bounded
 MAX_CLIENTS = 1000
 MAX_SEEN_ATTACKS = 3              # every hospital trains without at least one attack
@@ -209,11 +212,12 @@ class _Site:
         for k, attack in enumerate((_spoofing, _replay, _flooding, _injection), start=1):
             rows = labels == k
             if rows.any():
-                # intensity per row: weak attacks look almost normal
-                attack({name: col[rows] for name, col in f.items()}, rng.uniform(*INTENSITY, rows.sum()), rng, f, rows)
+                normal = {name: col[rows] for name, col in f.items()}
+                for name, values in attack(normal, rng.uniform(*INTENSITY, rows.sum()), rng).items():
+                    f[name][rows] = values
         return np.column_stack([f[name] for name in DEVICE_TRAFFIC_FEATURES])
 
-    def _normal(self, device: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def _normal(self, device: np.ndarray, rng: np.random.Generator) -> Features:
         p = {key: values[device] for key, values in _PROFILES.items()}
         n = len(device)
         lognormal = lambda sd: np.exp(rng.normal(0.0, sd, n))  # noqa: E731
@@ -247,65 +251,76 @@ def _beta(rng: np.random.Generator, mean: np.ndarray, concentration: float) -> n
     return rng.beta(concentration * mean, concentration * (1.0 - mean))
 
 
-# Each attack rewrites the rows `rows` of the feature columns `out`, from their normal values `f`
-# (those rows only) and the intensity s (one per row, drawn from INTENSITY).
+# Each attack takes the normal features `f` of the windows it hits and its strength s in each
+# (drawn from INTENSITY: weak attacks look almost normal), and returns the columns it changes.
 
-def _spoofing(f: dict[str, np.ndarray], s: np.ndarray, rng: np.random.Generator,
-              out: dict[str, np.ndarray], rows: np.ndarray) -> None:
+def _spoofing(f: Features, s: np.ndarray, rng: np.random.Generator) -> Features:
+    """A foreign source claims the device's identity: its MAC/IP/certificate pairing and message
+    authentication fail, it talks to more destinations, and without the device's certificate
+    less of its traffic is TLS (so payload entropy drops with it)."""
     n = len(s)
     tls_lost = 0.6 * s * rng.uniform(0.0, 1.0, n)
-    out["identity_mismatch_ratio"][rows] = np.minimum(1.0, f["identity_mismatch_ratio"] + s * rng.uniform(0.03, 0.4, n))
-    out["auth_failures_per_min"][rows] = f["auth_failures_per_min"] + s * rng.gamma(2.0, 0.8, n)
-    out["distinct_destinations"][rows] = f["distinct_destinations"] + rng.poisson(2.0 * s)
-    out["stale_sequence_ratio"][rows] = np.minimum(1.0, f["stale_sequence_ratio"] + 0.03 * s * rng.uniform(0.0, 1.0, n))
-    out["tls_share"][rows] = f["tls_share"] * (1.0 - tls_lost)
-    out["payload_entropy_bits"][rows] = np.clip(f["payload_entropy_bits"] - 1.5 * tls_lost, 0.0, 8.0)
+    return {
+        "identity_mismatch_ratio": np.minimum(1.0, f["identity_mismatch_ratio"] + s * rng.uniform(0.03, 0.4, n)),
+        "auth_failures_per_min": f["auth_failures_per_min"] + s * rng.gamma(2.0, 0.8, n),
+        "distinct_destinations": f["distinct_destinations"] + rng.poisson(2.0 * s),
+        "stale_sequence_ratio": np.minimum(1.0, f["stale_sequence_ratio"] + 0.03 * s * rng.uniform(0.0, 1.0, n)),
+        "tls_share": f["tls_share"] * (1.0 - tls_lost),
+        "payload_entropy_bits": np.clip(f["payload_entropy_bits"] - 1.5 * tls_lost, 0.0, 8.0),
+    }
 
 
-def _replay(f: dict[str, np.ndarray], s: np.ndarray, rng: np.random.Generator,
-            out: dict[str, np.ndarray], rows: np.ndarray) -> None:
+def _replay(f: Features, s: np.ndarray, rng: np.random.Generator) -> Features:
+    """Captured messages sent again: repeated payloads, sequence numbers already seen (and the
+    jumps back and forth between them), a little more traffic, expired session tokens."""
     n = len(s)
-    out["repeated_payload_ratio"][rows] = (f["repeated_payload_ratio"]
-                                           + (1.0 - f["repeated_payload_ratio"]) * s * rng.uniform(0.2, 0.8, n))
-    out["stale_sequence_ratio"][rows] = np.minimum(1.0, f["stale_sequence_ratio"] + s * rng.uniform(0.1, 0.5, n))
-    out["sequence_gap_mean"][rows] = f["sequence_gap_mean"] + s * rng.exponential(1.0, n)
     faster = 1.0 + 0.5 * s * rng.uniform(0.0, 1.0, n)
-    out["packets_per_s"][rows] = f["packets_per_s"] * faster
-    out["inter_arrival_ms_mean"][rows] = f["inter_arrival_ms_mean"] / faster
-    out["auth_failures_per_min"][rows] = f["auth_failures_per_min"] + 0.3 * s * rng.gamma(1.0, 1.0, n)
+    repeat = f["repeated_payload_ratio"]
+    return {
+        "repeated_payload_ratio": repeat + (1.0 - repeat) * s * rng.uniform(0.2, 0.8, n),
+        "stale_sequence_ratio": np.minimum(1.0, f["stale_sequence_ratio"] + s * rng.uniform(0.1, 0.5, n)),
+        "sequence_gap_mean": f["sequence_gap_mean"] + s * rng.exponential(1.0, n),
+        "packets_per_s": f["packets_per_s"] * faster,
+        "inter_arrival_ms_mean": f["inter_arrival_ms_mean"] / faster,
+        "auth_failures_per_min": f["auth_failures_per_min"] + 0.3 * s * rng.gamma(1.0, 1.0, n),
+    }
 
 
-def _flooding(f: dict[str, np.ndarray], s: np.ndarray, rng: np.random.Generator,
-              out: dict[str, np.ndarray], rows: np.ndarray) -> None:
-    """Half the floods are volumetric UDP (small packets, UDP up), half application-layer over
-    TCP (large packets, TCP up): packet size and protocol shares move either way, the rate
-    always up, by a multiple of the device's own rate."""
+def _flooding(f: Features, s: np.ndarray, rng: np.random.Generator) -> Features:
+    """The packet rate goes up by a multiple of the device's own rate (a flooded pump may send
+    no more than a quiet monitor). Half the floods are volumetric UDP (small packets, UDP up),
+    half application-layer over TCP (large packets, TCP up): packet size and protocol shares
+    move either way, which a linear model cannot follow."""
     n = len(s)
     faster = 1.0 + s * rng.uniform(1.5, 8.0, n)
     volumetric = rng.uniform(0.0, 1.0, n) < 0.5
     towards = 0.7 * s * rng.uniform(0.5, 1.0, n)               # how far size and protocol move
-    target_size = np.where(volumetric, 80.0, 1200.0)
-    udp = np.where(volumetric, f["udp_share"] + (1.0 - f["udp_share"]) * towards, f["udp_share"] * (1.0 - towards))
-    tcp = np.where(volumetric, np.minimum(f["tcp_share"], 1.0 - udp), f["tcp_share"] + (1.0 - f["tcp_share"] - udp).clip(0.0) * towards)
-    out["packets_per_s"][rows] = f["packets_per_s"] * faster
-    out["inter_arrival_ms_mean"][rows] = f["inter_arrival_ms_mean"] / faster
-    out["inter_arrival_ms_std"][rows] = f["inter_arrival_ms_std"] / faster * rng.uniform(0.3, 1.0, n)
-    out["bytes_per_packet_mean"][rows] = f["bytes_per_packet_mean"] * (1.0 - towards) + target_size * towards
-    out["bytes_per_packet_std"][rows] = f["bytes_per_packet_std"] * (1.0 - towards)
-    out["udp_share"][rows] = udp
-    out["tcp_share"][rows] = tcp
-    out["repeated_payload_ratio"][rows] = (f["repeated_payload_ratio"]
-                                           + (1.0 - f["repeated_payload_ratio"]) * 0.3 * s * rng.uniform(0.0, 1.0, n))
+    udp, tcp, repeat = f["udp_share"], f["tcp_share"], f["repeated_payload_ratio"]
+    new_udp = np.where(volumetric, udp + (1.0 - udp) * towards, udp * (1.0 - towards))
+    new_tcp = np.where(volumetric, np.minimum(tcp, 1.0 - new_udp), tcp + np.clip(1.0 - tcp - new_udp, 0.0, None) * towards)
+    return {
+        "packets_per_s": f["packets_per_s"] * faster,
+        "inter_arrival_ms_mean": f["inter_arrival_ms_mean"] / faster,
+        "inter_arrival_ms_std": f["inter_arrival_ms_std"] / faster * rng.uniform(0.3, 1.0, n),
+        "bytes_per_packet_mean": (f["bytes_per_packet_mean"] * (1.0 - towards)
+                                  + np.where(volumetric, 80.0, 1200.0) * towards),
+        "bytes_per_packet_std": f["bytes_per_packet_std"] * (1.0 - towards),   # flood packets are alike
+        "udp_share": new_udp,
+        "tcp_share": new_tcp,
+        "repeated_payload_ratio": repeat + (1.0 - repeat) * 0.3 * s * rng.uniform(0.0, 1.0, n),
+    }
 
 
-def _injection(f: dict[str, np.ndarray], s: np.ndarray, rng: np.random.Generator,
-               out: dict[str, np.ndarray], rows: np.ndarray) -> None:
+def _injection(f: Features, s: np.ndarray, rng: np.random.Generator) -> Features:
+    """Forged commands: more of them, payload entropy off the device's norm in either direction
+    (scripted plaintext below it, packed payloads above it), more varied packet sizes, fewer
+    repeated payloads, a few failing authentication."""
     n = len(s)
-    direction = rng.choice([-1.0, 1.0], n)   # scripted plaintext (lower) or packed payloads (higher)
-    out["commands_per_min"][rows] = (f["commands_per_min"] * (1.0 + s * rng.uniform(1.0, 5.0, n))
-                                     + s * rng.uniform(0.5, 3.0, n))
-    out["payload_entropy_bits"][rows] = np.clip(f["payload_entropy_bits"] + direction * s * rng.uniform(1.5, 3.5, n),
-                                                0.0, 8.0)
-    out["bytes_per_packet_std"][rows] = f["bytes_per_packet_std"] * (1.0 + s * rng.uniform(0.5, 2.0, n))
-    out["repeated_payload_ratio"][rows] = f["repeated_payload_ratio"] * (1.0 - 0.7 * s)
-    out["auth_failures_per_min"][rows] = f["auth_failures_per_min"] + 0.2 * s * rng.gamma(1.0, 1.0, n)
+    direction = rng.choice([-1.0, 1.0], n)
+    return {
+        "commands_per_min": f["commands_per_min"] * (1.0 + s * rng.uniform(1.0, 5.0, n)) + s * rng.uniform(0.5, 3.0, n),
+        "payload_entropy_bits": np.clip(f["payload_entropy_bits"] + direction * s * rng.uniform(1.5, 3.5, n), 0.0, 8.0),
+        "bytes_per_packet_std": f["bytes_per_packet_std"] * (1.0 + s * rng.uniform(0.5, 2.0, n)),
+        "repeated_payload_ratio": f["repeated_payload_ratio"] * (1.0 - 0.7 * s),
+        "auth_failures_per_min": f["auth_failures_per_min"] + 0.2 * s * rng.gamma(1.0, 1.0, n),
+    }

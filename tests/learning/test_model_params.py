@@ -61,7 +61,9 @@ def test_set_flat_params_rejects_wrong_shape():
 
 
 @pytest.mark.parametrize("args,kwargs,message", [
-    (("cnn", 4), {}, "model name"),
+    (("resnet", 4), {}, "model name"),
+    (("cnn", 4), {}, "a cnn needs its input's shape"),
+    (("cnn", 16), {"shape": (1, 2, 8), "hidden": (4, 4)}, "too small for 2 pooling layers"),
     (("logreg", 0), {}, "num_features"),
     (("mlp", 4), {"hidden": (8, 0)}, "hidden"),
     (("mlp", 4), {"hidden": ()}, "hidden"),
