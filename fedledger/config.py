@@ -555,6 +555,10 @@ def _check_privacy(c: Config) -> None:
                           f"got {p.noise_multiplier}")
     if not 0.0 < p.max_grad_norm < math.inf:
         raise ConfigError(f"[privacy].max_grad_norm must be a positive number, got {p.max_grad_norm}")
+    if c.aggregation.strategy == "scaffold":
+        raise ConfigError("[aggregation].strategy = \"scaffold\" sends control variates beside each update, which "
+                          "differential privacy would have to clip and noise too: use fedavg or fedprox with "
+                          "[privacy].mechanism")
     if p.mechanism == "dp-sgd" and c.aggregation.strategy == "fedprox":
         raise ConfigError("[privacy].mechanism = \"dp-sgd\" clips each record's gradient, and FedProx's "
                           "proximal term is not a per-record loss: use another [aggregation].strategy")

@@ -118,6 +118,8 @@ class Strategy(ABC):
     """An aggregation rule. Subclasses are frozen dataclasses whose fields are the hyperparameters."""
 
     name: ClassVar[str]
+    # SCAFFOLD: the global vector is the model followed by the server's control variate
+    control_variates: ClassVar[bool] = False
 
     def client_config(self) -> dict[str, float]:
         """What clients need for local training (e.g. FedProx's proximal weight)."""

@@ -1,4 +1,5 @@
-"""FedAvg (McMahan et al. 2017) with a server learning rate, and FedProx (Li et al. 2020)."""
+"""FedAvg (McMahan et al. 2017) with a server learning rate, FedProx (Li et al. 2020) and SCAFFOLD
+(Karimireddy et al. 2020)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import ClassVar
 import numpy as np
 
 from fedledger.aggregation.base import Strategy, check_real
+from fedledger.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -44,3 +46,28 @@ class FedProx(FedAvg):
 
     def client_config(self) -> dict[str, float]:
         return {"prox_mu": self.mu}
+
+
+@dataclass(frozen=True)
+class Scaffold(FedAvg):
+    """SCAFFOLD: clients correct their local gradients for drift with control variates.
+
+    The global "model" vector holds the model and then the server's control variate c, each of
+    the model's size; a client trains with its gradients corrected by c - c_i, updates its own
+    c_i (option II of the paper: c_i - c + (x - y_i) / (steps x lr)) and sends its trained
+    model followed by c + (its new c_i - its old c_i). The weighted mean of those vectors is
+    then the new model followed by the new c, so the aggregation (and its audit) is FedAvg's,
+    bit for bit (server_lr 1, every member taking part: the paper's full-participation case,
+    its means weighted by samples as FedAvg's are).
+    """
+
+    name: ClassVar[str] = "scaffold"
+    control_variates: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.server_lr != 1.0:
+            raise ConfigError("scaffold: server_lr must be 1 (the control variate travels in the averaged vector)")
+
+    def client_config(self) -> dict[str, float]:
+        return {"scaffold": 1.0}

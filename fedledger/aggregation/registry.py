@@ -8,14 +8,14 @@ from types import MappingProxyType
 
 from fedledger.aggregation.base import Strategy
 from fedledger.aggregation.clipping import NormClip
-from fedledger.aggregation.fedavg import FedAvg, FedProx
+from fedledger.aggregation.fedavg import FedAvg, FedProx, Scaffold
 from fedledger.aggregation.fedopt import FedAdagrad, FedAdam, FedYogi
 from fedledger.aggregation.krum import Krum, MultiKrum
 from fedledger.aggregation.robust import FedMedian, FedTrimmedMean
 from fedledger.errors import ConfigError
 
 STRATEGIES: Mapping[str, type[Strategy]] = MappingProxyType(
-    {cls.name: cls for cls in (FedAvg, FedProx, FedAdam, FedAdagrad, FedYogi, FedMedian, FedTrimmedMean,
+    {cls.name: cls for cls in (FedAvg, FedProx, Scaffold, FedAdam, FedAdagrad, FedYogi, FedMedian, FedTrimmedMean,
                                Krum, MultiKrum, NormClip)})
 
 

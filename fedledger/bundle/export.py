@@ -1,7 +1,8 @@
 """`fedledger export RUN`: a run's model with what it takes to use it, as a directory.
 
     model.safetensors  the model's parameters: the very artifact the ledger names (its sha-256
-                       is the model digest on chain), one float32 vector "params"
+                       is the model digest on chain), one float32 vector "params" (under
+                       SCAFFOLD its first half; the server's control variate follows)
     model.onnx         the same model as ONNX (input "x": standardized features), where torch
                        exports it
     bundle.json        the study, run, round and model digest; the model's architecture and
@@ -70,7 +71,8 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path | None = None, round:
         spec = dataclasses.replace(spec, task=make_task("regression", label_mean=preprocessing.get("label_mean", 0.0),
                                                         label_std=preprocessing.get("label_std", 1.0)))
     model = build_model(spec.name, spec.num_features, hidden=spec.hidden, seed=0, task=spec.task, shape=spec.shape)
-    set_flat_params(model, params)           # ValueError if the vector does not fit the architecture
+    # ValueError if the vector does not fit the architecture; SCAFFOLD's holds the server's control variate after it
+    set_flat_params(model, params[:params.size // 2] if spec.control_variates else params)
     out = Path(out_dir) if out_dir is not None else run.path / f"bundle-round-{n}"
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} is not empty; give a new directory for the bundle")
@@ -83,7 +85,7 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path | None = None, round:
         "config_digest": sha256_hex(canonical_json(config)),
         "chain": info.get("chain"), "contracts": info.get("contracts"),
         "model": {"name": spec.name, "hidden": list(spec.hidden), "num_features": spec.num_features,
-                  "shape": list(spec.shape),
+                  "shape": list(spec.shape), "control_variates": spec.control_variates,
                   "file": MODEL_FILE, "sha256": sha256_hex(model_bytes)},
         "task": {"kind": spec.task.kind, "classes": preprocessing["classes"], "threshold": cfg.model.threshold,
                  "output": OUTPUTS[spec.task.kind],

@@ -65,7 +65,8 @@ def load_bundle(path: str | Path) -> Bundle:
                          label_mean=task_doc.get("label_mean", 0.0), label_std=task_doc.get("label_std", 1.0))
         model = build_model(spec["name"], spec["num_features"], hidden=spec["hidden"], seed=0, task=task,
                             shape=spec.get("shape", ()))
-        set_flat_params(model, decode_params(data))
+        params = decode_params(data)
+        set_flat_params(model, params[:params.size // 2] if spec.get("control_variates") else params)
     except (OSError, ValueError, KeyError, TypeError, UpdateRejected, FedLedgerError) as exc:
         if isinstance(exc, DataError):
             raise

@@ -66,14 +66,15 @@ class TrainConfig:
 
 
 def train_local(model: nn.Module, data: ClientData, cfg: TrainConfig, *, seed: int,
-                global_params: np.ndarray | None = None) -> np.ndarray:
+                global_params: np.ndarray | None = None, correction: np.ndarray | None = None) -> np.ndarray:
     """Train the model in place on data's training set, with its task's loss; return its new
     flat parameters.
 
     The minibatch order comes from a torch.Generator seeded with `seed`, so the same model, data,
     config and seed give the same parameters. With cfg.prox_mu > 0 the proximal term anchors to
     `global_params`, or to the starting parameters when none are given (in a federated round the
-    starting point is the global model).
+    starting point is the global model). `correction` (a flat vector like the parameters) is
+    added to every step's gradient: SCAFFOLD's c - c_i.
     """
     if data.num_train == 0:
         raise DataError(f"client {data.name!r} has no training rows")
@@ -81,6 +82,7 @@ def train_local(model: nn.Module, data: ClientData, cfg: TrainConfig, *, seed: i
     x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
     params = list(model.parameters())
     anchor = _anchor(params, global_params) if cfg.prox_mu > 0 else None
+    shift = _anchor(params, correction) if correction is not None else None
     optimizer = (torch.optim.SGD(params, lr=cfg.lr) if cfg.optimizer == "sgd"
                  else torch.optim.Adam(params, lr=cfg.lr))
     generator = torch.Generator().manual_seed(seed)
@@ -91,6 +93,8 @@ def train_local(model: nn.Module, data: ClientData, cfg: TrainConfig, *, seed: i
         loss = task.loss(model(xb), yb, weights)
         if anchor is not None:
             loss = loss + 0.5 * cfg.prox_mu * sum(((p - a) ** 2).sum() for p, a in zip(params, anchor))
+        if shift is not None:     # its gradient is the correction itself
+            loss = loss + sum((p * d).sum() for p, d in zip(params, shift))
         loss.backward()
         optimizer.step()
     return get_flat_params(model)
@@ -106,7 +110,8 @@ def class_weights(task: Task, y: np.ndarray, cfg: TrainConfig) -> torch.Tensor |
 
 
 def _anchor(params: list[torch.Tensor], global_params: np.ndarray | None) -> list[torch.Tensor]:
-    """The FedProx reference point, shaped like params."""
+    """A flat vector (FedProx's reference point, SCAFFOLD's correction) shaped like params;
+    the parameters themselves, detached, when none is given."""
     if global_params is None:
         return [p.detach().clone() for p in params]
     sizes = [p.numel() for p in params]

@@ -51,6 +51,7 @@ class ModelSpec:
     hidden: tuple[int, ...] = (32,)
     task: Task = BINARY
     shape: tuple[int, ...] = ()      # "cnn": each row's input shape
+    control_variates: bool = False   # SCAFFOLD: the global vector is the model, then the server's control variate
 
 
 def derive_seed(seed: int, *parts: object) -> int:
@@ -83,6 +84,8 @@ class InstitutionNode:
         self._last_evaluation: tuple[tuple[str, int, str], str] | None = None
         # under the consortium's standardization, the data is not usable until it is done
         self._awaiting_standardization = False
+        # SCAFFOLD: this institution's control variate c_i (it starts at zero, and again after a restart)
+        self._control: np.ndarray | None = None
 
     @property
     def address(self) -> str:
@@ -112,7 +115,7 @@ class InstitutionNode:
         model = build_model(self.model_spec.name, self.model_spec.num_features,
                             hidden=self.model_spec.hidden, seed=self.seed, task=self.model_spec.task,
                             shape=self.model_spec.shape)
-        set_flat_params(model, params)
+        set_flat_params(model, params[:params.size // 2] if self.model_spec.control_variates else params)
         return model
 
     def can_take_part(self) -> bool:
@@ -138,6 +141,8 @@ class InstitutionNode:
         model = self._model_with(global_params)
         cfg = dataclasses.replace(self.training, prox_mu=float(task.client_config.get("prox_mu", 0.0)))
         seed = derive_seed(self.seed, task.round, self.name)
+        if self.model_spec.control_variates:
+            return self._train_scaffold(model, data, cfg, seed, global_params)
         if self.privacy is None:
             return train_local(model, data, cfg, seed=seed, global_params=global_params)
         plan, mechanism = self.privacy.plan, self.privacy.mechanism
@@ -149,6 +154,17 @@ class InstitutionNode:
         return privatize_update(params, global_params, clip_norm=plan.max_grad_norm,
                                 noise_multiplier=mechanism.noise_multiplier, noise_shares=plan.noise_shares,
                                 seed=secret)
+
+    def _train_scaffold(self, model: torch.nn.Module, data: ClientData, cfg: TrainConfig, seed: int,
+                        global_params: np.ndarray) -> np.ndarray:
+        """SCAFFOLD's local step (`fedledger.aggregation.Scaffold`): train with the gradient
+        corrected by c - c_i, update c_i, send the model then c + (new c_i - old c_i)."""
+        x, c = np.split(global_params.astype(np.float64), 2)
+        c_i = self._control if self._control is not None else np.zeros_like(x)
+        y = train_local(model, data, cfg, seed=seed, correction=(c - c_i).astype(np.float32)).astype(np.float64)
+        c_new = c_i - c + (x - y) / (cfg.num_steps(data.num_train) * cfg.lr)
+        self._control = c_new
+        return np.concatenate([y, c + c_new - c_i]).astype(np.float32)
 
     def publish(self, task: RoundTask, params: np.ndarray, protect: Protect | None = None) -> SignedUpdate:
         """Put `params` in the store and sign the commitment binding them to `task`'s round,

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from eth_account.signers.local import LocalAccount
 
+from fedledger.aggregation import make_strategy
 from fedledger.chain import (
     ChainBackend,
     SemiStudy,
@@ -131,7 +132,9 @@ def feature_count(cfg: Config) -> int:
 
 def model_spec(cfg: Config, num_features: int) -> ModelSpec:
     shape = (1, *cfg.data.image_size) if cfg.model.name == "cnn" else ()    # grey images: one channel
-    return ModelSpec(cfg.model.name, num_features, tuple(cfg.model.hidden), study_task(cfg), shape)
+    strategy = make_strategy(cfg.aggregation.strategy, **cfg.aggregation.params)
+    return ModelSpec(cfg.model.name, num_features, tuple(cfg.model.hidden), study_task(cfg), shape,
+                     strategy.control_variates)
 
 
 def train_config(cfg: Config) -> TrainConfig:
@@ -143,8 +146,10 @@ def train_config(cfg: Config) -> TrainConfig:
 def initial_params(cfg: Config, spec: ModelSpec) -> np.ndarray:
     """The study's initial model: a function of the config alone, so every node can rebuild it
     and check it against the digest on chain."""
-    return get_flat_params(build_model(spec.name, spec.num_features, hidden=spec.hidden, seed=cfg.study.seed,
-                                       task=spec.task, shape=spec.shape))
+    params = get_flat_params(build_model(spec.name, spec.num_features, hidden=spec.hidden, seed=cfg.study.seed,
+                                         task=spec.task, shape=spec.shape))
+    # SCAFFOLD: the server's control variate follows the model, zero at first
+    return np.concatenate([params, np.zeros_like(params)]) if spec.control_variates else params
 
 
 def validation_rules(cfg: Config) -> ValidationRules:
