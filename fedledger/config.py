@@ -21,11 +21,12 @@ from fedledger.errors import ConfigError
 # loose: a coordinator anchors each round; semi: the contract runs the round and a committee
 # aggregates; full: every member validates and votes (../docs/architectures.md)
 ARCHITECTURES = ("loose", "semi", "full")
-DATASETS = ("fed_heart_disease", "breast_cancer", "gbsg2", "whas500", "flchain", "csv", "images")
+DATASETS = ("fed_heart_disease", "breast_cancer", "gbsg2", "whas500", "flchain", "device_traffic", "csv", "images")
 # what the model predicts (fedledger/learning/tasks.py), and each vendored dataset's task
 TASKS = ("binary", "multiclass", "regression", "survival")
 DATASET_TASKS = {"fed_heart_disease": "binary", "breast_cancer": "binary", "gbsg2": "survival",
-                 "whas500": "survival", "flchain": "survival", "csv": "binary", "images": "multiclass"}
+                 "whas500": "survival", "flchain": "survival", "device_traffic": "multiclass", "csv": "binary",
+                 "images": "multiclass"}
 CLASS_WEIGHTS = ("none", "balanced")
 STANDARDIZE = ("consortium", "site")
 MODELS = ("logreg", "mlp", "cnn")

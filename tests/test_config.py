@@ -46,7 +46,7 @@ def test_integers_are_accepted_where_numbers_are_expected():
     ({"study": {"rounds": 2.5}}, "[study].rounds must be an integer"),
     ({"study": {"rounds": True}}, "[study].rounds must be an integer, got a boolean"),
     ({"study": {"architecture": "tightly"}}, "[study].architecture is 'tightly'; allowed: loose, semi, full"),
-    ({"data": {"dataset": "mnist"}}, "allowed: fed_heart_disease, breast_cancer, gbsg2, whas500, flchain, csv"),
+    ({"data": {"dataset": "mnist"}}, "allowed: fed_heart_disease, breast_cancer, gbsg2, whas500, flchain, device_traffic, csv, images"),
     ({"data": {"dataset": "csv", "clients": {"a": "a.csv"}, "label": "y"}}, "at least two institutions"),
     ({"data": {"dataset": "csv", "clients": {"a": "a.csv", "b": "b.csv"}}}, "[data].label must name"),
     ({"data": {"test_fraction": 1.5}}, "[data].test_fraction must be between 0 and 1"),

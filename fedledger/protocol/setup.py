@@ -43,6 +43,7 @@ from fedledger.learning import (
     make_task,
 )
 from fedledger.learning.csv_clients import CsvColumns
+from fedledger.learning.device_traffic import DEVICE_TRAFFIC_CLASSES, load_device_traffic
 from fedledger.learning.images import load_image_folders
 from fedledger.learning.survival_data import SURVIVAL_DATASETS, load_survival_dataset
 from fedledger.protocol.node import ModelSpec, derive_seed
@@ -63,7 +64,8 @@ class ChainSetup:
 
 def study_task(cfg: Config) -> Task:
     """What the study's model predicts ([data].task, else the dataset's own), and how it is scored."""
-    return make_task(study_task_kind(cfg), classes=len(cfg.data.classes), threshold=cfg.model.threshold)
+    classes = len(DEVICE_TRAFFIC_CLASSES) if cfg.data.dataset == "device_traffic" else len(cfg.data.classes)
+    return make_task(study_task_kind(cfg), classes=classes, threshold=cfg.model.threshold)
 
 
 def csv_columns(cfg: Config) -> CsvColumns:
@@ -101,6 +103,8 @@ def load_clients(cfg: Config, institution: str | None = None, own_data: str | Pa
     else:
         if data.dataset == "fed_heart_disease":
             clients = load_fed_heart_disease()
+        elif data.dataset == "device_traffic":
+            clients = load_device_traffic(data.num_clients, cfg.study.seed, data.test_fraction)
         elif data.dataset in SURVIVAL_DATASETS:
             clients = load_survival_dataset(data.dataset, data.num_clients, data.alpha, cfg.study.seed,
                                             data.test_fraction)
