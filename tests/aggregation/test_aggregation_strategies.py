@@ -17,7 +17,7 @@ SERVER_OPT = {"fedadam": {"server_lr": 0.01}, "fedadagrad": {"server_lr": 0.3162
               "fedyogi": {"server_lr": 0.01}}
 ROBUST = {"fedmedian": {}, "fedtrimmedmean": {"beta": 0.2}, "krum": {"byzantine": 1},
           "multikrum": {"byzantine": 1, "keep": 3}, "normclip": {"bound": 0.0}}
-ALL = {"fedavg": {}, "fedprox": {"mu": 0.01}, **SERVER_OPT, **ROBUST}
+ALL = {"fedavg": {}, "fedprox": {"mu": 0.01}, "scaffold": {}, **SERVER_OPT, **ROBUST}
 
 
 def _weighted_mean64(updates):
@@ -127,7 +127,7 @@ def test_another_process_gets_the_same_digests():
     in_process = {}
     exec(RUN_ROUNDS.format(conftest=conftest, all=ALL, reverse=False).replace("print(", "result = ("), in_process)
     assert digests[0] == digests[1] == in_process["result"].split()
-    assert len(set(digests[0])) == len(ALL) - 1  # fedprox aggregates exactly like fedavg
+    assert len(set(digests[0])) == len(ALL) - 2  # fedprox and scaffold aggregate exactly like fedavg
 
 
 def _rational_local(i, rnd, n=1000):
@@ -142,6 +142,7 @@ def _rational_local(i, rnd, n=1000):
 GOLDEN = {
     "fedavg": "0d8c0c81db4ec6dd33cad63669e885322789838763f322665912c2fb22ed5127",
     "fedprox": "0d8c0c81db4ec6dd33cad63669e885322789838763f322665912c2fb22ed5127",
+    "scaffold": "0d8c0c81db4ec6dd33cad63669e885322789838763f322665912c2fb22ed5127",
     "fedadam": "45994f7d1c45c14484d141609cdc06033845185b3afc91695620ad54ead66517",
     "fedadagrad": "3cc32b8723e1d95739d7f2d5cd84ae809e8b94d2fc0d7b46cfbae8ed62d9d1be",
     "fedyogi": "c150c0f08e81cbb52c76f1fc49bdab136b2ad67085798483d3ef2a5bd6531b6f",
@@ -204,5 +205,6 @@ def test_registry_round_trips_through_params():
         params = json.loads(json.dumps(strategy.params()))
         assert make_strategy(name, **params) == strategy
     assert make_strategy("fedprox", mu=0.05).client_config() == {"prox_mu": 0.05}
-    assert all(make_strategy(n).client_config() == {} for n in STRATEGIES if n != "fedprox")
+    assert make_strategy("scaffold").client_config() == {"scaffold": 1.0}
+    assert all(make_strategy(n).client_config() == {} for n in STRATEGIES if n not in ("fedprox", "scaffold"))
     assert make_strategy("fedavg", server_lr=1).params() == {"server_lr": 1.0}
