@@ -401,8 +401,9 @@ def _check_task(c: Config) -> None:
                           if c.model.name == "cnn" else "dataset = \"images\" needs [model].name = \"cnn\"")
     if d.dataset == "images":
         _check_images(c, task)
-        return
-    if d.dataset != "csv":
+    elif d.dataset == "csv":
+        _check_csv(c, task)
+    else:
         set_keys = [k for k in ("label", "time", "event", "classes", "exclude", "split_column", "test_clients",
                                 "shared_data")
                     if getattr(d, k)]
@@ -412,7 +413,10 @@ def _check_task(c: Config) -> None:
             raise ConfigError(f"[data].{set_keys[0]} is for dataset = \"csv\"; {d.dataset} has its own columns")
         if d.task and d.task != DATASET_TASKS[d.dataset]:
             raise ConfigError(f"{d.dataset} is a {DATASET_TASKS[d.dataset]} task: remove [data].task = {d.task!r}")
-        return
+
+
+def _check_csv(c: Config, task: str) -> None:
+    d = c.data
     if len(d.clients) < 2:
         raise ConfigError("[data].clients must name at least two institutions' CSV files "
                           "for dataset = \"csv\", e.g. clients = { a = \"a.csv\", b = \"b.csv\" }")
@@ -428,7 +432,7 @@ def _check_task(c: Config) -> None:
         if d.time or d.event:
             raise ConfigError(f"[data].time and [data].event are for task = \"survival\", not {task!r}")
     if task == "multiclass":
-        if not 2 <= len(d.classes) <= 32 or len(set(d.classes)) != len(d.classes):
+        if not _distinct_classes(d):
             raise ConfigError("[data].task = \"multiclass\" needs [data].classes: the label's 2 to 32 distinct "
                               "values, in the order the model's outputs stand for them, e.g. "
                               "classes = [\"stable\", \"serious\", \"critical\"]")
@@ -445,9 +449,19 @@ def _check_task(c: Config) -> None:
         raise ConfigError(f"label column {clash[0]!r} is also listed in [data].features")
     if d.split_column and d.test_clients:
         raise ConfigError("give the split once: [data].split_column or [data].test_clients, not both")
-    missing = sorted(set(d.test_clients) - set(d.clients))
-    if d.test_clients and (missing or set(d.test_clients) != set(d.clients)):
-        raise ConfigError("[data].test_clients must name a test file for every institution in [data].clients "
+    _check_test_clients(d, "file")
+
+
+def _distinct_classes(d: DataSection) -> bool:
+    """[data].classes names 2 to 32 classes, each once."""
+    return 2 <= len(d.classes) <= 32 and len(set(d.classes)) == len(d.classes)
+
+
+def _check_test_clients(d: DataSection, kind: str) -> None:
+    """[data].test_clients, if given, names a test `kind` (file, folder) for exactly the institutions of clients."""
+    if d.test_clients and set(d.test_clients) != set(d.clients):
+        missing = sorted(set(d.test_clients) - set(d.clients))
+        raise ConfigError(f"[data].test_clients must name a test {kind} for every institution in [data].clients "
                           f"and none other ({'unknown: ' + missing[0] if missing else 'some are missing'})")
 
 
@@ -459,15 +473,14 @@ def _check_images(c: Config, task: str) -> None:
     if len(d.clients) < 2:
         raise ConfigError("[data].clients must name at least two institutions' image folders for dataset = "
                           "\"images\", e.g. clients = { a = \"a_images\", b = \"b_images\" }")
-    if not 2 <= len(d.classes) <= 32 or len(set(d.classes)) != len(d.classes):
+    if not _distinct_classes(d):
         raise ConfigError("dataset = \"images\" needs [data].classes: the 2 to 32 class subfolders' names, in the "
                           "order the model's outputs stand for them")
     if task not in ("binary", "multiclass") or (task == "binary") != (len(d.classes) == 2):
         raise ConfigError(f"[data].task = {task!r} does not fit {len(d.classes)} image classes: leave it out")
     if len(d.image_size) != 2 or not all(1 <= s <= 1024 for s in d.image_size):
         raise ConfigError(f"[data].image_size must be [height, width], each 1 to 1024, got {d.image_size}")
-    if d.test_clients and set(d.test_clients) != set(d.clients):
-        raise ConfigError("[data].test_clients must name a test folder for every institution in [data].clients")
+    _check_test_clients(d, "folder")
 
 
 def _check_personalization(c: Config) -> None:

@@ -9,7 +9,6 @@ member (no node) holds the key the demo audits and watches the nodes with: they 
 from __future__ import annotations
 
 import json
-
 import os
 import secrets
 import signal
@@ -82,7 +81,7 @@ class LocalConsortium:
 
     def _write_node_file(self, name: str) -> None:
         (self.dir / "nodes").mkdir(exist_ok=True)
-        # a CSV study's institution reads its own files, named in the study config
+        # a CSV or image study's institution reads its own files, named in the study config
         data = self.cfg.data
         files = [(key, self.cfg.resolve_path(table[name])) for key, table in
                  (("data", data.clients), ("test_data", data.test_clients)) if name in table]

@@ -87,6 +87,7 @@ def load_csv_clients(paths: Mapping[str, Path], columns: CsvColumns, test_fracti
     labelled = {name: r.labels for name, r in rows.items()} | ({"": shared_rows.labels} if shared_rows else {})
     encode = _label_encoder(columns, labelled, tables)
     task = make_task(columns.task, classes=len(columns.classes))
+    y_shared = None if shared_rows is None else np.array([encode(v) for v in shared_rows.labels], np.float32)
     clients = []
     for name, table in tables.items():
         r = rows[name]
@@ -97,7 +98,7 @@ def load_csv_clients(paths: Mapping[str, Path], columns: CsvColumns, test_fracti
                                  encode.classes)
         _check_standardized(table.path, features, r.x, client)
         if shared_rows is not None:
-            client = mix_shared(client, shared_rows.x, np.array([encode(v) for v in shared_rows.labels], np.float32))
+            client = mix_shared(client, shared_rows.x, y_shared)
         clients.append(client)
     return clients
 

@@ -39,8 +39,6 @@ class Task(ABC):
 
     kind: ClassVar[str]
     headline: ClassVar[str]             # the figure that sums a model up in tables and plots
-    higher_is_better: ClassVar[bool] = True
-    label_columns: ClassVar[int] = 1    # y is (n,) or, for survival, (n, 2): time and event
 
     @property
     def outputs(self) -> int:
@@ -96,10 +94,14 @@ def weights_for(y: np.ndarray, classes: int) -> np.ndarray:
     return weights.astype(np.float32)
 
 
+def _whole(value: Any) -> bool:
+    """A count: a whole number from 0 to MAX_RECORDS."""
+    return isinstance(value, int | float) and 0 <= value <= MAX_RECORDS and value == int(value)
+
+
 def _counts_problem(doc: Mapping[str, Any], keys: Sequence[str]) -> str | None:
     for key in keys:
-        value = doc[key]
-        if not isinstance(value, int | float) or value != int(value) or not 0 <= value <= MAX_RECORDS:
+        if not _whole(doc[key]):
             return f"{key} must be a whole number from 0 to {MAX_RECORDS:,}"
     return None
 
@@ -156,8 +158,7 @@ class BinaryTask(Task):
         tn, fn = int(np.sum(~predicted & ~truth)), int(np.sum(~predicted & truth))
         bins = _bin_of(prob)
         figures: Figures = {
-            "accuracy": (tp + tn) / len(truth), "balanced_accuracy": _balanced(tp, fp, tn, fn),
-            "f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0, "loss": loss,
+            **_binary_rates(tp, fp, tn, fn), "loss": loss,
             "n": float(len(truth)), "tp": float(tp), "fp": float(fp), "tn": float(tn), "fn": float(fn),
             "hist_pos": np.bincount(bins[truth], minlength=AUC_BINS).tolist(),
             "hist_neg": np.bincount(bins[~truth], minlength=AUC_BINS).tolist(),
@@ -175,24 +176,20 @@ class BinaryTask(Task):
         n, tp, fp, tn, fn = (int(doc[k]) for k in counts)
         if n == 0 or tp + fp + tn + fn != n:
             return f"the confusion matrix adds up to {tp + fp + tn + fn}, not n = {n} (at least 1)"
-        if not 0 <= doc["loss"] <= MAX_LOSS or any(not 0 <= doc[k] <= 1 for k in ("auc",) if k in doc):
+        if not 0 <= doc["loss"] <= MAX_LOSS or ("auc" in doc and not 0 <= doc["auc"] <= 1):
             return f"an auc outside [0, 1] or a loss outside [0, {MAX_LOSS:g}]"
-        f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-        if not (_close(doc["accuracy"], (tp + tn) / n) and _close(doc["f1"], f1)
-                and _close(doc["balanced_accuracy"], _balanced(tp, fp, tn, fn))):
+        if not all(_close(doc[k], v) for k, v in _binary_rates(tp, fp, tn, fn).items()):
             return "accuracy, balanced_accuracy or f1 does not follow from the counts"
         for key, total in (("hist_pos", tp + fn), ("hist_neg", tn + fp)):
             hist = doc[key]
-            if len(hist) != AUC_BINS or _counts_problem(dict(enumerate(hist)), range(AUC_BINS)) or sum(hist) != total:
+            if len(hist) != AUC_BINS or not all(map(_whole, hist)) or sum(hist) != total:
                 return f"{key} must be {AUC_BINS} whole counts adding up to {total}"
         return None
 
     def pool(self, per: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
         total = {k: sum(m[k] for m in per.values()) for k in ("tp", "fp", "tn", "fn")}
         n = sum(total.values())
-        tp, fp, tn, fn = total["tp"], total["fp"], total["tn"], total["fn"]
-        pooled = {"accuracy": (tp + tn) / n, "balanced_accuracy": _balanced(tp, fp, tn, fn),
-                  "f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0,
+        pooled = {**_binary_rates(total["tp"], total["fp"], total["tn"], total["fn"]),
                   "loss": sum(m["loss"] * m["n"] for m in per.values()) / n, "n": n}
         positives = np.sum([m["hist_pos"] for m in per.values()], axis=0)
         negatives = np.sum([m["hist_neg"] for m in per.values()], axis=0)
@@ -208,10 +205,12 @@ def _bin_of(prob: np.ndarray) -> np.ndarray:
     return np.clip((prob * AUC_BINS).astype(np.int64), 0, AUC_BINS - 1)
 
 
-def _balanced(tp: float, fp: float, tn: float, fn: float) -> float:
-    """The mean recall of the classes present (scikit-learn's balanced_accuracy_score)."""
+def _binary_rates(tp: float, fp: float, tn: float, fn: float) -> dict[str, float]:
+    """accuracy, balanced_accuracy (the mean recall of the classes present, as scikit-learn's
+    balanced_accuracy_score) and f1 (of class 1) of a confusion matrix's counts."""
     recalls = [hit / (hit + miss) for hit, miss in ((tp, fn), (tn, fp)) if hit + miss]
-    return float(np.mean(recalls)) if recalls else 0.0
+    return {"accuracy": (tp + tn) / (tp + fp + tn + fn), "balanced_accuracy": float(np.mean(recalls)) if recalls else 0.0,
+            "f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0}
 
 
 def _binned_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
@@ -264,8 +263,7 @@ class MulticlassTask(Task):
         rows = doc["confusion"]
         if len(rows) != self.classes or any(not isinstance(r, list) or len(r) != self.classes for r in rows):
             return f"confusion must be {self.classes} rows of {self.classes} counts"
-        cells = [c for r in rows for c in r]
-        if _counts_problem(dict(enumerate(cells)), range(len(cells))) or _counts_problem(doc, ("n",)):
+        if not all(_whole(c) for r in rows for c in r) or _counts_problem(doc, ("n",)):
             return f"confusion and n must hold whole counts from 0 to {MAX_RECORDS:,}"
         confusion = np.array(rows, dtype=np.int64)
         if doc["n"] < 1 or confusion.sum() != doc["n"]:
@@ -308,7 +306,6 @@ class RegressionTask(Task):
     label_std: float = 1.0
     kind: ClassVar[str] = "regression"
     headline: ClassVar[str] = "rmse"
-    higher_is_better: ClassVar[bool] = False
 
     def loss(self, pred: torch.Tensor, y: torch.Tensor, class_weights: torch.Tensor | None = None) -> torch.Tensor:
         return F.mse_loss(pred, (y - self.label_mean) / self.label_std)
@@ -365,7 +362,6 @@ class SurvivalTask(Task):
 
     kind: ClassVar[str] = "survival"
     headline: ClassVar[str] = "c_index"
-    label_columns: ClassVar[int] = 2
 
     def loss(self, pred: torch.Tensor, y: torch.Tensor, class_weights: torch.Tensor | None = None) -> torch.Tensor:
         return cox_loss(pred, y[:, 0], y[:, 1])

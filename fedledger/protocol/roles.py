@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from fedledger.protocol.committing import CommittingInstitution
 from fedledger.config import Config
+from fedledger.protocol.committing import CommittingInstitution
 from fedledger.protocol.context import MemberContext, Step
 from fedledger.protocol.full import Validator
 from fedledger.protocol.loose import Coordinator, LooseInstitution

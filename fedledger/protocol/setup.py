@@ -88,11 +88,12 @@ def load_clients(cfg: Config, institution: str | None = None, own_data: str | Pa
         tests = {name: cfg.resolve_path(p) for name, p in data.test_clients.items()} or None
         if institution is not None:
             if own_data is None and institution not in paths:
-                raise ConfigError(f"no CSV file for {institution}: give the node its file ([node].data)")
+                raise ConfigError(f"no data for {institution}: give the node its file or folder ([node].data)")
             paths = {institution: Path(own_data) if own_data is not None else paths[institution]}
             if tests is not None:
                 if own_test is None and institution not in tests:
-                    raise ConfigError(f"no test file for {institution}: give the node its file ([node].test_data)")
+                    raise ConfigError(f"no test data for {institution}: give the node its file or folder "
+                                      "([node].test_data)")
                 tests = {institution: Path(own_test) if own_test is not None else tests[institution]}
         if data.dataset == "images":
             clients = load_image_folders(paths, data.classes, (data.image_size[0], data.image_size[1]),

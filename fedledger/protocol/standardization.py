@@ -24,12 +24,12 @@ from web3 import Web3
 
 from fedledger.crypto import StatisticsStatement, recover_signer, sign_commitment
 from fedledger.learning.data import ClientData, raw_features
+from fedledger.learning.tasks import MAX_RECORDS
 from fedledger.protocol.context import ACTED, MemberContext, Step, waiting
 from fedledger.protocol.node import InstitutionNode
 from fedledger.store import canonical_json, sha256_hex
 
 ROUND, KIND = 0, "statistics"        # a notice before the first round
-MAX_ROWS = 10**9
 KEYS = {"institution", "chain_id", "ledger", "statistics", "signature"}
 
 
@@ -58,8 +58,8 @@ def statistics_problem(doc: Any, institution: str, chain_id: int, ledger: str, f
     if set(s) != expected:
         return f"its statistics need exactly the keys {', '.join(sorted(expected))}"
     n = s["n"]
-    if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= MAX_ROWS:
-        return f"n must be a whole number of rows from 2 to {MAX_ROWS:,}"
+    if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= MAX_RECORDS:
+        return f"n must be a whole number of rows from 2 to {MAX_RECORDS:,}"
     for key in ("sum", "sum_sq"):
         values = s[key]
         if not isinstance(values, list) or len(values) != features or not all(_finite(v) for v in values):

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fedledger.learning import BINARY, Task
+from fedledger.learning.tasks import AUC_BINS
 
 # (header, figure) per task; a figure an institution lacks (AUC on a one-class test set) is blank
 COLUMNS = {
@@ -16,8 +17,8 @@ COLUMNS = {
     "regression": (("RMSE", "rmse"), ("MAE", "mae"), ("R2", "r2")),
     "survival": (("events", "events"), ("C-index", "c_index"), ("loss", "loss")),
 }
-POOLED_AUC_NOTE = ("pooled AUC: from each institution's histogram of P(y = 1) in 100 bins, exact but for "
-                   "ties within a bin (no score leaves a site)")
+POOLED_AUC_NOTE = (f"pooled AUC: from each institution's histogram of P(y = 1) in {AUC_BINS} bins, exact but "
+                   "for ties within a bin (no score leaves a site)")
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
