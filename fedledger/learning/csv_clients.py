@@ -92,10 +92,10 @@ def load_csv_clients(paths: Mapping[str, Path], columns: CsvColumns, test_fracti
     for name, table in tables.items():
         r = rows[name]
         y = np.array([encode(v) for v in r.labels], dtype=np.float32)
+        split = _given_split(table, tests.get(name), columns.split_column)
         # an overflow is reported below as a DataError naming the column, not as a RuntimeWarning
         with np.errstate(over="ignore", invalid="ignore"):
-            client = make_client(name, r.x, y, test_fraction, seed, task.stratify, r.split, features,
-                                 encode.classes)
+            client = make_client(name, r.x, y, test_fraction, seed, task.stratify, split, features, encode.classes)
         _check_standardized(table.path, features, r.x, client)
         if shared_rows is not None:
             client = mix_shared(client, shared_rows.x, y_shared)
@@ -119,12 +119,11 @@ def _shared_table(path: Path, sha256: str) -> Table:
 class _Rows:
     x: np.ndarray                                   # float64 features, train rows then test rows
     labels: list[tuple[str, ...]]                   # the label cells of each row
-    split: tuple[np.ndarray, np.ndarray] | None     # given train and test row indices, if any
 
 
 def _rows(table: Table, test: Table | None, columns: CsvColumns, features: Sequence[str]) -> _Rows:
     parts = [table] if test is None else [table, test]
-    needed = [*columns.labels, *features] + ([columns.split_column] if columns.split_column else [])
+    needed = [*columns.labels, *features]
     x, labels = [], []
     for part in parts:
         for col in needed:
@@ -133,15 +132,20 @@ def _rows(table: Table, test: Table | None, columns: CsvColumns, features: Seque
         where = [(col, part.header.index(col)) for col in features]
         x += [[number_cell(part.path, line, col, cells[k]) for col, k in where] for line, cells in part.rows]
         labels += _label_texts(part, columns.labels)
-    split = None
+    return _Rows(np.array(x, dtype=np.float64).reshape(len(labels), len(features)), labels)
+
+
+def _given_split(table: Table, test: Table | None, split_column: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """An institution's given train and test row indices (its rows, then its test file's), if
+    it has a split of its own; None for a random one."""
     if test is not None:
-        split = (np.arange(len(table.rows)), np.arange(len(table.rows), len(table.rows) + len(test.rows)))
-    elif columns.split_column:
-        split = _split_of(table, columns.split_column)
-    return _Rows(np.array(x, dtype=np.float64).reshape(len(labels), len(features)), labels, split)
+        return np.arange(len(table.rows)), np.arange(len(table.rows), len(table.rows) + len(test.rows))
+    return _split_of(table, split_column) if split_column else None
 
 
 def _split_of(table: Table, column: str) -> tuple[np.ndarray, np.ndarray]:
+    if column not in table.header:
+        raise DataError(f"{table.path}: no column {column!r} (columns: {', '.join(table.header)})")
     k = table.header.index(column)
     sides = []
     for line, cells in table.rows:

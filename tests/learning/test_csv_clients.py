@@ -152,3 +152,20 @@ def test_a_shared_dataset_named_by_digest_joins_every_sites_training(two_sites, 
         np.testing.assert_array_equal(m.y_train[p.num_train:], raw[:, 2])
     with pytest.raises(DataError, match=f"is not the shared dataset the study names: its sha-256 is {digest}"):
         load_csv_clients(two_sites, CsvColumns(label="outcome"), 0.25, seed=1, shared=(shared, "0" * 64))
+
+
+def test_a_shared_dataset_needs_no_split_column_of_its_own(tmp_path):
+    import hashlib
+
+    rng = np.random.default_rng(4)
+    sites = {}
+    for name, n in (("north", 30), ("south", 24)):
+        rows = ["age,bp,outcome,split"] + [f"{rng.integers(20, 90)},{rng.normal(120, 15):.1f},{i % 2},"
+                                           f"{'test' if i % 4 == 0 else 'train'}" for i in range(n)]
+        sites[name] = write(tmp_path / f"{name}.csv", "\n".join(rows) + "\n")
+    shared = write(tmp_path / "shared.csv", table(rng, 8))      # age, bp, outcome: no split column
+    digest = hashlib.sha256(shared.read_bytes()).hexdigest()
+    columns = CsvColumns(label="outcome", features=("age", "bp"), split_column="split")
+    north, south = load_csv_clients(sites, columns, 0.25, seed=1, shared=(shared, digest))
+    assert (north.num_train, len(north.y_test)) == (22 + 8, 8)
+    assert (south.num_train, len(south.y_test)) == (18 + 8, 6)
