@@ -71,3 +71,9 @@ class Scaffold(FedAvg):
 
     def client_config(self) -> dict[str, float]:
         return {"scaffold": 1.0}
+
+
+def model_part(params: np.ndarray, control_variates: bool) -> np.ndarray:
+    """The model's parameters in a global vector: all of it, or under SCAFFOLD its first half
+    (the server's control variate follows)."""
+    return params[:params.size // 2] if control_variates else params

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from fedledger.aggregation import model_part
 from fedledger.config import config_from_dict
 from fedledger.errors import ConfigError, FedLedgerError
 from fedledger.learning import build_model, make_task, set_flat_params
@@ -72,7 +73,7 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path | None = None, round:
                                                         label_std=preprocessing.get("label_std", 1.0)))
     model = build_model(spec.name, spec.num_features, hidden=spec.hidden, seed=0, task=spec.task, shape=spec.shape)
     # ValueError if the vector does not fit the architecture; SCAFFOLD's holds the server's control variate after it
-    set_flat_params(model, params[:params.size // 2] if spec.control_variates else params)
+    set_flat_params(model, model_part(params, spec.control_variates))
     out = Path(out_dir) if out_dir is not None else run.path / f"bundle-round-{n}"
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} is not empty; give a new directory for the bundle")

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fedledger.aggregation import model_part
 from fedledger.bundle.export import BUNDLE_FILE, BUNDLE_FORMAT, MODEL_FILE
 from fedledger.errors import DataError, FedLedgerError, UpdateRejected
 from fedledger.learning import Task, build_model, make_task, set_flat_params
@@ -65,8 +66,7 @@ def load_bundle(path: str | Path) -> Bundle:
                          label_mean=task_doc.get("label_mean", 0.0), label_std=task_doc.get("label_std", 1.0))
         model = build_model(spec["name"], spec["num_features"], hidden=spec["hidden"], seed=0, task=task,
                             shape=spec.get("shape", ()))
-        params = decode_params(data)
-        set_flat_params(model, params[:params.size // 2] if spec.get("control_variates") else params)
+        set_flat_params(model, model_part(decode_params(data), bool(spec.get("control_variates"))))
     except (OSError, ValueError, KeyError, TypeError, UpdateRejected, FedLedgerError) as exc:
         if isinstance(exc, DataError):
             raise

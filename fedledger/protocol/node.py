@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from eth_account.signers.local import LocalAccount
 
+from fedledger.aggregation import model_part
 from fedledger.crypto import UpdateCommitment, sign_commitment, verify_proof
 from fedledger.errors import DataError, StoreError
 from fedledger.learning import (
@@ -115,7 +116,7 @@ class InstitutionNode:
         model = build_model(self.model_spec.name, self.model_spec.num_features,
                             hidden=self.model_spec.hidden, seed=self.seed, task=self.model_spec.task,
                             shape=self.model_spec.shape)
-        set_flat_params(model, params[:params.size // 2] if self.model_spec.control_variates else params)
+        set_flat_params(model, model_part(params, self.model_spec.control_variates))
         return model
 
     def can_take_part(self) -> bool:

@@ -6,8 +6,10 @@ import pytest
 
 from fedledger.aggregation import make_strategy
 from fedledger.audit import verify_run
+from fedledger.bundle import export_bundle, load_bundle
 from fedledger.config import config_from_dict
 from fedledger.errors import ConfigError
+from fedledger.learning import get_flat_params
 from fedledger.protocol.setup import initial_params, model_spec
 from fedledger.simulation import run_study
 from fedledger.store import ArtifactStore
@@ -35,6 +37,9 @@ def test_the_control_variate_travels_after_the_model_and_the_audit_replays_it(tm
     assert result.final["pooled"]["accuracy"] > 0.85
     report = verify_run(result.run_dir)
     assert report.ok, report.summary()
+    # an export keeps the model half of the vector the ledger names
+    bundle = load_bundle(export_bundle(result.run_dir, tmp_path / "bundle").path)
+    np.testing.assert_array_equal(get_flat_params(bundle.model), last[:size])
 
 
 def test_scaffold_refuses_differential_privacy_and_a_server_lr():
