@@ -125,7 +125,10 @@ class AggregationSection:
 
 @dataclass(frozen=True)
 class ProtocolSection:
-    """Parameters of the chain-coordinated architectures (semi and full)."""
+    """How rounds run: who takes part, how long they wait, how results are agreed."""
+    # each member is drawn for each round with this probability (client sampling: every
+    # architecture; 1: everyone takes part every round)
+    sample_fraction: float = 1.0
     committee_size: int = 3          # semi: aggregators drawn per round
     commit_window: int = 100         # blocks a round waits for members' commitments
     result_window: int = 100         # blocks for the committee's results, the scores or the votes
@@ -153,6 +156,10 @@ class FaultsSection:
     wrong_result: int = 0   # aggregators that submit a wrong result digest (loose: the coordinator)
     silent: int = 0         # aggregators that never answer (loose: the coordinator)
     no_update: int = 0      # institutions that never commit an update
+    # each round, each drawn institution, with these probabilities (seeded): sends nothing (a
+    # device offline), or is a straggler whose update is ready only after the round's window
+    dropout: float = 0.0
+    straggler: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -509,9 +516,18 @@ def _check_protocol(c: Config) -> None:
     if not 0 <= p.suspension_threshold <= MAX_SUSPENSION_THRESHOLD:
         raise ConfigError(f"[protocol].suspension_threshold must be between 0 (never suspend) and "
                           f"{MAX_SUSPENSION_THRESHOLD}, got {p.suspension_threshold}")
+    if not 0.0 < p.sample_fraction <= 1.0:
+        raise ConfigError(f"[protocol].sample_fraction must be above 0 and at most 1, got {p.sample_fraction}")
     for key in ("wrong_result", "silent", "no_update"):
         if getattr(f, key) < 0:
             raise ConfigError(f"[faults].{key} must be a non-negative count, got {getattr(f, key)}")
+    for key in ("dropout", "straggler"):
+        if not 0.0 <= getattr(f, key) < 1.0:
+            raise ConfigError(f"[faults].{key} must be a probability from 0 up to (not including) 1, "
+                              f"got {getattr(f, key)}")
+    if f.dropout + f.straggler >= 1.0:
+        raise ConfigError(f"[faults].dropout + straggler must be below 1 (someone must answer on time), "
+                          f"got {f.dropout + f.straggler}")
 
 
 def _check_validation(c: Config) -> None:

@@ -180,7 +180,7 @@ class Auditor(ABC):
         config = artifact(self.report, "study", "config", contract.config_digest(), self.store.get_json)
         artifact(self.report, "study", "initial model", contract.initial_model(), self.store.get_params)
         self.study = Study(config, self._strategy(config), ValidationRules.from_config(config),
-                           study_scheme(config, contract), tuple(roster), self._task(config))
+                           study_scheme(config, contract, self.names), tuple(roster), self._task(config))
         return self.study
 
     def _task(self, config: Mapping[str, Any] | None) -> Task:

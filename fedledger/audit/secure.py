@@ -12,13 +12,16 @@ from fedledger.chain.secagg import CKKS_SUM, REVEAL
 from fedledger.protocol import AggregationRecord, RoundTask, UpdateScheme, make_scheme, record_from_manifest
 from fedledger.protocol.homomorphic import Homomorphic, HomomorphicRecord
 from fedledger.protocol.masking import Masking, MaskingRecord, digests, hex_keys, round_context
+from fedledger.protocol.sampling import ClientDraw
 
 
-def study_scheme(config: Mapping[str, Any] | None, board: Any) -> UpdateScheme:
-    """The update scheme the study's config names ([privacy] secure_aggregation), reading `board`."""
+def study_scheme(config: Mapping[str, Any] | None, board: Any, names: Mapping[str, str]) -> UpdateScheme:
+    """The update scheme the study's config names ([privacy] secure_aggregation), reading `board`,
+    its rounds' members drawn from the consortium's `names` (address -> name)."""
     config = config or {}
     kind = config.get("privacy", {}).get("secure_aggregation", "none")
-    return make_scheme(kind, board, int(config.get("protocol", {}).get("commit_window", 1)))
+    return make_scheme(kind, board, int(config.get("protocol", {}).get("commit_window", 1)),
+                       ClientDraw.of(config, names))
 
 
 def verify_record(report: AuditReport, subject: str, scheme: UpdateScheme, task: RoundTask,

@@ -154,9 +154,9 @@ class NodeRuntime:
                                   f"{spec.num_features}")
             self.node = InstitutionNode(me.name, account, data, spec, train_config(cfg), store, cfg.study.seed,
                                         privacy_plan(cfg))
-            self.roles: list[Role] = institution_roles(self.ctx, self.node, update_scheme(cfg, study))
+            self.roles: list[Role] = institution_roles(self.ctx, self.node, update_scheme(cfg, study, self.ctx.names))
         else:
-            self.roles = coordinator_roles(self.ctx, update_scheme(cfg, study), consortium.config_digest,
+            self.roles = coordinator_roles(self.ctx, update_scheme(cfg, study, self.ctx.names), consortium.config_digest,
                                            consortium.initial_model)
         self.done = False
         self.checkpoints = node_cfg.state_dir / FILE_NAME

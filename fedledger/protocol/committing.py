@@ -62,6 +62,8 @@ class CommittingInstitution:
         if not committers:
             return waiting(f"round {r}: the first commitment")
         everyone = study.counted_members()
+        # The contract does not know the client draw ([protocol] sample_fraction): with members
+        # drawn, the phase closes only once its window has passed.
         if len(committers) < everyone:
             # The contract's deadline runs from the round's opening, which for round 1 is the
             # deployment: without a window from the first commitment too, the first node up would

@@ -30,20 +30,24 @@ class Contribution:
         if node.privacy is not None:   # a restarted member takes up the releases the chain recorded for it
             node.privacy.restore([x for x in ctx.study.privacy_spends() if x.member == ctx.address])
 
-    def expected(self) -> list[str]:
-        """The roster members that may take part now (not suspended)."""
-        return [m for m in self.ctx.roster if not self.ctx.study.suspended(m)]
+    def expected(self, task: RoundTask) -> list[str]:
+        """The roster members that may take part in `task`'s round: drawn for it, not suspended."""
+        drawn = self.scheme.draw.members(task.round, self.ctx.roster)
+        return [m for m in drawn if not self.ctx.study.suspended(m)]
 
     def ready(self, task: RoundTask) -> Step | None:
         """What this member waits for before it can train for `task` (its scheme's steps);
-        None once it can. A round it cannot take part in is sat out, and waits for ever."""
+        None once it can. A round it is not drawn for, or cannot take part in, is sat out, and
+        waits for ever."""
         r = task.round
+        if not self.scheme.draw.drawn(r, self.ctx.address):
+            return waiting(f"round {r}: not drawn for it")
         if r in self.sat_out:
             return waiting(f"round {r}: sitting it out")
         try:
             if not self.node.can_take_part():
                 raise SitOut(f"round {r}: my privacy budget is spent; not taking part")
-            return self.scheme.prepare(self.ctx, task, self.expected()) if self.scheme.exchanges else None
+            return self.scheme.prepare(self.ctx, task, self.expected(task)) if self.scheme.exchanges else None
         except SitOut as exc:
             self.sat_out.add(r)
             self.ctx.log.warning("%s", exc)

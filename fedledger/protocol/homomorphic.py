@@ -38,6 +38,7 @@ from fedledger.privacy import PublicKeys, SecAggMember, ckks
 from fedledger.protocol.context import ACTED, MemberContext, Step, waiting
 from fedledger.protocol.masking import settled
 from fedledger.protocol.messages import RoundTask
+from fedledger.protocol.sampling import ClientDraw
 from fedledger.protocol.scheme import AggregationRecord, SitOut, UpdateScheme
 from fedledger.store import ArtifactStore, sha256_hex
 from fedledger.validation import Candidate, Reason, Rejection, ValidationRules
@@ -66,8 +67,8 @@ class Homomorphic(UpdateScheme):
 
     name = "ckks"
 
-    def __init__(self, board: Any, window: int) -> None:
-        super().__init__(board, window)
+    def __init__(self, board: Any, window: int, draw: ClientDraw = ClientDraw()) -> None:
+        super().__init__(board, window, draw)
         self._keys: ckks.CkksKeys | None = None      # this member's copy of the key set, once opened
         self._public: bytes | None = None
 
@@ -143,8 +144,9 @@ class Homomorphic(UpdateScheme):
 
     # --- an aggregator's (and the auditor's) side ---------------------------------------------
 
-    def screen(self, store: ArtifactStore, task: RoundTask, candidates: Sequence[Candidate], rules: ValidationRules,
-               excluded: Mapping[str, Rejection] | None = None) -> tuple[list[Candidate], list[Rejection]]:
+    def check_updates(self, store: ArtifactStore, task: RoundTask, candidates: Sequence[Candidate],
+                      rules: ValidationRules, excluded: Mapping[str, Rejection] | None = None
+                      ) -> tuple[list[Candidate], list[Rejection]]:
         """What can be checked of encrypted updates: each ciphertext's framing, that it is under
         the study's key set and its length (its values cannot be seen)."""
         length = store.get_params(task.global_model).size + 1

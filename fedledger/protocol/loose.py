@@ -104,7 +104,8 @@ class LooseInstitution:
 class Coordinator:
     """The loose study's coordinator: starts the study, collects the institutions' signed updates
     from their noticeboards, screens, aggregates and anchors each round. Latecomers get a whole
-    [protocol] commit_window of blocks from the first update of the round."""
+    [protocol] commit_window of blocks from the first update of the round; with members drawn,
+    a round no update comes to ends empty once its windows have passed."""
 
     def __init__(self, ctx: MemberContext, scheme: UpdateScheme, config_digest: str, initial_model: str) -> None:
         self.ctx, self.scheme = ctx, scheme
@@ -115,6 +116,7 @@ class Coordinator:
 
     def _new_round(self, r: int) -> None:
         self.round, self.opened = r, None      # the block the round's first update came in
+        self.started: int | None = None        # the block this coordinator first saw the round open
         self.collected: dict[str, Update] = {}
         self.malformed: dict[str, str] = {}
         self.screened: tuple[list[SignedUpdate], list[Rejection]] | None = None
@@ -157,9 +159,13 @@ class Coordinator:
         return ACTED
 
     def _collect(self, r: int) -> Step | None:
-        """Read the updates posted so far; None once the round is ready to be screened."""
+        """Read the updates the members drawn for round `r` posted so far; None once the round
+        is ready to be screened."""
         ctx = self.ctx
-        for address in ctx.roster:
+        expected = self.scheme.draw.members(r, ctx.roster)
+        if self.started is None:
+            self.started = ctx.study.block_number()
+        for address in expected:
             if address in self.collected or address in self.malformed:
                 continue
             doc = ctx.notices.read(address, r, UPDATE)
@@ -176,14 +182,20 @@ class Coordinator:
                 continue
             self.collected[address] = Update(update, metrics)
             ctx.log.info("round %d: collected the update of %s (%d of %d)", r, ctx.name(address),
-                         len(self.collected), len(ctx.roster))
+                         len(self.collected), len(expected))
         if self.collected and self.opened is None:
             self.opened = ctx.study.block_number()
-        if len(self.collected) + len(self.malformed) == len(ctx.roster):
+        if len(self.collected) + len(self.malformed) == len(expected):
             return None
-        if self.opened is None:
+        window = ctx.cfg.protocol.commit_window
+        if self.opened is not None:
+            closes = self.opened + window
+        elif self.scheme.draw.fraction < 1.0:
+            # a sampled fleet's round may get no update at all (everyone drawn is offline): it ends
+            # empty once the members' preparation and update windows have passed since it opened
+            closes = self.started + (1 + self.scheme.preparation_windows) * window
+        else:
             return waiting(f"round {r}: the institutions' updates")
-        closes = self.opened + ctx.cfg.protocol.commit_window
         if ctx.study.block_number() <= closes:
             return waiting(f"round {r}: the other institutions' updates", closes + 1)
         return None

@@ -46,6 +46,7 @@ from fedledger.privacy import (
 )
 from fedledger.protocol.context import ACTED, MemberContext, Step, waiting
 from fedledger.protocol.messages import RoundTask
+from fedledger.protocol.sampling import ClientDraw
 from fedledger.protocol.scheme import AggregationRecord, SitOut, UpdateScheme
 from fedledger.store import ArtifactStore, sha256_hex
 from fedledger.validation import Candidate, Reason, Rejection, ValidationRules
@@ -129,9 +130,10 @@ class Masking(UpdateScheme):
     """Pairwise masking (see the module docstring)."""
 
     name = "secagg"
+    preparation_windows = 2    # the key set, then the share set
 
-    def __init__(self, board: Any, window: int) -> None:
-        super().__init__(board, window)
+    def __init__(self, board: Any, window: int, draw: ClientDraw = ClientDraw()) -> None:
+        super().__init__(board, window, draw)
         self._parties: dict[int, _Party] = {}    # round -> this member's party
 
     # --- the sets every member and auditor settles alike --------------------------------------
@@ -176,7 +178,10 @@ class Masking(UpdateScheme):
             raise SitOut(f"round {r}: my keys were logged after the key set was settled")
         if not party.shared:
             roster = [PublicKeys(m, *k) for m, k in keys.items()]
-            graph, threshold = mask_graph(list(keys), party.member.context)
+            try:
+                graph, threshold = mask_graph(list(keys), party.member.context)
+            except SecAggError as exc:   # too few keys to mask with (members drawn or dropped out)
+                raise SitOut(f"round {r}: {len(keys)} members' keys are too few to mask with ({exc})") from None
             sealed = pack(party.member.share_secrets(roster, threshold, graph))
             ctx.send(f"round {r}: shared my secrets",
                      lambda: self.board.post_secagg_data(ctx.account, r, SHARES, sealed))
@@ -233,8 +238,9 @@ class Masking(UpdateScheme):
 
     # --- an aggregator's (and the auditor's) side ---------------------------------------------
 
-    def screen(self, store: ArtifactStore, task: RoundTask, candidates: Sequence[Candidate], rules: ValidationRules,
-               excluded: Mapping[str, Rejection] | None = None) -> tuple[list[Candidate], list[Rejection]]:
+    def check_updates(self, store: ArtifactStore, task: RoundTask, candidates: Sequence[Candidate],
+                      rules: ValidationRules, excluded: Mapping[str, Rejection] | None = None
+                      ) -> tuple[list[Candidate], list[Rejection]]:
         """What can be checked of masked updates: each is from a member that shared its secrets,
         and is a masked vector of the model's size (its values say nothing). The others are
         rejected as plain updates would be; DP-FedAvg's `min_aggregated` applies."""

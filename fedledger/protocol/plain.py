@@ -24,8 +24,9 @@ class PlainUpdates(UpdateScheme):
     def protect(self, ctx: MemberContext, task: RoundTask, params: np.ndarray, num_samples: int) -> str:
         return ctx.store.put_params(params)
 
-    def screen(self, store: ArtifactStore, task: RoundTask, candidates: Sequence[Candidate], rules: ValidationRules,
-               excluded: Mapping[str, Rejection] | None = None) -> tuple[list[Candidate], list[Rejection]]:
+    def check_updates(self, store: ArtifactStore, task: RoundTask, candidates: Sequence[Candidate],
+                      rules: ValidationRules, excluded: Mapping[str, Rejection] | None = None
+                      ) -> tuple[list[Candidate], list[Rejection]]:
         return screen_updates(store, store.get_params(task.global_model), candidates, rules, excluded)
 
     def load(self, store: ArtifactStore, digest: str) -> Any:

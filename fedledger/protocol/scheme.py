@@ -8,8 +8,8 @@ the schemes' messages) and the store.
 
 A round under any scheme, from a member's side: `prepare` (keys, shares; None once ready),
 `protect` (the update artifact it commits), then, once the round's senders are known, `conclude`
-(reveal shares, decrypt the sum). From an aggregator's side: `screen` what can be checked of the
-committed updates, `announce` to the members what concluding needs (the loose coordinator posts
+(reveal shares, decrypt the sum). From an aggregator's side: `screen` the committed updates (the
+undrawn ones out, then what `check_updates` can check of the rest), `announce` to the members what concluding needs (the loose coordinator posts
 it), and `record` how the sum was had, which `aggregate_round` aggregates and the manifest keeps.
 """
 
@@ -25,7 +25,8 @@ from fedledger.aggregation import Strategy
 from fedledger.protocol.context import MemberContext, Step
 from fedledger.protocol.messages import RoundTask
 from fedledger.store import ArtifactStore
-from fedledger.validation import Candidate, Rejection, ValidationRules
+from fedledger.protocol.sampling import ClientDraw
+from fedledger.validation import Candidate, Reason, Rejection, ValidationRules
 
 
 class SitOut(Exception):
@@ -51,15 +52,19 @@ class AggregationRecord(ABC):
 class UpdateScheme(ABC):
     """One way of sending updates (see the module docstring); `board` is the study's contract,
     or its ledger-off stand-in, where the scheme's messages are logged; `window` how many blocks
-    latecomers are waited for at each of its steps ([protocol] commit_window)."""
+    latecomers are waited for at each of its steps ([protocol] commit_window); `draw` who takes
+    part in which round ([protocol] sample_fraction)."""
 
     name: ClassVar[str]        # as [privacy] secure_aggregation names it
     # whether members exchange messages around their updates (prepare, conclude); plain: no
     exchanges: ClassVar[bool] = True
+    # windows `prepare` may wait for latecomers, one after the other, before updates can come
+    preparation_windows: ClassVar[int] = 0
 
-    def __init__(self, board: Any, window: int) -> None:
+    def __init__(self, board: Any, window: int, draw: ClientDraw = ClientDraw()) -> None:
         self.board = board
         self.window = window
+        self.draw = draw
 
     # --- a member's side --------------------------------------------------------------------
 
@@ -78,10 +83,23 @@ class UpdateScheme(ABC):
 
     # --- an aggregator's (and the auditor's) side ---------------------------------------------
 
-    @abstractmethod
     def screen(self, store: ArtifactStore, task: RoundTask, candidates: Sequence[Candidate], rules: ValidationRules,
                excluded: Mapping[str, Rejection] | None = None) -> tuple[list[Candidate], list[Rejection]]:
-        """(accepted, rejected) of the committed updates, as far as the scheme lets them be checked."""
+        """(accepted, rejected) of the committed updates: those of members not drawn for the
+        round rejected (NOT_DRAWN), the others as far as the scheme lets them be checked."""
+        r, fraction = task.round, self.draw.fraction
+        undrawn = [Rejection.of(c, Reason.NOT_DRAWN, f"not drawn for round {r} (sample_fraction {fraction})")
+                   for c in candidates if not self.draw.drawn(r, c.institution)]
+        accepted, rejected = self.check_updates(store, task, [c for c in candidates if self.draw.drawn(r, c.institution)],
+                                                rules, excluded)
+        return accepted, sorted(rejected + undrawn, key=lambda r: r.institution.lower())
+
+    @abstractmethod
+    def check_updates(self, store: ArtifactStore, task: RoundTask, candidates: Sequence[Candidate],
+                      rules: ValidationRules, excluded: Mapping[str, Rejection] | None = None
+                      ) -> tuple[list[Candidate], list[Rejection]]:
+        """(accepted, rejected) of the drawn members' committed updates, as far as the scheme
+        lets them be checked."""
 
     @abstractmethod
     def load(self, store: ArtifactStore, digest: str) -> Any:

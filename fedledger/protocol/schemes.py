@@ -8,6 +8,7 @@ from typing import Any
 from fedledger.protocol.homomorphic import Homomorphic, HomomorphicRecord
 from fedledger.protocol.masking import Masking, MaskingRecord
 from fedledger.protocol.plain import PlainUpdates
+from fedledger.protocol.sampling import ClientDraw
 from fedledger.protocol.scheme import AggregationRecord, UpdateScheme
 
 SCHEMES: dict[str, type[UpdateScheme]] = {"none": PlainUpdates, "secagg": Masking, "ckks": Homomorphic}
@@ -26,6 +27,7 @@ def record_from_manifest(doc: Any) -> AggregationRecord | None:
     return RECORDS[scheme].from_manifest(doc)
 
 
-def make_scheme(kind: str, board: Any, window: int) -> UpdateScheme:
-    """The scheme [privacy] secure_aggregation names, its messages on `board`."""
-    return SCHEMES[kind](board, window)
+def make_scheme(kind: str, board: Any, window: int, draw: ClientDraw = ClientDraw()) -> UpdateScheme:
+    """The scheme [privacy] secure_aggregation names, its messages on `board`, its rounds'
+    members drawn by `draw`."""
+    return SCHEMES[kind](board, window, draw)

@@ -8,7 +8,7 @@ up the same way; they differ only in who holds which key and which data.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ from fedledger.learning.images import load_image_folders
 from fedledger.learning.survival_data import SURVIVAL_DATASETS, load_survival_dataset
 from fedledger.protocol.node import ModelSpec, derive_seed
 from fedledger.protocol.privacy import PrivacyPlan
+from fedledger.protocol.sampling import ClientDraw
 from fedledger.protocol.scheme import UpdateScheme
 from fedledger.protocol.schemes import make_scheme
 from fedledger.validation import ValidationRules
@@ -167,11 +168,13 @@ def privacy_plan(cfg: Config) -> PrivacyPlan | None:
     return PrivacyPlan.from_config(cfg.to_dict())
 
 
-def update_scheme(cfg: Config, board: Any) -> UpdateScheme:
+def update_scheme(cfg: Config, board: Any, names: Mapping[str, str]) -> UpdateScheme:
     """How the study's members send their updates ([privacy] secure_aggregation), with its
-    messages logged on `board` (the study contract, or its ledger-off stand-in). Each member
-    holds its own: it keeps that member's secrets."""
-    return make_scheme(cfg.privacy.secure_aggregation, board, cfg.protocol.commit_window)
+    messages logged on `board` (the study contract, or its ledger-off stand-in) and each round's
+    members drawn from the consortium's `names` (address -> name). Each member holds its own:
+    it keeps that member's secrets."""
+    return make_scheme(cfg.privacy.secure_aggregation, board, cfg.protocol.commit_window,
+                       ClientDraw.of(cfg.to_dict(), names))
 
 
 def connect_rpc(url: str, funder_key_env: str = "") -> RpcChain:

@@ -5,11 +5,14 @@ itself has no fault switches. By position in the roster: the first `no_update` i
 send an update (under secure aggregation they still share their secrets, then drop out); the last
 `wrong_result` ones submit a nudged aggregate whenever they aggregate, and the `silent` ones before
 them never answer as aggregators (semi: committee member; full: validator). In the loose
-architecture the coordinator lies (`wrong_result`) or stays silent instead.
+architecture the coordinator lies (`wrong_result`) or stays silent instead. Independently, each
+round, each institution drawn for it may drop out (`dropout`: it sends nothing) or straggle
+(`straggler`: its update comes after the round's window), by a seeded draw per round and name.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,6 +36,7 @@ from fedledger.protocol.contribution import Contribution, Update
 from fedledger.protocol.messages import RoundTask
 
 NUDGE = np.float32(0.01)   # what a faulty aggregator adds to every parameter of the honest model
+STRAGGLER_DELAY = 2        # commit windows a straggler's update takes: it misses the round
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,21 @@ class Faults:
     wrong_result: int = 0
     silent: int = 0
     no_update: int = 0
+    dropout: float = 0.0      # per round and drawn institution: sends nothing
+    straggler: float = 0.0    # per round and drawn institution: ready only after the round's window
+    seed: int = 0             # the study's: which rounds an institution drops out or straggles in
+
+    def unreliable(self) -> bool:
+        return self.dropout > 0 or self.straggler > 0
+
+    def fate(self, round: int, name: str) -> str:
+        """'dropout', 'straggler' or 'on time': how institution `name` answers in `round`
+        (a draw of its own, seeded, independent of the client draw)."""
+        ticket = hashlib.sha256(f"FedLedger fault|{self.seed}|{round}|{name}".encode()).digest()[:8]
+        u = int.from_bytes(ticket, "big") / 2**64
+        if u < self.dropout:
+            return "dropout"
+        return "straggler" if u < self.dropout + self.straggler else "on time"
 
     def behaviour(self, index: int, count: int) -> str:
         """'wrong_result', 'silent' or 'honest': how institution `index` of `count` aggregates."""
@@ -70,6 +89,29 @@ class WithheldUpdate(Contribution):
 
     def make(self, task: RoundTask) -> Update | Step:
         return self.ready(task) or waiting(f"round {task.round}: nothing (it sends no update: injected fault)")
+
+
+class UnreliableContribution(Contribution):
+    """An institution on an unreliable link ([faults] dropout, straggler): in some rounds it
+    sends nothing; in others its update is ready only STRAGGLER_DELAY commit windows after it
+    saw the round open, so the round's deadline, not the straggler, decides when it closes."""
+
+    def __init__(self, original: Contribution, faults: Faults, name: str) -> None:
+        super().__init__(original.ctx, original.node, original.scheme)
+        self.faults, self.name = faults, name
+        self.ready_at: dict[int, int] = {}    # round -> the block a straggler's update is ready
+
+    def make(self, task: RoundTask) -> Update | Step:
+        r, fate = task.round, self.faults.fate(task.round, self.name)
+        if fate == "on time" or not self.scheme.draw.drawn(r, self.ctx.address):
+            return super().make(task)
+        if fate == "dropout":
+            return waiting(f"round {r}: offline (injected dropout)")
+        now = self.ctx.study.block_number()
+        ready = self.ready_at.setdefault(r, now + STRAGGLER_DELAY * self.ctx.cfg.protocol.commit_window)
+        if now < ready:
+            return waiting(f"round {r}: still training (injected straggler)", ready)
+        return super().make(task)
 
 
 class LyingCoordinator(Coordinator):
@@ -108,6 +150,8 @@ def with_faults(faults: Faults, index: int, count: int, roles: Sequence[Role]) -
     for role in roles:
         if isinstance(role, LooseInstitution | CommittingInstitution) and not faults.commits(index):
             role.contribution = WithheldUpdate(role.ctx, role.contribution.node, role.scheme)
+        elif isinstance(role, LooseInstitution | CommittingInstitution) and faults.unreliable():
+            role.contribution = UnreliableContribution(role.contribution, faults, role.contribution.node.name)
         if isinstance(role, CommitteeMember | Validator) and behaviour == "silent":
             role = SilentAggregator(role.ctx)
         elif isinstance(role, CommitteeMember) and behaviour == "wrong_result":

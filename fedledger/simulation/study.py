@@ -35,6 +35,7 @@ from fedledger.protocol import (
 )
 from fedledger.protocol.context import study_over
 from fedledger.protocol.privacy import MemberPrivacy, needed_per_round
+from fedledger.protocol.sampling import draw_problem
 from fedledger.protocol.setup import (
     connect_rpc,
     initial_params,
@@ -101,7 +102,8 @@ def _connect(cfg: Config, run: RunDir) -> ChainBackend:
 def faults_of(cfg: Config) -> Faults:
     """The injected faults the config asks for."""
     f = cfg.faults
-    return Faults(wrong_result=f.wrong_result, silent=f.silent, no_update=f.no_update)
+    return Faults(wrong_result=f.wrong_result, silent=f.silent, no_update=f.no_update, dropout=f.dropout,
+                  straggler=f.straggler, seed=cfg.study.seed)
 
 
 def schedule(cfg: Config, study: Any, store: ArtifactStore, strategy: Strategy, nodes: list[InstitutionNode],
@@ -117,10 +119,10 @@ def schedule(cfg: Config, study: Any, store: ArtifactStore, strategy: Strategy, 
     faults = faults_of(cfg)
     members: list[tuple[str, list[Role]]] = []
     if cfg.study.architecture == "loose":
-        (role,) = coordinator_roles(context(coordinator), update_scheme(cfg, study), config_digest, initial)
+        (role,) = coordinator_roles(context(coordinator), update_scheme(cfg, study, names), config_digest, initial)
         members.append(("coordinator", coordinator_with_faults(faults, role)))
     for index, node in enumerate(nodes):
-        roles = institution_roles(context(node.account), node, update_scheme(cfg, study))
+        roles = institution_roles(context(node.account), node, update_scheme(cfg, study, names))
         members.append((node.name, with_faults(faults, index, len(nodes), roles)))
     return Scheduler(members, clock)
 
@@ -162,6 +164,10 @@ def run_study(cfg: Config, *, run_dir: str | Path | None = None, progress: bool 
     admin, coordinator_key = Account.create(), Account.create()
     nodes, attackers = build_nodes(cfg, clients, spec, training, store, [Account.create() for _ in clients])
 
+    problem = draw_problem(cfg.protocol.sample_fraction, len(nodes), needed_per_round(
+        cfg.study.architecture, cfg.protocol.min_participants, len(nodes)), cfg.study.rounds)
+    if problem:
+        raise ConfigError(problem)
     if not _budget_covers_round(cfg, nodes):
         raise ConfigError("the privacy budget does not cover one round: raise [privacy].epsilon or "
                           "[privacy].noise_multiplier (or set it to 0 to calibrate it to the budget)")

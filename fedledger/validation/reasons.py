@@ -28,6 +28,7 @@ class Reason(IntEnum):
     PRIVACY_BUDGET = 15    # releasing it would take the member past the study's privacy budget
     TOO_FEW_FOR_NOISE = 16  # DP-FedAvg: fewer updates passed than the noise is shared among
     COPIED = 17            # the same update digest as another member's in the round
+    NOT_DRAWN = 18         # from a member not drawn for the round ([protocol] sample_fraction)
 
     @property
     def label(self) -> str:

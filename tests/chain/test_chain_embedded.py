@@ -105,8 +105,12 @@ def test_chain_survives_a_process_that_never_closed_it(tmp_path):
     """Each block is flushed as it is mined, so a crash loses nothing already confirmed."""
     state = tmp_path / "chain"
     script = (
-        "import os, sys\n"
-        "from tests.chain.conftest import set_up_study, digest\n"
+        "import importlib.util, os, sys\n"
+        # by path: a package installed as `tests` (neurokit2 ships one) would shadow the repo's
+        "spec = importlib.util.spec_from_file_location('chain_conftest', 'tests/chain/conftest.py')\n"
+        "conftest = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(conftest)\n"
+        "set_up_study, digest = conftest.set_up_study, conftest.digest\n"
         "from fedledger.chain import EmbeddedChain\n"
         "chain = EmbeddedChain.create(sys.argv[1])\n"
         "study = set_up_study(chain)\n"

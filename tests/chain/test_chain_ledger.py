@@ -106,9 +106,9 @@ REFUSED = {   # case: (sender and record, reason)
                               r"participants not strictly increasing \(duplicate\?\)"),
     "empty model digest": (lambda s, a: (s.coordinator, _round2(s, model="00" * 32)), "empty model digest"),
     "rejection with reason 0": (lambda s, a: (s.coordinator, _round2(s, rejected=((a.address, None, 0),))),
-                                r"reason code must be 1\.\.17"),
-    "rejection with reason 18": (lambda s, a: (s.coordinator, _round2(s, rejected=(
-        (a.address, digest("x"), OUTLIER), (s.outsider.address, digest("y"), 18)))), r"reason code must be 1\.\.17"),
+                                r"reason code must be 1\.\.18"),
+    "rejection with reason 19": (lambda s, a: (s.coordinator, _round2(s, rejected=(
+        (a.address, digest("x"), OUTLIER), (s.outsider.address, digest("y"), 19)))), r"reason code must be 1\.\.18"),
 }
 
 

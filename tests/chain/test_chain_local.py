@@ -339,8 +339,8 @@ def test_loose_anchors_rejections_suspension_and_reinstatement(embedded):
         (s.coordinator, replace(round2, participants=(i0.address, i1.address, i0.address)),
          label + "participants not strictly increasing (duplicate?)"),
         (s.coordinator, replace(round2, model=NO_DIGEST), label + "empty model digest"),
-        (s.coordinator, replace(round2, rejected=((i3.address, None, 0),)), label + "reason code must be 1..17"),
-        (s.coordinator, replace(round2, rejected=((i3.address, None, 18),)), label + "reason code must be 1..17"),
+        (s.coordinator, replace(round2, rejected=((i3.address, None, 0),)), label + "reason code must be 1..18"),
+        (s.coordinator, replace(round2, rejected=((i3.address, None, 19),)), label + "reason code must be 1..18"),
         (s.coordinator, replace(round2, model="AB" * 32), "malformed"),
         (s.coordinator, replace(round2, rejected=((i3.address, digest("unsigned"), Reason.OUTLIER),)),
          label + "a penalty needs the institution's signature over the rejected update"),
@@ -444,7 +444,7 @@ def test_semi_commitments_window_and_majority(embedded):
         submit + "no round 0": (a, 0, 0, *result(0), reasons),
         submit + "empty digest": (a, 1, 1, NO_DIGEST, result(1)[1], reasons),
         submit + "one reason per committed update": (a, 1, 1, *result(1), reasons[:3]),
-        submit + "reason code above 17": (a, 1, 1, *result(1), [0, 0, 0, 18]),
+        submit + "reason code above 18": (a, 1, 1, *result(1), [0, 0, 0, 19]),
     }
     for reason, args in refused.items():
         assert twin.do("submit_result", *args) == reason

@@ -276,8 +276,8 @@ def test_a_ledger_rejection_for_the_budget_costs_no_reputation(embedded, budget)
     assert ledger.reputation(i3.address) == ledger.stored_reputation(i3.address) == INITIAL_REPUTATION
     assert ledger.epsilon_spent(i3.address) == 0 and ledger.get_round(1).rejected_spends == ()
 
-    rejected = ((i3.address, digest("too much"), 18),)
-    with refused("StudyLedger.anchor_round", "reason code must be 1..17"):
+    rejected = ((i3.address, digest("too much"), 19),)
+    with refused("StudyLedger.anchor_round", "reason code must be 1..18"):
         ledger.anchor_round(s.coordinator, replace(s.record(2, record.model, participants, rejected),
                                                    spends=tuple((p, spend(2_000_000)) for p in participants)
                                                    if budget else ()))
@@ -325,8 +325,8 @@ ANCHOR_REFUSED = {   # case: (study -> round 2 record, reason); every institutio
         lambda s: replace(_round2(s, rejected=[(s.outsider.address, digest("x"), NOT_MEMBER)]),
                           rejected_spends=((s.outsider.address, spend(1_000_000)),)),
         "privacy spend of a non-institution"),
-    "rejection with reason 18": (lambda s: _round2(s, rejected=[(s.outsider.address, None, 18)]),
-                                 "reason code must be 1..17"),
+    "rejection with reason 19": (lambda s: _round2(s, rejected=[(s.outsider.address, None, 19)]),
+                                 "reason code must be 1..18"),
 }
 
 

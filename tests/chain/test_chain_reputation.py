@@ -43,7 +43,7 @@ def test_reason_codes_match_the_validation_module():
 
     source = (CONTRACTS_DIR / "reputation_policy.vy").read_text()
     codes = {name: int(value) for name, value in re.findall(r"^(\w+): constant\(uint8\) = (\d+)$", source, re.M)}
-    assert codes.pop("MAX_REASON") == MAX_REASON == 17
+    assert codes.pop("MAX_REASON") == MAX_REASON == 18
     assert codes == {reason.name: reason.value for reason in Reason}
 
 

@@ -691,8 +691,8 @@ RESULT_REFUSED = {   # case: (run, committee -> (sender, round, attempt, model, 
     "too few reasons": (lambda r, c: (c[0], 1, 1, *result(1), [ACCEPTED] * 4), "one reason per committed update"),
     "too many reasons": (lambda r, c: (c[0], 1, 1, *result(1), [ACCEPTED] * 6), "one reason per committed update"),
     "no reasons": (lambda r, c: (c[0], 1, 1, *result(1), []), "one reason per committed update"),
-    "reason code 18": (lambda r, c: (c[0], 1, 1, *result(1), [ACCEPTED, 18, ACCEPTED, ACCEPTED, ACCEPTED]),
-                       "reason code above 17"),
+    "reason code 19": (lambda r, c: (c[0], 1, 1, *result(1), [ACCEPTED, 19, ACCEPTED, ACCEPTED, ACCEPTED]),
+                       "reason code above 18"),
 }
 
 
@@ -1103,9 +1103,9 @@ VOTE_REFUSED = {   # case: (run -> (sender, round, model, manifest, rewards[, re
     "too few reasons": (lambda r: (r.members[0], 1, *result(1), [1] * 4, [0] * 3), "one reason per committed update"),
     "too many reasons": (lambda r: (r.members[0], 1, *result(1), [1] * 4, [0] * 5),
                          "one reason per committed update"),
-    "reason code 18": (lambda r: (r.members[0], 1, *result(1), [1, 1, 1, 0], [0, 0, 0, 18]), "reason code above 17"),
+    "reason code 19": (lambda r: (r.members[0], 1, *result(1), [1, 1, 1, 0], [0, 0, 0, 19]), "reason code above 18"),
     "reason code 255": (lambda r: (r.members[0], 1, *result(1), [1, 1, 1, 0], [255, 0, 0, 0]),
-                        "reason code above 17"),
+                        "reason code above 18"),
     "rejected update rewarded": (lambda r: (r.members[0], 1, *result(1), [1, 1, 1, 1], [0, 0, OUTLIER, 0]),
                                  "rejected update cannot be rewarded"),
     "round 2": (lambda r: (r.members[0], 2, *result(1), [1] * 4), "not the open round"),

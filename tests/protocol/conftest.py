@@ -76,7 +76,8 @@ def loose_round(tmp_path):
         notices = MemoryNotices()
         ctx = MemberContext(cfg, key, chain.study, store, make_strategy("fedavg"), [n.address for n in nodes],
                             notices.of(key.address), logging.getLogger("test"))
-        coordinator = Coordinator(ctx, update_scheme(cfg, chain.study), config_digest, initial)
+        coordinator = Coordinator(ctx, update_scheme(cfg, chain.study, {n.address: n.name for n in nodes}), config_digest,
+                                  initial)
         coordinator.step()                     # starts the study
         made.append(backend)
         return LooseRound(coordinator, nodes, initial, chain, admin, notices)

@@ -163,7 +163,7 @@ def anchor_round(
     for i: uint256 in range(MAX_PARTICIPANTS):
         if i == len(rejected):
             break
-        assert reasons[i] != policy.ACCEPTED and reasons[i] <= policy.MAX_REASON, "reason code must be 1..17"
+        assert reasons[i] != policy.ACCEPTED and reasons[i] <= policy.MAX_REASON, "reason code must be 1..18"
         member: address = rejected[i]
         institution: bool = staticcall self.consortium.has_role(member, INSTITUTION)
         if institution:

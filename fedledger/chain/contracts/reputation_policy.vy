@@ -35,7 +35,8 @@ LOW_SCORE: constant(uint8) = 14
 PRIVACY_BUDGET: constant(uint8) = 15
 TOO_FEW_FOR_NOISE: constant(uint8) = 16
 COPIED: constant(uint8) = 17
-MAX_REASON: constant(uint8) = 17
+NOT_DRAWN: constant(uint8) = 18
+MAX_REASON: constant(uint8) = 18
 
 # Reputation deltas of the policy's own reasons (the contracts add "agreed", "disagreed", "absent").
 UPDATE_ACCEPTED: constant(int256) = 1

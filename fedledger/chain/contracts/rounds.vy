@@ -252,7 +252,7 @@ def _check_reasons(round_number: uint256, reasons: DynArray[uint8, MAX_MEMBERS])
     """
     assert len(reasons) == len(self._committers[round_number]), "one reason per committed update"
     for code: uint8 in reasons:
-        assert code <= policy.MAX_REASON, "reason code above 17"
+        assert code <= policy.MAX_REASON, "reason code above 18"
 
 
 @internal

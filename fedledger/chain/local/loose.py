@@ -111,7 +111,7 @@ class LocalLooseStudy(ReputationStandIn, PrivacyStandIn, BoardStandIn, Evaluatio
                 self._spend(participant, round, spend)
         for (member, update, code), spend, (num_samples, signature) in zip(
                 rejected, sent_spends[len(participants):], evidence(record), strict=True):
-            self._require(code != Reason.ACCEPTED and code <= MAX_REASON, "reason code must be 1..17")
+            self._require(code != Reason.ACCEPTED and code <= MAX_REASON, "reason code must be 1..18")
             institution = member in self._institutions
             if institution:
                 self._enrol(member)

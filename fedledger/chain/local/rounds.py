@@ -122,7 +122,7 @@ class RoundsStandIn(ReputationStandIn, PrivacyStandIn, BoardStandIn, EvaluationS
 
     def _check_reasons(self, round: int, reasons: Sequence[int]) -> None:
         self._require(len(reasons) == len(self._commitments.get(round, {})), "one reason per committed update")
-        self._require(all(code <= MAX_REASON for code in reasons), "reason code above 17")
+        self._require(all(code <= MAX_REASON for code in reasons), "reason code above 18")
 
     def _finalize(self, model: str, manifest_digest: str, reasons: Sequence[int]) -> None:
         """Finalize the open round: judge each committed update by its reason code, record the

@@ -1,0 +1,80 @@
+"""Client sampling ([protocol] sample_fraction): which members take part in a round.
+
+Each member is drawn for a round on its own, with probability `fraction` (Poisson sampling, as
+DP-FedAvg's analysis assumes), by a hash of the study's seed, the round and the member's name in
+the consortium. Nobody picks the sample and everybody can recompute it, member by member, from
+the anchored config and the consortium's names: a member trains only in the rounds it is drawn
+for, the aggregators reject an update from a member that was not drawn (NOT_DRAWN), and the
+audit screens again to the same verdicts. The draw is public and known from the study's start: it spreads the work over a large
+fleet and is no defence (a member cannot choose when it is drawn, but anyone can tell).
+
+Because members are drawn independently, a round draws a varying number of them; a round that
+draws fewer than it needs to close can only wait, so `draw_problem` refuses a fraction that makes
+such a round likely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DRAW_DOMAIN = "FedLedger client draw v1"
+_SCALE = 2**64
+MAX_STALL_PROBABILITY = 1e-3    # of some round drawing too few members, over the whole study
+
+
+@dataclass(frozen=True)
+class ClientDraw:
+    """Which members take part in which round: each is drawn with probability `fraction` by a
+    hash of the study's seed, the round and the member's name in the consortium (the names are
+    on chain; addresses are not used, so that a seeded study draws the same members in any
+    runtime, with any keys)."""
+    fraction: float = 1.0
+    seed: int = 0
+    names: Mapping[str, str] = field(default_factory=dict)    # address -> the member's consortium name
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", {address.lower(): name for address, name in self.names.items()})
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any], names: Mapping[str, str]) -> ClientDraw:
+        """The draw of a study config given as plain data (Config.to_dict(), or the anchored
+        config an auditor reads), with the consortium's names (address -> name)."""
+        return cls(float(config.get("protocol", {}).get("sample_fraction", 1.0)),
+                   int(config.get("study", {}).get("seed", 0)), names)
+
+    def drawn(self, round: int, member: str) -> bool:
+        """Whether `member` (an address) takes part in `round`; a member whose name is not
+        known is never drawn, unless everyone takes part."""
+        if self.fraction >= 1.0:
+            return True
+        name = self.names.get(member.lower())
+        if name is None:
+            return False
+        ticket = hashlib.sha256(f"{DRAW_DOMAIN}|{self.seed}|{round}|{name}".encode()).digest()[:8]
+        return int.from_bytes(ticket, "big") < self.fraction * _SCALE
+
+    def members(self, round: int, members: Iterable[str]) -> list[str]:
+        """The `members` drawn for `round`, in the order given."""
+        return [m for m in members if self.drawn(round, m)]
+
+
+def stall_probability(fraction: float, members: int, needed: int, rounds: int) -> float:
+    """The probability that some round of `rounds` draws fewer than `needed` of `members`."""
+    if fraction >= 1.0:
+        return 0.0 if members >= needed else 1.0
+    short = sum(math.comb(members, k) * fraction**k * (1 - fraction) ** (members - k) for k in range(needed))
+    return 1.0 - (1.0 - min(short, 1.0)) ** rounds
+
+
+def draw_problem(fraction: float, members: int, needed: int, rounds: int) -> str | None:
+    """Why `fraction` of `members` cannot be drawn each round (None when it can)."""
+    p = stall_probability(fraction, members, needed, rounds)
+    if p <= MAX_STALL_PROBABILITY:
+        return None
+    return (f"[protocol] sample_fraction = {fraction} draws fewer than the {needed} update(s) a round needs "
+            f"from {members} members in some round of {rounds} with probability {p:.2g} (such a round can only "
+            f"wait): raise sample_fraction, or sample only in larger consortia")
