@@ -38,7 +38,6 @@ from fedledger.protocol.setup import (
     initial_params,
     model_spec,
 )
-from fedledger.protocol.privacy import needed_per_round
 from fedledger.protocol.sampling import draw_problem
 from fedledger.rundir import RUN_FORMAT, RunDir
 from fedledger.store import ArtifactStore
@@ -176,8 +175,7 @@ def _check_roles(cfg: Config, members: list[MemberEntry]) -> None:
                           f"{', '.join(coordinators)} as one")
     if len(institutions) < 2:
         raise ConfigError("a study needs at least two institutions")
-    problem = draw_problem(cfg.protocol.sample_fraction, len(institutions), needed_per_round(
-        cfg.study.architecture, cfg.protocol.min_participants, len(institutions)), cfg.study.rounds)
+    problem = draw_problem(cfg, len(institutions))
     if problem:
         raise ConfigError(problem)
     check_deployable(cfg)

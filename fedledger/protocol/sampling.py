@@ -8,9 +8,9 @@ for, the aggregators reject an update from a member that was not drawn (NOT_DRAW
 audit screens again to the same verdicts. The draw is public and known from the study's start: it spreads the work over a large
 fleet and is no defence (a member cannot choose when it is drawn, but anyone can tell).
 
-Because members are drawn independently, a round draws a varying number of them; a round that
-draws fewer than it needs to close can only wait, so `draw_problem` refuses a fraction that makes
-such a round likely.
+Because members are drawn independently, a round draws a varying number of them; a semi or full
+round that draws fewer than it needs to close can only wait, so `draw_problem` refuses a fraction
+that makes such a round likely.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from fedledger.config import Config
 
 DRAW_DOMAIN = "FedLedger client draw v1"
 _SCALE = 2**64
@@ -70,8 +72,12 @@ def stall_probability(fraction: float, members: int, needed: int, rounds: int) -
     return 1.0 - (1.0 - min(short, 1.0)) ** rounds
 
 
-def draw_problem(fraction: float, members: int, needed: int, rounds: int) -> str | None:
-    """Why `fraction` of `members` cannot be drawn each round (None when it can)."""
+def draw_problem(cfg: Config, members: int) -> str | None:
+    """Why the study's [protocol] sample_fraction cannot be drawn from `members` each round
+    (None when it can). A semi or full round needs min_participants commitments to close, and
+    one that draws fewer waits for ever; a loose round that gets no update ends empty."""
+    fraction, rounds = cfg.protocol.sample_fraction, cfg.study.rounds
+    needed = 0 if cfg.study.architecture == "loose" else min(cfg.protocol.min_participants, members)
     p = stall_probability(fraction, members, needed, rounds)
     if p <= MAX_STALL_PROBABILITY:
         return None

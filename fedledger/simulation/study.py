@@ -164,8 +164,7 @@ def run_study(cfg: Config, *, run_dir: str | Path | None = None, progress: bool 
     admin, coordinator_key = Account.create(), Account.create()
     nodes, attackers = build_nodes(cfg, clients, spec, training, store, [Account.create() for _ in clients])
 
-    problem = draw_problem(cfg.protocol.sample_fraction, len(nodes), needed_per_round(
-        cfg.study.architecture, cfg.protocol.min_participants, len(nodes)), cfg.study.rounds)
+    problem = draw_problem(cfg, len(nodes))
     if problem:
         raise ConfigError(problem)
     if not _budget_covers_round(cfg, nodes):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from eth_account import Account
 
+from fedledger.config import config_from_dict
 from fedledger.protocol import RoundTask
 from fedledger.protocol.plain import PlainUpdates
 from fedledger.protocol.sampling import ClientDraw, draw_problem, stall_probability
@@ -48,9 +49,13 @@ def test_stall_probability_is_the_binomial_tail_over_the_rounds():
     assert stall_probability(0.5, 4, 1, 1) == pytest.approx(1 / 16)
     assert stall_probability(0.5, 4, 1, 3) == pytest.approx(1 - (15 / 16) ** 3)
     assert stall_probability(1.0, 4, 4, 10) == 0.0
-    assert draw_problem(0.1, 1000, 1, 100) is None
-    problem = draw_problem(0.5, 4, 1, 3)
-    assert problem and "sample_fraction = 0.5" in problem and "4 members" in problem and "0.18" in problem
+    semi = lambda fraction, rounds: config_from_dict({"study": {"architecture": "semi", "rounds": rounds},  # noqa: E731
+                                                      "protocol": {"sample_fraction": fraction}})
+    assert draw_problem(semi(0.1, 100), 1000) is None
+    problem = draw_problem(semi(0.5, 3), 4)
+    assert problem and "sample_fraction = 0.5" in problem and "from 4 members" in problem and "0.18" in problem
+    # a loose round that draws no one ends empty: nothing to refuse
+    assert draw_problem(config_from_dict({"protocol": {"sample_fraction": 0.5}}), 4) is None
 
 
 def test_an_update_from_a_member_not_drawn_is_rejected_as_such(tmp_path):

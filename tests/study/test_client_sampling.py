@@ -89,7 +89,8 @@ def test_dropouts_and_stragglers_miss_their_rounds_and_the_rest_go_on(tmp_path, 
 
 
 def test_a_fraction_that_would_stall_a_round_is_refused_with_its_odds(tmp_path):
-    cfg = config_from_dict({"study": {"rounds": 5}, "protocol": {"sample_fraction": 0.5}}, base_dir=tmp_path)
+    cfg = config_from_dict({"study": {"rounds": 5, "architecture": "semi"}, "protocol": {"sample_fraction": 0.5}},
+                           base_dir=tmp_path)
     with pytest.raises(ConfigError, match=r"sample_fraction = 0.5 draws fewer than the 1 update\(s\) a round needs "
                                           r"from 4 members in some round of 5 with probability 0.28"):
         run_study(cfg, run_dir=tmp_path / "run", progress=False)
