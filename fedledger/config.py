@@ -21,15 +21,17 @@ from fedledger.errors import ConfigError
 # loose: a coordinator anchors each round; semi: the contract runs the round and a committee
 # aggregates; full: every member validates and votes (../docs/architectures.md)
 ARCHITECTURES = ("loose", "semi", "full")
-DATASETS = ("fed_heart_disease", "breast_cancer", "gbsg2", "whas500", "flchain", "device_traffic", "csv", "images")
+DATASETS = ("fed_heart_disease", "breast_cancer", "gbsg2", "whas500", "flchain", "device_traffic", "vital_signs",
+            "csv", "images")
 # what the model predicts (fedledger/learning/tasks.py), and each vendored dataset's task
 TASKS = ("binary", "multiclass", "regression", "survival")
 DATASET_TASKS = {"fed_heart_disease": "binary", "breast_cancer": "binary", "gbsg2": "survival",
                  "whas500": "survival", "flchain": "survival", "device_traffic": "multiclass", "csv": "binary",
-                 "images": "multiclass"}
+                 "images": "multiclass", "vital_signs": "multiclass"}
 CLASS_WEIGHTS = ("none", "balanced")
 STANDARDIZE = ("consortium", "site")
 MODELS = ("logreg", "mlp", "cnn")
+SHAPED_DATASETS = ("images", "vital_signs")     # whose rows a "cnn" reads as images or signals
 OPTIMIZERS = ("sgd", "adam")
 # simulated misbehaviour of some institutions ([attack]; fedledger/simulation/attacks.py)
 ATTACKS = ("none", "label_flip", "sign_flip", "scale", "noise", "free_rider", "sybil")
@@ -403,9 +405,11 @@ def _check_task(c: Config) -> None:
         raise ConfigError("[data].standardize = \"consortium\" shares each site's feature sums unmasked, which "
                           f"[privacy].secure_aggregation = {c.privacy.secure_aggregation!r} is meant to avoid: set "
                           "[data].standardize = \"site\" (each site standardizes with its own statistics)")
-    if (c.model.name == "cnn") != (d.dataset == "images"):
-        raise ConfigError("[model].name = \"cnn\" reads images: it takes dataset = \"images\", which takes it"
-                          if c.model.name == "cnn" else "dataset = \"images\" needs [model].name = \"cnn\"")
+    if c.model.name == "cnn" and d.dataset not in SHAPED_DATASETS:
+        raise ConfigError("[model].name = \"cnn\" reads images or signals: it takes dataset = \"images\" or "
+                          "\"vital_signs\"")
+    if d.dataset == "images" and c.model.name != "cnn":
+        raise ConfigError("dataset = \"images\" needs [model].name = \"cnn\"")
     if d.dataset == "images":
         _check_images(c, task)
     elif d.dataset == "csv":

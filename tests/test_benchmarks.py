@@ -140,3 +140,9 @@ def test_intrusion_detection_benchmark_smoke():
 def test_non_iid_benchmark_smoke():
     out = smoke("non_iid.py")
     assert re.search(r"\| two-stage \(FedAvg, 5% shared\) +\| 0\.\d+ +\| 0\.\d+ +\|", out), out
+
+
+def test_wearables_benchmark_smoke():
+    out = smoke("wearables.py")
+    assert re.search(r"\| federated \(FedLedger\) +\| [\d.]+ +\| [\d.]+ +\| [\d.]+ +\|", out), out
+    assert re.search(r"\| 20 +\| [\d.]+ +\| [\d.]+ +\| [\d.]+ +\| 1 +\|", out), out    # one anchor per round

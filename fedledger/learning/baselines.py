@@ -16,7 +16,7 @@ from fedledger.learning.training import TrainConfig, evaluate, train_local
 
 
 def train_pooled(clients: list[ClientData], cfg: TrainConfig, model_name: str, *, seed: int,
-                 hidden: Sequence[int] = (32,), task: Task = BINARY) -> dict[str, Any]:
+                 hidden: Sequence[int] = (32,), task: Task = BINARY, shape: Sequence[int] = ()) -> dict[str, Any]:
     """Train one model on all institutions' training rows put together; score it on each test set.
 
     As in FLamby's Pooled baseline, the pooled training rows are standardized with the statistics
@@ -36,20 +36,22 @@ def train_pooled(clients: list[ClientData], cfg: TrainConfig, model_name: str, *
     y_train = np.concatenate([c.y_train for c in clients])
     pooled = ClientData("pooled", x_train, y_train, np.empty((0, x_train.shape[1]), np.float32),
                         np.empty((0, *y_train.shape[1:]), np.float32))
-    return _train_and_score(pooled, clients, cfg, model_name, seed, hidden, task)
+    return _train_and_score(pooled, clients, cfg, model_name, seed, hidden, task, shape)
 
 
 def train_local_baseline(clients: list[ClientData], index: int, cfg: TrainConfig, model_name: str, *,
-                         seed: int, hidden: Sequence[int] = (32,), task: Task = BINARY) -> dict[str, Any]:
+                         seed: int, hidden: Sequence[int] = (32,), task: Task = BINARY,
+                         shape: Sequence[int] = ()) -> dict[str, Any]:
     """Train on institution `index` alone and score the model on every institution's test set."""
     if not 0 <= index < len(clients):
         raise ConfigError(f"index must be between 0 and {len(clients) - 1}, got {index}")
-    return _train_and_score(clients[index], clients, cfg, model_name, seed, hidden, task)
+    return _train_and_score(clients[index], clients, cfg, model_name, seed, hidden, task, shape)
 
 
 def _train_and_score(train_on: ClientData, clients: list[ClientData], cfg: TrainConfig, model_name: str,
-                     seed: int, hidden: Sequence[int], task: Task) -> dict[str, Any]:
-    model = build_model(model_name, train_on.num_features, hidden=hidden, seed=seed, task=task)
+                     seed: int, hidden: Sequence[int], task: Task, shape: Sequence[int] = ()) -> dict[str, Any]:
+    """`shape`: what a "cnn" reads each row as (build_model)."""
+    model = build_model(model_name, train_on.num_features, hidden=hidden, seed=seed, task=task, shape=shape)
     train_local(model, train_on, cfg, seed=seed)
     return client_average({c.name: evaluate(model, c.x_test, c.y_test) for c in clients}, model.task)
 

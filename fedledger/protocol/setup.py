@@ -45,6 +45,7 @@ from fedledger.learning import (
 from fedledger.learning.csv_clients import CsvColumns
 from fedledger.learning.device_traffic import DEVICE_TRAFFIC_CLASSES, load_device_traffic
 from fedledger.learning.images import load_image_folders
+from fedledger.learning.vital_signs import VITAL_SIGNS_CLASSES, load_vital_signs, vital_signs_shape
 from fedledger.learning.survival_data import SURVIVAL_DATASETS, load_survival_dataset
 from fedledger.protocol.node import ModelSpec, derive_seed
 from fedledger.protocol.privacy import PrivacyPlan
@@ -54,6 +55,8 @@ from fedledger.protocol.schemes import make_scheme
 from fedledger.validation import ValidationRules
 
 FUNDING_WEI = 10 * 10**18   # gas money for every sender; a whole study uses a small fraction
+# the classes of the simulated datasets that have their own (the others' come from [data].classes)
+DATASET_CLASSES = {"device_traffic": DEVICE_TRAFFIC_CLASSES, "vital_signs": VITAL_SIGNS_CLASSES}
 
 
 @dataclass
@@ -65,7 +68,7 @@ class ChainSetup:
 
 def study_task(cfg: Config) -> Task:
     """What the study's model predicts ([data].task, else the dataset's own), and how it is scored."""
-    classes = len(DEVICE_TRAFFIC_CLASSES) if cfg.data.dataset == "device_traffic" else len(cfg.data.classes)
+    classes = len(DATASET_CLASSES.get(cfg.data.dataset, cfg.data.classes))
     return make_task(study_task_kind(cfg), classes=classes, threshold=cfg.model.threshold)
 
 
@@ -107,6 +110,8 @@ def load_clients(cfg: Config, institution: str | None = None, own_data: str | Pa
             clients = load_fed_heart_disease()
         elif data.dataset == "device_traffic":
             clients = load_device_traffic(data.num_clients, cfg.study.seed, data.test_fraction)
+        elif data.dataset == "vital_signs":
+            clients = load_vital_signs(data.num_clients, cfg.study.seed, data.test_fraction)
         elif data.dataset in SURVIVAL_DATASETS:
             clients = load_survival_dataset(data.dataset, data.num_clients, data.alpha, cfg.study.seed,
                                             data.test_fraction)
@@ -128,6 +133,8 @@ def feature_count(cfg: Config) -> int:
     """How many features the model takes, known without any institution's private data."""
     if cfg.data.dataset == "images":
         return cfg.data.image_size[0] * cfg.data.image_size[1]      # one grey level per pixel
+    if cfg.data.dataset == "vital_signs":
+        return int(np.prod(vital_signs_shape()))
     if cfg.data.dataset != "csv":
         return load_clients(cfg)[0].num_features    # vendored public data
     if not cfg.data.features:
@@ -137,7 +144,9 @@ def feature_count(cfg: Config) -> int:
 
 
 def model_spec(cfg: Config, num_features: int) -> ModelSpec:
-    shape = (1, *cfg.data.image_size) if cfg.model.name == "cnn" else ()    # grey images: one channel
+    shape: tuple[int, ...] = ()
+    if cfg.model.name == "cnn":    # grey images: one channel; vital signs: (channels, samples)
+        shape = (1, *cfg.data.image_size) if cfg.data.dataset == "images" else vital_signs_shape()
     strategy = make_strategy(cfg.aggregation.strategy, **cfg.aggregation.params)
     return ModelSpec(cfg.model.name, num_features, tuple(cfg.model.hidden), study_task(cfg), shape,
                      strategy.control_variates)

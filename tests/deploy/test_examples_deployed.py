@@ -28,6 +28,7 @@ from fedledger.store import ArtifactStore
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.toml"))
 ROUNDS = 2
+FLEET = 8          # devices of an example that samples a fleet
 TIMEOUT_S = 240
 
 
@@ -38,9 +39,14 @@ def dev_chain(tmp_path_factory, hardhat_installed):
 
 
 def shortened(cfg):
-    """The example with few rounds and short local training: the same protocol, quicker."""
-    return dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, rounds=ROUNDS),
-                               training=dataclasses.replace(cfg.training, local_steps=min(cfg.training.local_steps, 20)))
+    """The example with few rounds, short local training and at most FLEET devices (half drawn
+    each round, where it samples them): the same protocol, quicker."""
+    cfg = dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, rounds=ROUNDS),
+                              training=dataclasses.replace(cfg.training, local_steps=min(cfg.training.local_steps, 20)))
+    if cfg.data.num_clients > FLEET and cfg.protocol.sample_fraction < 1:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, num_clients=FLEET),
+                                  protocol=dataclasses.replace(cfg.protocol, sample_fraction=0.5))
+    return cfg
 
 
 def deploy_in_threads(cfg, directory, rpc_url, while_running=None):
