@@ -401,10 +401,6 @@ def _check_task(c: Config) -> None:
         raise ConfigError("[data].shared_data needs [data].shared_sha256, the sha-256 of the file in hex (64 "
                           "characters), so that every institution trains on the same shared rows")
     _one_of("[data].standardize", d.standardize, STANDARDIZE)
-    if d.dataset == "csv" and d.standardize == "consortium" and c.privacy.secure_aggregation != "none":
-        raise ConfigError("[data].standardize = \"consortium\" shares each site's feature sums unmasked, which "
-                          f"[privacy].secure_aggregation = {c.privacy.secure_aggregation!r} is meant to avoid: set "
-                          "[data].standardize = \"site\" (each site standardizes with its own statistics)")
     if c.model.name == "cnn" and d.dataset not in SHAPED_DATASETS:
         raise ConfigError("[model].name = \"cnn\" reads images or signals: it takes dataset = \"images\" or "
                           "\"vital_signs\"")

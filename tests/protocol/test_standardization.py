@@ -26,7 +26,8 @@ def write_site(path, rng, n, shift):
     return x, target
 
 
-def test_every_institution_standardizes_with_all_sites_training_rows(tmp_path):
+@pytest.mark.parametrize("secure_aggregation", ["none", "secagg"])
+def test_every_institution_standardizes_with_all_sites_training_rows(tmp_path, secure_aggregation):
     rng = np.random.default_rng(11)
     raws = {name: write_site(tmp_path / f"{name}.csv", rng, n, shift)
             for name, n, shift in (("north", 80, 0.0), ("south", 60, 2.0), ("east", 40, -1.0))}
@@ -35,6 +36,7 @@ def test_every_institution_standardizes_with_all_sites_training_rows(tmp_path):
         "data": {"dataset": "csv", "task": "regression", "label": "target",
                  "clients": {n: f"{n}.csv" for n in raws}, "validation_fraction": 0.1},
         "training": {"optimizer": "adam", "lr": 0.05, "local_steps": 20, "batch_size": 16},
+        "privacy": {"secure_aggregation": secure_aggregation},     # secagg: the sums are masked too
     }, base_dir=tmp_path)
     site = config_from_dict({**cfg.to_dict(), "data": {**cfg.to_dict()["data"], "standardize": "site"}},
                             base_dir=tmp_path)
