@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from fedledger.errors import DataError
+from fedledger.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,23 @@ class ClientData:
     @property
     def num_features(self) -> int:
         return self.x_train.shape[1]
+
+
+def whole(value: object) -> bool:
+    """Whether `value` is a whole number (not a bool)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_simulator_arguments(num_clients: int, max_clients: int, seed: int, test_fraction: float) -> None:
+    """ConfigError for the arguments every data simulator takes: 2 to `max_clients` clients, a
+    seed of 0 or more, a test fraction between 0 and 1."""
+    if not whole(num_clients) or not 2 <= num_clients <= max_clients:
+        raise ConfigError(f"num_clients must be a whole number from 2 to {max_clients}, got {num_clients!r}")
+    if not whole(seed) or seed < 0:
+        raise ConfigError(f"seed must be a whole number, zero or positive, got {seed!r}")
+    if (isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real)
+            or not 0.0 < test_fraction < 1.0):
+        raise ConfigError(f"test_fraction must be between 0 and 1, got {test_fraction!r}")
 
 
 def split_indices(y: np.ndarray | None, test_fraction: float, seed: int, *, where: str,

@@ -29,12 +29,11 @@ is what federating should bring.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
 from fedledger.errors import ConfigError
-from fedledger.learning.data import ClientData, standardize
+from fedledger.learning.data import ClientData, check_simulator_arguments, standardize, whole
 
 Features = dict[str, np.ndarray]   # feature name -> one value per window
 
@@ -127,15 +126,7 @@ def load_device_traffic(num_clients: int, seed: int, test_fraction: float = 0.3,
 
 
 def _check(num_clients: int, seed: int, test_fraction: float, rows_per_client: int) -> None:
-    def whole(value: object) -> bool:
-        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if not whole(num_clients) or not 2 <= num_clients <= MAX_CLIENTS:
-        raise ConfigError(f"num_clients must be a whole number from 2 to {MAX_CLIENTS}, got {num_clients!r}")
-    if not whole(seed) or seed < 0:
-        raise ConfigError(f"seed must be a whole number, zero or positive, got {seed!r}")
-    if (isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real)
-            or not 0.0 < test_fraction < 1.0):
-        raise ConfigError(f"test_fraction must be between 0 and 1, got {test_fraction!r}")
+    check_simulator_arguments(num_clients, MAX_CLIENTS, seed, test_fraction)
     if not whole(rows_per_client) or not 0 < rows_per_client <= MAX_ROWS:
         raise ConfigError(f"rows_per_client must be a whole number from 1 to {MAX_ROWS:,}, got {rows_per_client!r}")
     n_test = math.ceil(test_fraction * rows_per_client)

@@ -56,7 +56,6 @@ ceil(test_fraction x windows) its test rows, as a device is scored on what comes
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from dataclasses import dataclass
 from types import ModuleType
@@ -65,7 +64,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from fedledger.errors import ConfigError
-from fedledger.learning.data import ClientData, standardize
+from fedledger.learning.data import ClientData, check_simulator_arguments, standardize, whole
 
 VITAL_SIGNS_CLASSES = ("stable", "serious", "critical")
 VITAL_SIGNS_CHANNELS = ("ecg", "ppg", "rsp")
@@ -190,32 +189,22 @@ def patient_stream(seed: int, index: int, windows_per_client: int = 8, window_se
     """The stream of device `index` of the fleet load_vital_signs(..., seed, ...) makes, before the
     fleet-wide standardization: its rows are `windows` flattened."""
     _check(2, seed, 0.5, windows_per_client, window_seconds, sampling_rate)
-    if not _whole(index) or not 0 <= index < MAX_CLIENTS:
+    if not whole(index) or not 0 <= index < MAX_CLIENTS:
         raise ConfigError(f"index must be a whole number from 0 to {MAX_CLIENTS - 1}, got {index!r}")
     seq = np.random.SeedSequence(seed).spawn(index + 1)[index]
     return _stream(seq, windows_per_client, window_seconds, sampling_rate)
 
 
-def _whole(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _check(num_clients: int, seed: int, test_fraction: float, windows_per_client: int, window_seconds: int,
            sampling_rate: int) -> None:
-    if not _whole(num_clients) or not 2 <= num_clients <= MAX_CLIENTS:
-        raise ConfigError(f"num_clients must be a whole number from 2 to {MAX_CLIENTS}, got {num_clients!r}")
-    if not _whole(seed) or seed < 0:
-        raise ConfigError(f"seed must be a whole number, zero or positive, got {seed!r}")
-    if (isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real)
-            or not 0.0 < test_fraction < 1.0):
-        raise ConfigError(f"test_fraction must be between 0 and 1, got {test_fraction!r}")
-    if not _whole(windows_per_client) or not 2 <= windows_per_client <= MAX_WINDOWS:
+    check_simulator_arguments(num_clients, MAX_CLIENTS, seed, test_fraction)
+    if not whole(windows_per_client) or not 2 <= windows_per_client <= MAX_WINDOWS:
         raise ConfigError(f"windows_per_client must be a whole number from 2 to {MAX_WINDOWS}, "
                           f"got {windows_per_client!r}")
-    if not _whole(window_seconds) or not WINDOW_SECONDS[0] <= window_seconds <= WINDOW_SECONDS[1]:
+    if not whole(window_seconds) or not WINDOW_SECONDS[0] <= window_seconds <= WINDOW_SECONDS[1]:
         raise ConfigError(f"window_seconds must be a whole number from {WINDOW_SECONDS[0]} to {WINDOW_SECONDS[1]}, "
                           f"got {window_seconds!r}")
-    if not _whole(sampling_rate) or not SAMPLING_RATE[0] <= sampling_rate <= SAMPLING_RATE[1]:
+    if not whole(sampling_rate) or not SAMPLING_RATE[0] <= sampling_rate <= SAMPLING_RATE[1]:
         raise ConfigError(f"sampling_rate must be a whole number of Hz from {SAMPLING_RATE[0]} to "
                           f"{SAMPLING_RATE[1]}, got {sampling_rate!r}")
     n_test = math.ceil(test_fraction * windows_per_client)
