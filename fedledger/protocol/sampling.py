@@ -25,7 +25,8 @@ from fedledger.config import Config
 
 DRAW_DOMAIN = "FedLedger client draw v1"
 _SCALE = 2**64
-MAX_STALL_PROBABILITY = 1e-3    # of some round drawing too few members, over the whole study
+MAX_STALL_PROBABILITY = 1e-3    # of some round drawing too few (or too many) members, over the whole study
+MAX_PARTICIPANTS = 128          # members a study contract's roster, or one anchored loose round, can name
 
 
 @dataclass(frozen=True)
@@ -64,20 +65,44 @@ class ClientDraw:
         return [m for m in members if self.drawn(round, m)]
 
 
+def _binomial_pmf(n: int, p: float, k: int) -> float:
+    if p <= 0.0 or p >= 1.0:
+        return float(k == (n if p >= 1.0 else 0))
+    return math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+                    + k * math.log(p) + (n - k) * math.log1p(-p))
+
+
+def _some_round(per_round: float, rounds: int) -> float:
+    return 1.0 - (1.0 - min(per_round, 1.0)) ** rounds
+
+
 def stall_probability(fraction: float, members: int, needed: int, rounds: int) -> float:
     """The probability that some round of `rounds` draws fewer than `needed` of `members`."""
-    if fraction >= 1.0:
-        return 0.0 if members >= needed else 1.0
-    short = sum(math.comb(members, k) * fraction**k * (1 - fraction) ** (members - k) for k in range(needed))
-    return 1.0 - (1.0 - min(short, 1.0)) ** rounds
+    return _some_round(sum(_binomial_pmf(members, fraction, k) for k in range(min(needed, members + 1))), rounds)
+
+
+def overflow_probability(fraction: float, members: int, limit: int, rounds: int) -> float:
+    """The probability that some round of `rounds` draws more than `limit` of `members`."""
+    return _some_round(sum(_binomial_pmf(members, fraction, k) for k in range(limit + 1, members + 1)), rounds)
 
 
 def draw_problem(cfg: Config, members: int) -> str | None:
-    """Why the study's [protocol] sample_fraction cannot be drawn from `members` each round
-    (None when it can). A semi or full round needs min_participants commitments to close, and
-    one that draws fewer waits for ever; a loose round that gets no update ends empty."""
-    fraction, rounds = cfg.protocol.sample_fraction, cfg.study.rounds
-    needed = 0 if cfg.study.architecture == "loose" else min(cfg.protocol.min_participants, members)
+    """Why the study's rounds cannot take part as drawn from `members` (None when they can). A
+    semi or full study's roster holds at most MAX_PARTICIPANTS members, and a round needs
+    min_participants commitments to close: one that draws fewer waits for ever. A loose round
+    that gets no update ends empty, but one anchored round names at most MAX_PARTICIPANTS."""
+    fraction, rounds, loose = cfg.protocol.sample_fraction, cfg.study.rounds, cfg.study.architecture == "loose"
+    if not loose and members > MAX_PARTICIPANTS:
+        return (f"a {cfg.study.architecture} study's contract holds at most {MAX_PARTICIPANTS} members, "
+                f"this one has {members}: use architecture = \"loose\" for a larger fleet")
+    if loose:
+        p = overflow_probability(fraction, members, MAX_PARTICIPANTS, rounds)
+        if p > MAX_STALL_PROBABILITY:
+            return (f"[protocol] sample_fraction = {fraction} of {members} members draws more than the "
+                    f"{MAX_PARTICIPANTS} updates one anchored round can name in some round of {rounds} with "
+                    f"probability {p:.2g}: lower sample_fraction")
+        return None
+    needed = min(cfg.protocol.min_participants, members)
     p = stall_probability(fraction, members, needed, rounds)
     if p <= MAX_STALL_PROBABILITY:
         return None

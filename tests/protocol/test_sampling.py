@@ -51,11 +51,24 @@ def test_stall_probability_is_the_binomial_tail_over_the_rounds():
     assert stall_probability(1.0, 4, 4, 10) == 0.0
     semi = lambda fraction, rounds: config_from_dict({"study": {"architecture": "semi", "rounds": rounds},  # noqa: E731
                                                       "protocol": {"sample_fraction": fraction}})
-    assert draw_problem(semi(0.1, 100), 1000) is None
+    assert draw_problem(semi(0.3, 100), 120) is None
     problem = draw_problem(semi(0.5, 3), 4)
     assert problem and "sample_fraction = 0.5" in problem and "from 4 members" in problem and "0.18" in problem
     # a loose round that draws no one ends empty: nothing to refuse
     assert draw_problem(config_from_dict({"protocol": {"sample_fraction": 0.5}}), 4) is None
+
+
+def test_rounds_larger_than_a_contract_can_name_are_refused():
+    loose = lambda fraction, rounds: config_from_dict({"study": {"rounds": rounds},  # noqa: E731
+                                                       "protocol": {"sample_fraction": fraction}})
+    # 1000 devices drawn at 0.1: about 100 a round, above 128 once in some 800 rounds
+    assert draw_problem(loose(0.08, 60), 1000) is None
+    problem = draw_problem(loose(0.1, 60), 1000)
+    assert problem and "more than the 128 updates one anchored round can name" in problem
+    assert "lower sample_fraction" in draw_problem(loose(1.0, 1), 129)
+    assert draw_problem(loose(1.0, 1), 128) is None
+    semi = config_from_dict({"study": {"architecture": "semi"}})
+    assert "contract holds at most 128 members, this one has 129" in draw_problem(semi, 129)
 
 
 def test_an_update_from_a_member_not_drawn_is_rejected_as_such(tmp_path):
