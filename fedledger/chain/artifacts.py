@@ -14,7 +14,7 @@ from fedledger.errors import ChainError
 
 CONTRACTS_DIR = Path(__file__).parent / "contracts"
 COMPILED_DIR = Path(__file__).parent / "compiled"
-CONTRACT_NAMES = ("Consortium", "StudyLedger", "CommitteeStudy", "ConsensusStudy")
+CONTRACT_NAMES = ("Consortium", "StudyLedger", "CommitteeStudy", "ConsensusStudy", "AccessPolicy")
 
 
 @cache
