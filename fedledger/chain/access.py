@@ -12,6 +12,7 @@ from web3 import Web3
 from web3.types import TxReceipt
 
 from fedledger.chain.backend import ChainBackend
+from fedledger.chain.contract import contract_events
 from fedledger.chain.records import bytes32_to_digest, digest_to_bytes32
 
 RISK_LEVELS = ("stable", "serious", "critical")   # the contract's risk levels 0, 1, 2
@@ -136,6 +137,11 @@ class AccessPolicy:
         """Every request and its decision, in chain order."""
         logs = self.backend.logs(self.contract.events.AccessDecided, None, from_block)
         return [AccessRecord.from_event({**dict(log["args"]), "block": log["blockNumber"]}) for log in logs]
+
+    def history(self) -> list[dict[str, Any]]:
+        """Every event of the contract (governance, requests, reviews) in chain order, for
+        replaying it (fedledger.audit.access)."""
+        return contract_events(self.backend, self.contract)
 
     def awaiting_review(self) -> list[AccessRecord]:
         """The break-glass accesses the admin has not reviewed yet."""

@@ -37,21 +37,8 @@ class StudyContract:
         return self.backend.block_number()
 
     def all_events(self) -> list[dict[str, Any]]:
-        """Every event of this contract in chain order: its arguments plus "event", "block" and
-        "position" (chain_order; one log query, for replaying the history)."""
-        by_topic = {}
-        for item in self.contract.abi:
-            if item["type"] == "event":
-                event = getattr(self.contract.events, item["name"])
-                by_topic[bytes.fromhex(event.topic[2:])] = event
-        result = []
-        for log in self.backend.contract_logs(self.address):
-            event = by_topic.get(bytes(log["topics"][0])) if log["topics"] else None
-            if event is not None:
-                decoded = event.process_log(log)
-                result.append({**dict(decoded["args"]), "event": decoded["event"], "block": log["blockNumber"],
-                               "position": chain_order(log)})
-        return result
+        """Every event of this contract in chain order (`contract_events`)."""
+        return contract_events(self.backend, self.contract)
 
     def events(self, name: str, round: int | None = None, from_block: int = 0) -> list[dict[str, Any]]:
         """Every `name` event of this contract (of one round, if given; from block `from_block`
@@ -60,3 +47,21 @@ class StudyContract:
         filters = {"round_number": round} if round is not None else None
         logs = self.backend.logs(getattr(self.contract.events, name), filters, from_block)
         return [{**dict(log["args"]), "block": log["blockNumber"]} for log in logs]
+
+
+def contract_events(backend: ChainBackend, contract: Any) -> list[dict[str, Any]]:
+    """Every event of web3 contract `contract` in chain order: its arguments plus "event",
+    "block" and "position" (chain_order; one log query, for replaying the history)."""
+    by_topic = {}
+    for item in contract.abi:
+        if item["type"] == "event":
+            event = getattr(contract.events, item["name"])
+            by_topic[bytes.fromhex(event.topic[2:])] = event
+    result = []
+    for log in backend.contract_logs(contract.address):
+        event = by_topic.get(bytes(log["topics"][0])) if log["topics"] else None
+        if event is not None:
+            decoded = event.process_log(log)
+            result.append({**dict(decoded["args"]), "event": decoded["event"], "block": log["blockNumber"],
+                           "position": chain_order(log)})
+    return result

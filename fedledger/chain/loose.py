@@ -82,6 +82,12 @@ class LooseStudy(StudyContract, ReputationPolicy, PrivacyBudget, SecAggBoard, Ev
                                     "metrics_digest", "manifest_digest"), stored, strict=True)),
                        self.rejections(n), [(r.member, r.spend) for r in self.privacy_spends(n)])
 
+    def round_model(self, n: int) -> str | None:
+        """The model digest of anchored round `n`; None while there is none."""
+        if not 1 <= n <= self.round_count():
+            return None
+        return bytes32_to_digest(self.backend.call(self.contract.functions.get_round(n))[1])
+
     def round_manifest(self, n: int) -> str:
         """The manifest digest of anchored round `n`."""
         return bytes32_to_digest(self.backend.call(self.contract.functions.get_round(n))[5])

@@ -153,6 +153,11 @@ class RoundStudy(StudyContract, ReputationPolicy, PrivacyBudget, SecAggBoard, Ev
             return None
         return model, bytes32_to_digest(self._view("finalized_manifest", round))
 
+    def round_model(self, round: int) -> str | None:
+        """The model digest of finalized round `round`; None while there is none."""
+        found = self.finalized(round)
+        return found[0] if found else None
+
     def round_manifest(self, round: int) -> str:
         """The manifest digest of finalized round `round`."""
         return bytes32_to_digest(self._view("finalized_manifest", round))

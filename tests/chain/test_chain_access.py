@@ -6,6 +6,8 @@ from eth_account import Account
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fedledger.audit import AuditReport
+from fedledger.audit.access import replay_access, verify_access
 from fedledger.chain.access import AccessPolicy, AccessReason, Decision, Review, RiskModel
 from fedledger.chain.embedded import EmbeddedChain
 from fedledger.errors import TransactionReverted
@@ -132,3 +134,46 @@ def test_a_decision_is_the_policys_cell_with_break_glass_only_in_an_emergency(sh
                 Decision.BREAK_GLASS: Decision.BREAK_GLASS if emergency else Decision.DENY}[cell]
     assert record.decision == expected and record.role == role
     assert (policy.review_of(record.request_id) == Review.PENDING) == (expected == Decision.BREAK_GLASS)
+
+
+def model_of(study):
+    return lambda address, round: study.ledger.round_model(round) if address == study.ledger.address else None
+
+
+def test_the_audit_replays_the_history_and_catches_forged_decisions_and_wrong_models(study):
+    study.ledger.anchor_round(study.coordinator, study.record(1, digest("model 0")))
+    policy = AccessPolicy.deploy(study.backend, study.admin, study.consortium.address)
+    policy.set_risk_model(study.admin, study.ledger.address, 1, digest("model 1"))    # round 1's model
+    physician = Account.create()
+    study.backend.fund([physician.address], FUNDS)
+    policy.set_requester(study.admin, physician.address, PHYSICIAN)
+    policy.set_policy(study.admin, PHYSICIAN, READ_VITALS, SERIOUS, Decision.PERMIT)
+    policy.set_policy(study.admin, PHYSICIAN, EXPORT, CRITICAL, Decision.BREAK_GLASS)
+    model = digest("model 1")
+    for risk in (STABLE, SERIOUS):
+        ask(policy, physician, risk=risk, model=model)
+    urgent = ask(policy, physician, action=EXPORT, risk=CRITICAL, model=model, emergency=True)
+    policy.review(study.admin, urgent.request_id, upheld=True)
+    ask(policy, study.outsider, model=model)
+    history = policy.history()
+    assert replay_access(history, model_of(study)) == (4, [])
+    report = AuditReport("access")
+    verify_access(report, policy, model_of(study))
+    assert report.ok, report.findings
+
+    # a decision rewritten into a permit the policy never gave
+    forged = [dict(e) for e in history]
+    denied = next(e for e in forged if e["event"] == "AccessDecided" and e["decision"] == Decision.DENY)
+    denied["decision"] = int(Decision.PERMIT)
+    requests, problems = replay_access(forged, model_of(study))
+    assert len(problems) == 1 and f"request {denied['request_id']}" in problems[0] and "recorded permit" in problems[0]
+    # a review of an access that was never a break glass
+    reviewed = [dict(e) for e in history]
+    next(e for e in reviewed if e["event"] == "BreakGlassReviewed")["request_id"] = 1
+    assert any("no break-glass access awaiting review" in p for p in replay_access(reviewed, model_of(study))[1])
+
+    # the contract takes any digest as the risk model: the audit says when it is not the study's
+    policy.set_risk_model(study.admin, study.ledger.address, 1, digest("a model no round made"))
+    report = AuditReport("access")
+    verify_access(report, policy, model_of(study))
+    assert not report.ok and "is not round 1's model" in report.findings[-1].detail
