@@ -146,3 +146,9 @@ def test_wearables_benchmark_smoke():
     out = smoke("wearables.py")
     assert re.search(r"\| federated \(FedLedger\) +\| [\d.]+ +\| [\d.]+ +\| [\d.]+ +\|", out), out
     assert re.search(r"\| 20 +\| [\d.]+ +\| [\d.]+ +\| [\d.]+ +\| 1 +\|", out), out    # one anchor per round
+
+
+def test_access_decisions_benchmark_smoke():
+    out = smoke("access_decisions.py")
+    for engine in ("py-evm", "revm"):
+        assert re.search(rf"\| {engine} +\| 20 +\| [\d.]+ +\| [\d.]+ +\| [\d.]+ +\| [\d.]+ +\|", out), out
