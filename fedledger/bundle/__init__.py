@@ -2,6 +2,6 @@
 (`fedledger export`, `fedledger predict`)."""
 
 from fedledger.bundle.export import Exported, export_bundle
-from fedledger.bundle.predict import Bundle, load_bundle, predict_csv
+from fedledger.bundle.predict import Bundle, load_bundle, predict_csv, score
 
-__all__ = ["Bundle", "Exported", "export_bundle", "load_bundle", "predict_csv"]
+__all__ = ["Bundle", "Exported", "export_bundle", "load_bundle", "predict_csv", "score"]

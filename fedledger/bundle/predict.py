@@ -80,7 +80,7 @@ def predict_csv(bundle: Bundle, csv_path: str | Path, institution: str | None = 
     """The header and rows of the predictions for every row of `csv_path`: the `keep` columns
     as they are, then the task's outputs. Features are read by name and standardized with
     `institution`'s scaling (the one there is when the bundle has one, or all are the same)."""
-    if bundle.doc["model"]["name"] == "cnn":
+    if len(bundle.doc["model"].get("shape", ())) == 3:
         raise DataError("this bundle's model reads images, and `predict` scores the rows of a CSV file: score "
                         "images with model.onnx (input: grey levels in [0, 1], one row per image)")
     table = read_table(Path(csv_path))
@@ -91,13 +91,18 @@ def predict_csv(bundle: Bundle, csv_path: str | Path, institution: str | None = 
     where = [(col, table.header.index(col)) for col in bundle.features]
     raw = np.array([[number_cell(table.path, line, col, cells[k]) for col, k in where]
                     for line, cells in table.rows], dtype=np.float64)
-    mean, std = _scaling(bundle, institution)
-    with torch.no_grad():
-        output = bundle.model(torch.from_numpy(((raw - mean) / std).astype(np.float32))).numpy()
-    header, columns = _outputs(bundle, output)
+    header, columns = _outputs(bundle, score(bundle, raw, institution))
     kept = [table.header.index(col) for col in keep]
     rows = [[cells[k] for k in kept] + [c[i] for c in columns] for i, (_, cells) in enumerate(table.rows)]
     return [*keep, *header], rows
+
+
+def score(bundle: Bundle, raw: np.ndarray, institution: str | None = None) -> np.ndarray:
+    """The model's outputs for rows of raw features (n, features), standardized with
+    `institution`'s scaling (the one there is when the bundle has one, or all are the same)."""
+    mean, std = _scaling(bundle, institution)
+    with torch.no_grad():
+        return bundle.model(torch.from_numpy(((raw - mean) / std).astype(np.float32))).numpy()
 
 
 def _scaling(bundle: Bundle, institution: str | None) -> tuple[np.ndarray, np.ndarray]:
