@@ -109,11 +109,16 @@ class AccessPolicy:
                        input_digest: str, emergency: bool = False) -> AccessRecord:
         """Ask for `action` on `patient` (a 64-hex-character hashed pseudonym); the decision as recorded."""
         before = self.backend.block_number()
-        self._send(requester, self.contract.functions.request_access(
-            digest_to_bytes32(patient), action, risk_level, digest_to_bytes32(model),
-            digest_to_bytes32(input_digest), emergency))
+        self._send(requester, self.request_call(patient, action, risk_level, model, input_digest, emergency))
         mine = [r for r in self.decisions(from_block=before) if r.requester == requester.address]
         return mine[-1]
+
+    def request_call(self, patient: str, action: int, risk_level: int, model: str, input_digest: str,
+                     emergency: bool = False) -> Any:
+        """The unsent `request_access` call, for sending many in one block (`transact_all`)."""
+        return self.contract.functions.request_access(digest_to_bytes32(patient), action, risk_level,
+                                                      digest_to_bytes32(model), digest_to_bytes32(input_digest),
+                                                      emergency)
 
     # --- views --------------------------------------------------------------------------------
 

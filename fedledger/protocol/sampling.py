@@ -5,8 +5,9 @@ DP-FedAvg's analysis assumes), by a hash of the study's seed, the round and the 
 the consortium. Nobody picks the sample and everybody can recompute it, member by member, from
 the anchored config and the consortium's names: a member trains only in the rounds it is drawn
 for, the aggregators reject an update from a member that was not drawn (NOT_DRAWN), and the
-audit screens again to the same verdicts. The draw is public and known from the study's start: it spreads the work over a large
-fleet and is no defence (a member cannot choose when it is drawn, but anyone can tell).
+audit screens again to the same verdicts. The draw is public and known from the study's start:
+it spreads the work over a large fleet and is no defence (a member cannot choose when it is
+drawn, but anyone can tell).
 
 Because members are drawn independently, a round draws a varying number of them; a semi or full
 round that draws fewer than it needs to close can only wait, so `draw_problem` refuses a fraction
@@ -24,9 +25,15 @@ from typing import Any
 from fedledger.config import Config
 
 DRAW_DOMAIN = "FedLedger client draw v1"
-_SCALE = 2**64
+TICKETS = 2**64                 # a seeded ticket is uniform on 0 .. TICKETS - 1
 MAX_STALL_PROBABILITY = 1e-3    # of some round drawing too few (or too many) members, over the whole study
 MAX_PARTICIPANTS = 128          # members a study contract's roster, or one anchored loose round, can name
+
+
+def seeded_ticket(domain: str, seed: int, round: int, name: str) -> int:
+    """A number uniform on 0 .. TICKETS - 1 for (`domain`, study seed, round, member name):
+    the first 8 bytes of their SHA-256, so that anyone can draw it again."""
+    return int.from_bytes(hashlib.sha256(f"{domain}|{seed}|{round}|{name}".encode()).digest()[:8], "big")
 
 
 @dataclass(frozen=True)
@@ -57,8 +64,7 @@ class ClientDraw:
         name = self.names.get(member.lower())
         if name is None:
             return False
-        ticket = hashlib.sha256(f"{DRAW_DOMAIN}|{self.seed}|{round}|{name}".encode()).digest()[:8]
-        return int.from_bytes(ticket, "big") < self.fraction * _SCALE
+        return seeded_ticket(DRAW_DOMAIN, self.seed, round, name) < self.fraction * TICKETS
 
     def members(self, round: int, members: Iterable[str]) -> list[str]:
         """The `members` drawn for `round`, in the order given."""

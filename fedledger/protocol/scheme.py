@@ -9,8 +9,9 @@ the schemes' messages) and the store.
 A round under any scheme, from a member's side: `prepare` (keys, shares; None once ready),
 `protect` (the update artifact it commits), then, once the round's senders are known, `conclude`
 (reveal shares, decrypt the sum). From an aggregator's side: `screen` the committed updates (the
-undrawn ones out, then what `check_updates` can check of the rest), `announce` to the members what concluding needs (the loose coordinator posts
-it), and `record` how the sum was had, which `aggregate_round` aggregates and the manifest keeps.
+undrawn ones out, then what `check_updates` can check of the rest), `announce` to the members
+what concluding needs (the loose coordinator posts it), and `record` how the sum was had, which
+`aggregate_round` aggregates and the manifest keeps.
 """
 
 from __future__ import annotations
@@ -87,12 +88,13 @@ class UpdateScheme(ABC):
                excluded: Mapping[str, Rejection] | None = None) -> tuple[list[Candidate], list[Rejection]]:
         """(accepted, rejected) of the committed updates: those of members not drawn for the
         round rejected (NOT_DRAWN), the others as far as the scheme lets them be checked."""
-        r, fraction = task.round, self.draw.fraction
-        undrawn = [Rejection.of(c, Reason.NOT_DRAWN, f"not drawn for round {r} (sample_fraction {fraction})")
-                   for c in candidates if not self.draw.drawn(r, c.institution)]
-        accepted, rejected = self.check_updates(store, task, [c for c in candidates if self.draw.drawn(r, c.institution)],
-                                                rules, excluded)
-        return accepted, sorted(rejected + undrawn, key=lambda r: r.institution.lower())
+        drawn, undrawn = [], []
+        for c in candidates:
+            (drawn if self.draw.drawn(task.round, c.institution) else undrawn).append(c)
+        accepted, rejected = self.check_updates(store, task, drawn, rules, excluded)
+        why = f"not drawn for round {task.round} (sample_fraction {self.draw.fraction})"
+        rejected += [Rejection.of(c, Reason.NOT_DRAWN, why) for c in undrawn]
+        return accepted, sorted(rejected, key=lambda x: x.institution.lower())
 
     @abstractmethod
     def check_updates(self, store: ArtifactStore, task: RoundTask, candidates: Sequence[Candidate],

@@ -61,8 +61,7 @@ def statistics_problem(doc: Any, institution: str, chain_id: int, ledger: str, f
     """Why `doc` is not `institution`'s signed statistics for this study (None if it is)."""
     if not isinstance(doc, dict) or set(doc) != KEYS or not isinstance(doc["statistics"], dict):
         return f"not a signed statistics document (it needs exactly the keys {', '.join(sorted(KEYS))})"
-    if (str(doc["institution"]).lower(), doc["chain_id"], str(doc["ledger"]).lower()) != (
-            institution.lower(), chain_id, ledger.lower()):
+    if not _for(doc, institution, chain_id, ledger):
         return "it is another institution's, or another study's"
     s = doc["statistics"]
     expected = {"n", "sum", "sum_sq"} | ({"label_sum", "label_sum_sq"} if with_labels else set())
@@ -78,14 +77,32 @@ def statistics_problem(doc: Any, institution: str, chain_id: int, ledger: str, f
     labels = [s[k] for k in ("label_sum", "label_sum_sq") if k in s]
     if not all(_finite(v) for v in labels):
         return "the label sums must be finite numbers"
-    # a sum of squares is at least the square of the sum over n (Cauchy-Schwarz), up to rounding
-    pairs = list(zip(s["sum"], s["sum_sq"])) + ([tuple(labels)] if labels else [])
-    if any(q < -1e-9 or q - t * t / n < -1e-6 * max(1.0, q) for t, q in pairs):
+    if _squares_fall_short(s, n, floor=-1e-9):
         return "a sum of squares is smaller than its sum allows"
-    statement = StatisticsStatement(chain_id, Web3.to_checksum_address(ledger), sha256_hex(canonical_json(s)))
-    if recover_signer(statement, str(doc["signature"])) != Web3.to_checksum_address(institution):
+    if not _signed_by(doc, s, institution, chain_id, ledger):
         return "the signature is not the institution's"
     return None
+
+
+def _for(doc: Mapping[str, Any], institution: str, chain_id: int, ledger: str) -> bool:
+    """Whether a notice names `institution` and this study (chain and ledger)."""
+    return (str(doc["institution"]).lower(), doc["chain_id"], str(doc["ledger"]).lower()) == (
+        institution.lower(), chain_id, ledger.lower())
+
+
+def _signed_by(doc: Mapping[str, Any], signed: Any, institution: str, chain_id: int, ledger: str) -> bool:
+    """Whether the notice's signature is `institution`'s over `signed` for this study."""
+    statement = StatisticsStatement(chain_id, Web3.to_checksum_address(ledger), sha256_hex(canonical_json(signed)))
+    return recover_signer(statement, str(doc["signature"])) == Web3.to_checksum_address(institution)
+
+
+def _squares_fall_short(stats: Mapping[str, Any], n: int, floor: float) -> bool:
+    """Whether a sum of squares is below `floor` or below the square of its sum over n, which
+    Cauchy-Schwarz rules out (up to rounding)."""
+    pairs = list(zip(stats["sum"], stats["sum_sq"]))
+    if "label_sum" in stats:
+        pairs.append((stats["label_sum"], stats["label_sum_sq"]))
+    return any(q < floor or q - t * t / n < -1e-6 * max(1.0, q) for t, q in pairs)
 
 
 def _finite(v: Any) -> bool:
@@ -125,12 +142,9 @@ def signed_doc_problem(doc: Any, field: str, institution: str, chain_id: int, le
     """Why `doc` is not `institution`'s signed notice of `field` for this study (None if it is)."""
     if not isinstance(doc, dict) or set(doc) != SIGNED | {field}:
         return f"not a signed notice (it needs exactly the keys {', '.join(sorted(SIGNED | {field}))})"
-    if (str(doc["institution"]).lower(), doc["chain_id"], str(doc["ledger"]).lower()) != (
-            institution.lower(), chain_id, ledger.lower()):
+    if not _for(doc, institution, chain_id, ledger):
         return "it is another institution's, or another study's"
-    statement = StatisticsStatement(chain_id, Web3.to_checksum_address(ledger),
-                                    sha256_hex(canonical_json({field: doc[field]})))
-    if recover_signer(statement, str(doc["signature"])) != Web3.to_checksum_address(institution):
+    if not _signed_by(doc, {field: doc[field]}, institution, chain_id, ledger):
         return "the signature is not the institution's"
     return None
 
@@ -202,7 +216,7 @@ class Standardization:
                                                                           study.address) or _key_problem(doc["key"]))
         if isinstance(keys, Step):
             return keys
-        size = len(_vector(site_statistics(self.node.data, self.with_labels)))
+        size = 1 + 2 * self.node.data.num_features + (2 if self.with_labels else 0)     # as _vector lays it out
         if ctx.notices.mine(ROUND, MASKED_KIND) is None:
             stats = site_statistics(self.node.data, self.with_labels)
             try:
@@ -244,14 +258,17 @@ class Standardization:
         return found
 
 
+def _lower_hex(value: Any, min_length: int, max_length: int) -> bool:
+    return (isinstance(value, str) and min_length <= len(value) <= max_length
+            and all(c in "0123456789abcdef" for c in value))
+
+
 def _key_problem(key: Any) -> str | None:
-    ok = isinstance(key, str) and len(key) == 64 and all(c in "0123456789abcdef" for c in key)
-    return None if ok else "its key is not 32 bytes in lowercase hex"
+    return None if _lower_hex(key, 64, 64) else "its key is not 32 bytes in lowercase hex"
 
 
 def _masked_problem(vector: Any, size: int) -> str | None:
-    ok = (isinstance(vector, list) and len(vector) == size
-          and all(isinstance(x, str) and 0 < len(x) <= 32 and all(c in "0123456789abcdef" for c in x) for x in vector))
+    ok = isinstance(vector, list) and len(vector) == size and all(_lower_hex(x, 1, 32) for x in vector)
     return None if ok else f"its masked vector is not {size} numbers below 2**128 in lowercase hex"
 
 
@@ -260,9 +277,6 @@ def _totals_problem(totals: Mapping[str, Any]) -> str | None:
     n = totals["n"]
     if not 2 <= n <= MAX_RECORDS * MAX_INSTITUTIONS:
         return f"{n} rows in all"
-    pairs = list(zip(totals["sum"], totals["sum_sq"]))
-    if "label_sum" in totals:
-        pairs.append((totals["label_sum"], totals["label_sum_sq"]))
-    if any(q < -1e-6 or q - t * t / n < -1e-6 * max(1.0, q) for t, q in pairs):
+    if _squares_fall_short(totals, n, floor=-1e-6):
         return "a sum of squares is smaller than its sum allows"
     return None

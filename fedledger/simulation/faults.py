@@ -12,7 +12,6 @@ round, each institution drawn for it may drop out (`dropout`: it sends nothing) 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,6 +33,7 @@ from fedledger.protocol.committing import CommittingInstitution
 from fedledger.protocol.context import DONE
 from fedledger.protocol.contribution import Contribution, Update
 from fedledger.protocol.messages import RoundTask
+from fedledger.protocol.sampling import TICKETS, seeded_ticket
 
 NUDGE = np.float32(0.01)   # what a faulty aggregator adds to every parameter of the honest model
 STRAGGLER_DELAY = 2        # commit windows a straggler's update takes: it misses the round
@@ -55,8 +55,7 @@ class Faults:
     def fate(self, round: int, name: str) -> str:
         """'dropout', 'straggler' or 'on time': how institution `name` answers in `round`
         (a draw of its own, seeded, independent of the client draw)."""
-        ticket = hashlib.sha256(f"FedLedger fault|{self.seed}|{round}|{name}".encode()).digest()[:8]
-        u = int.from_bytes(ticket, "big") / 2**64
+        u = seeded_ticket("FedLedger fault", self.seed, round, name) / TICKETS
         if u < self.dropout:
             return "dropout"
         return "straggler" if u < self.dropout + self.straggler else "on time"

@@ -35,7 +35,7 @@ def trained(tmp_path_factory):
         "model": {"name": "cnn", "hidden": [4, 8]},
         "training": {"optimizer": "adam", "lr": 0.003, "batch_size": 8, "local_steps": 5},
     }, base_dir=tmp)
-    result = run_study(cfg, run_dir=tmp / "run", progress=False)
+    run_study(cfg, run_dir=tmp / "run", progress=False)
     bundle = load_bundle(export_bundle(tmp / "run").path)
     rows = np.concatenate([raw_features(c, c.x_test) for c in load_vital_signs(6, 3)])
     return tmp / "run", bundle, rows
