@@ -152,7 +152,8 @@ def test_init_refuses_simulated_attacks_and_faults(tmp_path):
     roster = make_roster(tmp_path, SITES[:2])
     study = semi_study(tmp_path)
     base = study.read_text()
-    for section in ('[attack]\nkind = "sign_flip"\nfraction = 0.5\n', "[faults]\nsilent = 1\n"):
+    for section in ('[attack]\nkind = "sign_flip"\nfraction = 0.5\n', "[faults]\nsilent = 1\n",
+                    "[faults]\ndropout = 0.1\n", "[faults]\nstraggler = 0.1\n"):
         study.write_text(base + "\n" + section)
         one_clear_line(fedledger("consortium", "init", roster, "--config", study, "--rpc", "http://127.0.0.1:9",
                                  "--out", tmp_path / "c", "--admin-keystore", tmp_path / "admin.json"),
